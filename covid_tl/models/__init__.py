@@ -1,0 +1,1 @@
+"""Models: backbone registry, classification head, freeze policies, the LightningModule."""

@@ -1,0 +1,1 @@
+"""Image work before the model: pure numpy/OpenCV functions, no torch."""
