@@ -1,0 +1,24 @@
+"""Evaluate a trained checkpoint: `python evaluate.py ckpt_path=<path> [splits=[test]]`."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    from covid_tl.checkpoint import CheckpointError
+    from covid_tl.evaluation import evaluate
+
+    try:
+        evaluate(cfg.ckpt_path, list(cfg.splits), Path(HydraConfig.get().runtime.output_dir), cfg.accelerator)
+    except (CheckpointError, ValueError) as error:
+        sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""Shared test helpers: the repository root and a runner for the entry scripts."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: Overrides that make an end-to-end run take seconds on two CPU cores.
+TINY = [
+    "data.source.n_patients=24",
+    "data.source.image_size=48",
+    "backbone.input_size=32",
+    "trainer.max_epochs=1",
+    "data.batch_size=16",
+]
+
+
+def run_script(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "1"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+@pytest.fixture
+def train_run(tmp_path):
+    """Run train.py into a fresh run dir; returns (completed process, run dir, results)."""
+
+    def run(*overrides: str, timeout: float = 300):
+        run_dir = tmp_path / "run"
+        proc = run_script("train.py", f"hydra.run.dir={run_dir}", *overrides, timeout=timeout)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+        return proc, run_dir, json.loads((run_dir / "results.json").read_text())
+
+    return run

@@ -1,0 +1,78 @@
+"""train.py, evaluate.py and explain.py end to end, through subprocesses as a user runs them."""
+import json
+
+import pandas as pd
+import pytest
+
+from conftest import TINY, run_script
+
+pytestmark = pytest.mark.slow
+
+
+def test_train_writes_results_splits_checkpoints_and_logs(train_run):
+    proc, run_dir, results = train_run(*TINY)
+    for split in ("train", "val", "test"):
+        r = results[split]
+        assert {"sensitivity", "specificity", "accuracy", "auroc", "confusion_matrix", "n"} <= set(r)
+        assert r["confusion_matrix"]["labels"] == ["no_finding", "covid"]
+        assert sum(map(sum, r["confusion_matrix"]["matrix"])) == r["n"] > 0
+    splits = pd.read_csv(run_dir / "splits.csv", dtype={"patient_id": str})
+    assert {"path", "label", "patient_id", "source", "split"} <= set(splits.columns)
+    assert splits.groupby("patient_id")["split"].nunique().max() == 1
+    assert (splits["split"].value_counts()[["train", "val", "test"]] == [results[s]["n"] for s in ("train", "val", "test")]).all()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    # The logged test metrics (torchmetrics, in metrics.csv) agree with results.json (numpy).
+    logged = pd.read_csv(run_dir / "metrics.csv")
+    test_row = logged.dropna(subset=["test/accuracy"]).iloc[-1]
+    for name in ("accuracy", "sensitivity", "specificity"):
+        assert test_row[f"test/{name}"] == pytest.approx(results["test"][name], abs=1e-6)
+    assert "sensitivity" in proc.stdout and "specificity" in proc.stdout and str(run_dir) in proc.stdout
+
+
+def test_unknown_backbone_fails_with_one_clear_line():
+    proc = run_script("train.py", "backbone=nope")
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert lines == ["error: unknown backbone 'nope'; valid backbone options: simple_cnn, simple_fc"]
+
+
+def test_simple_cnn_learns_the_opacity_signal(train_run):
+    """Real learning: no shortcut, clear opacities, a minute of CPU at most."""
+    _, _, results = train_run(
+        "backbone=simple_cnn", "data.source.n_patients=200", "data.source.opacity=[0.5,1.0]",
+        "trainer.max_epochs=6", "logger=none",
+    )
+    assert results["test"]["accuracy"] >= 0.9, results["test"]
+
+
+def test_evaluate_reproduces_the_training_run_metrics(train_run, tmp_path):
+    _, run_dir, results = train_run(*TINY, "data.test_fraction=0.3")
+    best = run_dir / results["run"]["best_checkpoint"]
+    out = tmp_path / "eval"
+    proc = run_script("evaluate.py", f"ckpt_path={best}", f"hydra.run.dir={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    evaluated = json.loads((out / "results.json").read_text())
+    for split in ("train", "val", "test"):
+        assert evaluated[split]["accuracy"] == pytest.approx(results[split]["accuracy"])
+        assert evaluated[split]["confusion_matrix"] == results[split]["confusion_matrix"]
+
+
+def test_evaluate_rejects_a_file_that_is_not_a_checkpoint(tmp_path):
+    bogus = tmp_path / "model.ckpt"
+    bogus.write_text("not a checkpoint")
+    proc = run_script("evaluate.py", f"ckpt_path={bogus}", f"hydra.run.dir={tmp_path / 'out'}")
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {bogus} is not a readable PyTorch checkpoint")
+    proc = run_script("evaluate.py", f"ckpt_path={tmp_path / 'missing.ckpt'}", f"hydra.run.dir={tmp_path / 'out'}")
+    assert "error: no checkpoint file at" in proc.stderr
+
+
+def test_explain_writes_overlays_grid_and_table(train_run, tmp_path):
+    _, run_dir, _ = train_run(*TINY)
+    out = tmp_path / "explain"
+    proc = run_script("explain.py", f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", "n=4", f"hydra.run.dir={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = pd.read_csv(out / "cams.csv")
+    assert len(table) == 4 and set(table["label"]) == {"covid", "no_finding"}
+    assert (out / "grid.png").is_file() and all((out / p).is_file() for p in table["overlay"])

@@ -1,0 +1,26 @@
+"""Train a COVID-19 vs no-finding classifier: `python train.py [group=option ...] [key=value ...]`."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from covid_tl.config_check import unknown_group_option
+
+CONFIG_DIR = Path(__file__).resolve().parent / "conf"
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> None:
+    from covid_tl.training import train  # heavy imports after Hydra has parsed the command line
+
+    train(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+
+if __name__ == "__main__":
+    if error := unknown_group_option(sys.argv[1:], CONFIG_DIR):
+        sys.exit(error)
+    main()
