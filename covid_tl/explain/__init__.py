@@ -1,0 +1,1 @@
+"""Where the model looks: Grad-CAM heatmaps and their overlays."""

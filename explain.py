@@ -1,0 +1,26 @@
+"""Grad-CAM heatmaps from a trained checkpoint: `python explain.py ckpt_path=<path> [split=test] [n=8]`."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="explain")
+def main(cfg: DictConfig) -> None:
+    from covid_tl.checkpoint import CheckpointError
+    from covid_tl.explanation import explain
+
+    output_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        explain(cfg.ckpt_path, cfg.split, cfg.n, cfg.target, cfg.alpha, output_dir)
+    except (CheckpointError, ValueError) as error:
+        sys.exit(f"error: {error}")
+    print(f"wrote {output_dir / 'grid.png'}, {output_dir / 'cams.csv'} and {cfg.n} overlays under {output_dir / 'cams'}")
+
+
+if __name__ == "__main__":
+    main()
