@@ -11,12 +11,12 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    from covid_tl.checkpoint import CheckpointError
+    from covid_tl.errors import ConfigError
     from covid_tl.evaluation import evaluate
 
     try:
         evaluate(cfg.ckpt_path, list(cfg.splits), Path(HydraConfig.get().runtime.output_dir), cfg.accelerator)
-    except (CheckpointError, ValueError) as error:
+    except ConfigError as error:
         sys.exit(f"error: {error}")
 
 

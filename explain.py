@@ -11,13 +11,13 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="explain")
 def main(cfg: DictConfig) -> None:
-    from covid_tl.checkpoint import CheckpointError
+    from covid_tl.errors import ConfigError
     from covid_tl.explanation import explain
 
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         explain(cfg.ckpt_path, cfg.split, cfg.n, cfg.target, cfg.alpha, output_dir)
-    except (CheckpointError, ValueError) as error:
+    except ConfigError as error:
         sys.exit(f"error: {error}")
     print(f"wrote {output_dir / 'grid.png'}, {output_dir / 'cams.csv'} and {cfg.n} overlays under {output_dir / 'cams'}")
 

@@ -15,9 +15,13 @@ CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> None:
+    from covid_tl.errors import ConfigError
     from covid_tl.training import train  # heavy imports after Hydra has parsed the command line
 
-    train(cfg, Path(HydraConfig.get().runtime.output_dir))
+    try:
+        train(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except ConfigError as error:
+        sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":

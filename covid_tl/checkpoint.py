@@ -7,11 +7,12 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from covid_tl.errors import ConfigError
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.module import CovidClassifier
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ConfigError):
     """A checkpoint path that cannot give back a covid-tl model; the message says why."""
 
 

@@ -14,9 +14,10 @@ from hydra.errors import HydraException
 
 
 def group_options(config_dir: Path, group: str) -> list[str]:
-    """Option names of a config group: its YAML files, nested folders as `a/b`."""
+    """Option names of a config group: its YAML files, nested folders as `a/b`; files whose
+    name starts with `_` are shared parts, not options."""
     root = config_dir / group
-    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
+    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml") if not p.name.startswith("_"))
 
 
 def _chosen_values(override) -> Iterable[str]:

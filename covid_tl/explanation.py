@@ -14,6 +14,7 @@ from covid_tl.explain.cam import grad_cam
 from covid_tl.explain.overlay import blend, grid, labelled
 from covid_tl.preprocess.model_input import to_model_input
 from covid_tl.training import build_datamodule
+from covid_tl.errors import ConfigError
 
 TILE = 160  # pixels per side of a picture in the grid: small inputs are shown enlarged
 
@@ -32,16 +33,16 @@ def balanced_rows(targets: np.ndarray, n: int) -> list[int]:
 def explain(ckpt_path: str, split: str, n: int, target: str, alpha: float, output_dir: Path) -> pd.DataFrame:
     """Writes one overlay PNG per image, grid.png and cams.csv into output_dir; returns the table."""
     if n < 1:
-        raise ValueError(f"n must be at least 1, got {n}")
+        raise ConfigError(f"n must be at least 1, got {n}")
     cfg, model = load_run(ckpt_path)
     net = model.net
     datamodule = build_datamodule(cfg, net)
     datamodule.setup("test")
-    manifest = datamodule.split_manifest(split)
+    manifest = datamodule.subset(split)
     if not len(manifest):
-        raise ValueError(f"the {split} split of this checkpoint's data is empty")
+        raise ConfigError(f"the {split} split of this checkpoint's data is empty")
     rows = [manifest.frame.iloc[i].to_dict() for i in balanced_rows(manifest.targets, n)]
-    images = [datamodule.preprocess(datamodule.source.load_image(row)) for row in rows]
+    images = [datamodule.preprocess(datamodule.load_image(row)) for row in rows]
     batch = torch.from_numpy(np.stack([to_model_input(im, net.input_spec) for im in images]))
     cams, probabilities = grad_cam(net, batch, target)
 

@@ -1,13 +1,14 @@
 """The end-of-run summary a person reads in the terminal."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from covid_tl.data.split import SPLITS
+from covid_tl.data.summary import print_summary
 from covid_tl.metrics import METRICS
 
 
@@ -17,21 +18,22 @@ def _cell(value: float | None, interval: list[float] | None = None) -> str:
     return f"{value:.3f}" + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "")
 
 
+def _console() -> Console:
+    console = Console()
+    return console if console.is_terminal else Console(width=120)  # logs and pipes: rows never wrap
+
+
 def print_results(results: dict[str, Any], run_dir: Path, console: Console | None = None) -> None:
     """Metrics per split (95% intervals in brackets), the test confusion matrix, the run dir."""
-    if console is None:
-        console = Console()
-        if not console.is_terminal:  # logs and pipes: wide enough that rows never wrap
-            console = Console(width=120)
+    console = console or _console()
     table = Table(title="results (best checkpoint)")
     table.add_column("split")
     table.add_column("n", justify="right")
     for name in METRICS:
         table.add_column(name, justify="right")
-    for split in SPLITS:
-        if split in results:
-            r = results[split]
-            table.add_row(split, str(r["n"]), *(_cell(r[m], r.get(f"{m}_ci95")) for m in METRICS))
+    for split in (name for name in results if name != "run"):  # splits, then extra sets
+        r = results[split]
+        table.add_row(split, str(r["n"]), *(_cell(r[m], r.get(f"{m}_ci95")) for m in METRICS))
     console.print(table)
     if "test" in results:
         cm = results["test"]["confusion_matrix"]
@@ -45,3 +47,9 @@ def print_results(results: dict[str, Any], run_dir: Path, console: Console | Non
             matrix.add_row(label, *(str(v) for v in row))
         console.print(matrix)
     console.print(f"run dir: {run_dir}")
+
+
+def print_data_summary(summary: dict[str, Any], run_dir: Path) -> None:
+    """Print the data summary and save it as data_summary.json in the run dir."""
+    (run_dir / "data_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print_summary(summary, _console())

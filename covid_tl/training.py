@@ -16,13 +16,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from covid_tl.data.datamodule import XrayDataModule
-from covid_tl.data.split import SPLITS
 from covid_tl.metrics import summarize
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.freeze import apply_freeze
 from covid_tl.models.module import CovidClassifier
 from covid_tl.preprocess.pipeline import build_preprocess
-from covid_tl.reporting import print_results
+from covid_tl.reporting import print_data_summary, print_results
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +36,17 @@ def instantiate_all(group: DictConfig | None) -> list[Any]:
     return [instantiate(entry) for entry in (group or {}).values() if entry is not None]
 
 
+#: Keys of a data config that only feed interpolations (`data=manifest data.path=...`).
+DATA_ANCHORS = ("path", "root")
+
+
 def build_datamodule(cfg: DictConfig, net) -> XrayDataModule:
-    return instantiate(cfg.data, input_spec=net.input_spec, preprocess=build_preprocess(**cfg.preprocessing))
+    """The DataModule of `cfg.data`: its `sources` instantiated, its other keys as arguments."""
+    options = {k: v for k, v in cfg.data.items() if k not in ("sources", *DATA_ANCHORS)}
+    sources = {name: instantiate(source) for name, source in cfg.data.sources.items() if source is not None}
+    return XrayDataModule(
+        sources, net.input_spec, build_preprocess(**cfg.preprocessing), **OmegaConf.to_container(DictConfig(options), resolve=True)
+    )
 
 
 def predict_splits(
@@ -46,10 +54,11 @@ def predict_splits(
     model: CovidClassifier,
     datamodule: XrayDataModule,
     ckpt_path: str | None,
-    splits: Sequence[str] = SPLITS,
+    splits: Sequence[str] | None = None,
 ) -> dict[str, np.ndarray]:
-    """COVID-19 probability of every image of each asked-for, non-empty split, in row order."""
-    splits = [s for s in splits if len(datamodule.split_manifest(s))]
+    """COVID-19 probability of every image of each asked-for (default: every), non-empty
+    evaluation set, in row order."""
+    splits = [s for s in (splits or datamodule.eval_sets) if len(datamodule.subset(s))]
     loaders = [datamodule.dataloader(s) for s in splits]
     outputs = trainer.predict(model, dataloaders=loaders, ckpt_path=ckpt_path)
     if len(loaders) == 1:
@@ -60,7 +69,7 @@ def predict_splits(
 def write_predictions(path: Path, datamodule: XrayDataModule, probabilities: dict[str, np.ndarray], threshold: float) -> None:
     frames = []
     for split, prob in probabilities.items():
-        frame = datamodule.split_manifest(split).frame.copy()
+        frame = datamodule.subset(split).frame.copy()
         frame.insert(0, "split", split)
         frame["prob_covid"] = prob
         frame["predicted"] = np.where(prob >= threshold, "covid", "no_finding")
@@ -78,7 +87,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     datamodule = build_datamodule(cfg, net)
     datamodule.setup("fit")
-    datamodule.write_splits(run_dir / "splits.csv")
+    print_data_summary(datamodule.write_data_files(run_dir), run_dir)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     model = CovidClassifier(
         net,
@@ -94,12 +103,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     best = best or None
-    if len(datamodule.split_manifest("test")):
+    if len(datamodule.subset("test")):
         trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
     probabilities = predict_splits(trainer, model, datamodule, best)
     write_predictions(run_dir / "predictions.csv", datamodule, probabilities, cfg.threshold)
 
-    targets = {s: datamodule.split_manifest(s).targets for s in probabilities}
+    targets = {s: datamodule.subset(s).targets for s in probabilities}
     results: dict[str, Any] = {s: summarize(targets[s], p, cfg.threshold) for s, p in probabilities.items()}
     results["run"] = {
         "backbone": net.backbone_name,

@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Overrides that make an end-to-end run take seconds on two CPU cores.
 TINY = [
-    "data.source.n_patients=24",
-    "data.source.image_size=48",
+    "data.sources.synthetic.n_patients=24",
+    "data.sources.synthetic.image_size=48",
     "backbone.input_size=32",
     "trainer.max_epochs=1",
     "data.batch_size=16",
@@ -40,3 +40,14 @@ def train_run(tmp_path):
         return proc, run_dir, json.loads((run_dir / "results.json").read_text())
 
     return run
+
+
+def _xray_mini() -> Path:
+    return Path(os.environ.get("COVID_TL_XRAY_MINI", ROOT.parent / "shared" / "data" / "xray-mini"))
+
+
+XRAY_MINI = _xray_mini()
+needs_xray_mini = pytest.mark.skipif(
+    not (XRAY_MINI / "manifest.csv").is_file(),
+    reason=f"xray-mini not found at {XRAY_MINI} (set COVID_TL_XRAY_MINI to its folder)",
+)

@@ -40,7 +40,7 @@ def test_unknown_backbone_fails_with_one_clear_line():
 def test_simple_cnn_learns_the_opacity_signal(train_run):
     """Real learning: no shortcut, clear opacities, a minute of CPU at most."""
     _, _, results = train_run(
-        "backbone=simple_cnn", "data.source.n_patients=200", "data.source.opacity=[0.5,1.0]",
+        "backbone=simple_cnn", "data.sources.synthetic.n_patients=200", "data.sources.synthetic.opacity=[0.5,1.0]",
         "trainer.max_epochs=6", "logger=none",
     )
     assert results["test"]["accuracy"] >= 0.9, results["test"]
@@ -76,3 +76,11 @@ def test_explain_writes_overlays_grid_and_table(train_run, tmp_path):
     table = pd.read_csv(out / "cams.csv")
     assert len(table) == 4 and set(table["label"]) == {"covid", "no_finding"}
     assert (out / "grid.png").is_file() and all((out / p).is_file() for p in table["overlay"])
+
+
+def test_bad_input_stops_train_py_with_one_message_before_training(tmp_path):
+    (tmp_path / "m.csv").write_text("path,label,patient_id\nnowhere.png,covid,1\n")
+    proc = run_script("train.py", "data=manifest", f"data.path={tmp_path / 'm.csv'}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode != 0
+    assert "error: 1 of 1 listed images cannot be used" in proc.stderr and "nowhere.png" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "run" / "checkpoints").exists()

@@ -1,94 +1,157 @@
-"""LightningDataModule over any data source that yields a Manifest and loads its images."""
+"""LightningDataModule over one or more data sources combined into one Manifest."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import pandas as pd
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
 from covid_tl.data.dataset import XrayDataset
 from covid_tl.data.manifest import Manifest
-from covid_tl.data.split import SPLITS, split_by_patient
+from covid_tl.data.sampling import balance_no_finding
+from covid_tl.data.split import SPLITS, assign_splits
+from covid_tl.data.summary import data_summary
+from covid_tl.data.validate import drop_bad_rows, find_bad_rows
 from covid_tl.models.spec import InputSpec
 from covid_tl.preprocess.pipeline import Preprocess, identity
+from covid_tl.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 class DataSource(Protocol):
-    """What a data source provides: the table of images, and a way to read one."""
+    """What a data source provides: a raw table of its images, and a way to read one."""
 
-    def manifest(self) -> Manifest: ...
+    reads_files: bool
+
+    def frame(self) -> pd.DataFrame: ...
 
     def load_image(self, row: Mapping[str, Any]) -> np.ndarray: ...
 
 
 class XrayDataModule(pl.LightningDataModule):
-    """Splits a source's manifest by patient and serves train/val/test loaders.
+    """Combines sources, checks every image, balances, splits by patient, serves loaders.
 
     `input_spec` and `preprocess` come from the backbone and preprocessing configs, not the
-    data config, so switching backbone needs no data change.
+    data config, so switching backbone needs no data change. Evaluation sets are the splits
+    plus any held-out extra set (`extra_no_finding`).
     """
 
     def __init__(
         self,
-        source: DataSource,
+        sources: Mapping[str, DataSource],
         input_spec: InputSpec,
         preprocess: Preprocess = identity,
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
         split_seed: int = 0,
+        num_folds: int | None = None,
+        fold: int = 0,
+        holdout_source: str | None = None,
+        balance: bool = False,
+        extra_no_finding: int = 0,
+        sample_seed: int = 0,
+        on_bad: str = "raise",
         batch_size: int = 32,
         num_workers: int = 0,
         pin_memory: bool = False,
     ) -> None:
         super().__init__()
+        if not sources:
+            raise ConfigError("data.sources is empty: name at least one source")
         if val_fraction <= 0:
-            raise ValueError("val_fraction must be positive: checkpoints are chosen on the validation split")
+            raise ConfigError("val_fraction must be positive: checkpoints are chosen on the validation split")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.source = source
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        if extra_no_finding and not balance:
+            raise ConfigError("data.extra_no_finding needs data.balance=true (it is what balancing leaves over)")
+        self.sources = dict(sources)
         self.input_spec = input_spec
         self.preprocess = preprocess
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.split_seed = split_seed
+        self.num_folds = num_folds
+        self.fold = fold
+        self.holdout_source = holdout_source
+        self.balance = balance
+        self.extra_no_finding = extra_no_finding
+        self.sample_seed = sample_seed
+        self.on_bad = on_bad
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.manifest: Manifest | None = None
         self.split_names: np.ndarray | None = None
+        self.extra_sets: dict[str, Manifest] = {}
+        self.skipped = pd.DataFrame()
+
+    def _read_sources(self) -> pd.DataFrame:
+        frames = [source.frame().assign(reader=name) for name, source in self.sources.items()]
+        return pd.concat(frames, ignore_index=True)
 
     def setup(self, stage: str | None = None) -> None:
         if self.manifest is not None:
             return
-        manifest = self.source.manifest()
-        self.split_names = split_by_patient(manifest, self.val_fraction, self.test_fraction, self.split_seed)
+        frame = self._read_sources()
+        reads_files = [self.sources[name].reads_files for name in frame["reader"]]
+        self.skipped = find_bad_rows(frame, reads_files)
+        manifest = Manifest(drop_bad_rows(frame, self.skipped, self.on_bad))
+        if self.balance:
+            manifest, extra = balance_no_finding(manifest, self.extra_no_finding, self.sample_seed)
+            if self.extra_no_finding:
+                self.extra_sets = {"extra_no_finding": extra}
+        self.split_names = assign_splits(
+            manifest, self.val_fraction, self.test_fraction, self.split_seed, self.num_folds, self.fold, self.holdout_source
+        )
         self.manifest = manifest
         for split in ("train", "val"):
-            counts = self.split_manifest(split).counts()
+            counts = self.subset(split).counts()
             if min(counts.values()) == 0:
-                raise ValueError(f"the {split} split has no image of some class ({counts}); use more data")
+                raise ConfigError(f"the {split} split has no image of some class ({counts}); use more data")
 
-    def split_manifest(self, split: str) -> Manifest:
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+    @property
+    def eval_sets(self) -> list[str]:
+        """Names of everything that can be evaluated: the splits, then extra sets."""
+        return [*SPLITS, *self.extra_sets]
+
+    def subset(self, name: str) -> Manifest:
+        """The manifest of a split or an extra set."""
         if self.manifest is None or self.split_names is None:
-            raise RuntimeError("call setup() before asking for a split")
-        return self.manifest.subset(np.flatnonzero(self.split_names == split))
+            raise RuntimeError("call setup() first")
+        if name in self.extra_sets:
+            return self.extra_sets[name]
+        if name not in SPLITS:
+            raise ConfigError(f"unknown split {name!r}; valid: {', '.join(self.eval_sets)}")
+        return self.manifest.subset(np.flatnonzero(self.split_names == name))
 
-    def splits_frame(self):
-        """One row per image: the manifest's columns plus its split (what splits.csv holds)."""
+    def splits_frame(self) -> pd.DataFrame:
+        """One row per image used: the manifest's columns plus `split` (what splits.csv holds)."""
         if self.manifest is None:
-            raise RuntimeError("call setup() before asking for the splits")
-        return self.manifest.frame.assign(split=self.split_names)
+            raise RuntimeError("call setup() first")
+        frames = [self.manifest.frame.assign(split=self.split_names)]
+        frames += [extra.frame.assign(split=name) for name, extra in self.extra_sets.items()]
+        return pd.concat(frames, ignore_index=True)
 
-    def write_splits(self, path: str | Path) -> None:
-        self.splits_frame().to_csv(path, index=False)
+    def write_data_files(self, run_dir: Path) -> dict[str, Any]:
+        """splits.csv, data_summary.json and (if any) skipped.csv; returns the summary."""
+        frame = self.splits_frame()
+        frame.to_csv(run_dir / "splits.csv", index=False)
+        summary = data_summary(frame, skipped=len(self.skipped))
+        if len(self.skipped):
+            self.skipped.to_csv(run_dir / "skipped.csv", index=False)
+        return summary
 
-    def dataloader(self, split: str, shuffle: bool = False) -> DataLoader:
-        dataset = XrayDataset(self.split_manifest(split), self.source.load_image, self.input_spec, self.preprocess)
+    def load_image(self, row: Mapping[str, Any]) -> np.ndarray:
+        return self.sources[row["reader"]].load_image(row)
+
+    def dataloader(self, name: str, shuffle: bool = False) -> DataLoader:
+        dataset = XrayDataset(self.subset(name), self.load_image, self.input_spec, self.preprocess)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,

@@ -14,13 +14,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from covid_tl.errors import ConfigError
+
 #: Class names by class index. COVID-19 is the positive class (index 1).
 LABELS: tuple[str, str] = ("no_finding", "covid")
 POSITIVE = "covid"
 REQUIRED_COLUMNS: tuple[str, ...] = ("path", "label", "patient_id", "source", "view")
 
 
-class ManifestError(ValueError):
+class ManifestError(ConfigError):
     """A manifest that cannot be used as given; the message says which rows and why."""
 
 

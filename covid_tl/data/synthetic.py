@@ -707,6 +707,8 @@ def _number(value: object, name: str, lo: float, hi: float, hi_open: bool = Fals
 class SyntheticSource:
     """A data source of seeded phantoms: same arguments, same manifest, same images."""
 
+    reads_files = False  # rows name generator indices, not files
+
     def __init__(self, n_patients: int = 200, images_per_patient: Sequence[int] = (1, 3),
                  covid_fraction: float = 0.5, image_size: int = 128, size_jitter: float = 0.15,
                  opacity: Sequence[float] = (0.4, 1.0), noise: float = 0.03,
@@ -774,6 +776,10 @@ class SyntheticSource:
             "marked": self._marked.copy(),
         })
         return Manifest(frame)
+
+    def frame(self) -> pd.DataFrame:
+        """The manifest's table: what the DataModule combines with other sources."""
+        return self.manifest().frame
 
     def render(self, index: int, with_marks: bool = True) -> Phantom:
         """The phantom for one index; with_marks=False is the same image before marks are burned in.

@@ -6,6 +6,7 @@ import torch
 from pytorch_grad_cam import GradCAM
 
 from covid_tl.models.classifier import Classifier
+from covid_tl.errors import ConfigError
 
 TARGETS = ("predicted", "covid", "no_finding")
 
@@ -22,7 +23,7 @@ class LogitTarget:
 
 def target_layer(net: Classifier) -> torch.nn.Module:
     if net.cam_layer is None:
-        raise ValueError(f"backbone {net.backbone_name} has no spatial layer, so Grad-CAM cannot explain it")
+        raise ConfigError(f"backbone {net.backbone_name} has no spatial layer, so Grad-CAM cannot explain it")
     return net.features.get_submodule(net.cam_layer)
 
 
@@ -33,7 +34,7 @@ def grad_cam(net: Classifier, images: torch.Tensor, target: str = "predicted") -
     backbone still yields a CAM; the model's mode is restored afterwards.
     """
     if target not in TARGETS:
-        raise ValueError(f"unknown CAM target {target!r}; valid: {', '.join(TARGETS)}")
+        raise ConfigError(f"unknown CAM target {target!r}; valid: {', '.join(TARGETS)}")
     was_training = net.training
     net.eval()
     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from covid_tl.errors import ConfigError
 
 Preprocess = Callable[[np.ndarray], np.ndarray]
 
@@ -19,5 +20,5 @@ def identity(image: np.ndarray) -> np.ndarray:
 
 def build_preprocess(name: str = "none") -> Preprocess:
     if name not in PREPROCESSINGS:
-        raise ValueError(f"unknown preprocessing {name!r}; valid: {', '.join(PREPROCESSINGS)}")
+        raise ConfigError(f"unknown preprocessing {name!r}; valid: {', '.join(PREPROCESSINGS)}")
     return identity

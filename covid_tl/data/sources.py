@@ -1,0 +1,235 @@
+"""Readers that turn published dataset layouts, and a user's own files, into manifest rows.
+
+Each reader returns a raw table (the Manifest's columns plus the source's own columns, kept
+for later breakdowns); validation and bad-file handling happen once, in `validate.py`.
+Roots are plain arguments: the configs fill them from keys with environment-variable defaults.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from covid_tl.data.images import read_xray
+from covid_tl.data.manifest import LABELS
+from covid_tl.errors import ConfigError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom")
+
+
+class SourceError(ConfigError):
+    """A source that cannot be read as configured; the message says which key to change."""
+
+
+def _existing_dir(root: str | Path, what: str) -> Path:
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise SourceError(f"{what} root {str(path)!r} is not a directory")
+    return path
+
+
+def _first_column(frame: pd.DataFrame, names: Sequence[str], where: Path) -> str:
+    for name in names:
+        if name in frame.columns:
+            return name
+    raise SourceError(f"{where} has none of the columns {list(names)}")
+
+
+def _as_list(value: str | Sequence[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+class FileSource:
+    """Base for sources whose rows point at image files."""
+
+    reads_files = True
+
+    def load_image(self, row: Mapping[str, Any]) -> np.ndarray:
+        return read_xray(row["path"])
+
+
+class CohenSource(FileSource):
+    """Cohen's covid-chestxray-dataset, and Actualmed- and Figure1-style sets that share its columns.
+
+    `findings` maps the last part of the `finding` column ("Pneumonia/Viral/COVID-19" ends in
+    "COVID-19") to a covid-tl label; rows whose finding is not mapped are left out.
+    Images are `root/<folder>/<filename>`, `root/images/<filename|imagename>`, or, where the
+    metadata names no file (Figure1), `root/images/<patientid>.<any image suffix>`.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        name: str = "cohen",
+        metadata: str = "metadata.csv",
+        views: Sequence[str] | str | None = ("PA",),
+        modality: str | None = "X-ray",
+        findings: Mapping[str, str] | None = None,
+        images_dir: str = "images",
+    ) -> None:
+        self.root = _existing_dir(root, name)
+        self.name = name
+        self.metadata = self.root / metadata
+        self.views = _as_list(views)
+        self.modality = modality
+        self.findings = dict(findings) if findings is not None else {"COVID-19": "covid"}
+        unknown = sorted(set(self.findings.values()) - set(LABELS))
+        if unknown:
+            raise SourceError(f"{name}.findings maps to unknown label(s) {unknown}; valid: {list(LABELS)}")
+        self.images_dir = images_dir
+
+    def _image_paths(self, frame: pd.DataFrame, patient_column: str) -> pd.Series:
+        for column in ("filename", "imagename"):
+            if column in frame.columns:
+                names = frame[column].astype(str)
+                if "folder" in frame.columns:
+                    folders = frame["folder"].fillna(self.images_dir).astype(str)
+                    return pd.Series([str(self.root / f / n) for f, n in zip(folders, names)], index=frame.index)
+                return names.map(lambda n: str(self.root / self.images_dir / n))
+        # Figure1 style: one image per patient id, suffix unknown.
+        folder = self.root / self.images_dir
+        by_stem = {p.stem: p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES} if folder.is_dir() else {}
+        return frame[patient_column].astype(str).map(lambda pid: str(by_stem.get(pid, folder / f"{pid}.png")))
+
+    def frame(self) -> pd.DataFrame:
+        if not self.metadata.is_file():
+            raise SourceError(f"{self.name}: no {self.metadata.name} in {self.root}")
+        raw = pd.read_csv(self.metadata, dtype=str, keep_default_na=False)
+        patient_column = _first_column(raw, ["patientid", "Patientid", "patient_id", "PatientID"], self.metadata)
+        keep = pd.Series(True, index=raw.index)
+        if self.modality is not None and "modality" in raw.columns:
+            keep &= raw["modality"].str.strip().str.lower() == self.modality.lower()
+        if self.views is not None:
+            view_column = _first_column(raw, ["view", "View Position"], self.metadata)
+            keep &= raw[view_column].str.strip().isin(self.views)
+        finding_column = _first_column(raw, ["finding", "Finding"], self.metadata)
+        # "Pneumonia/Viral/COVID-19" (later releases) and "COVID-19, ARDS" (early ones) are COVID-19.
+        last = raw[finding_column].str.strip().str.split("/").str[-1].str.strip()
+        labels = last.map(self.findings).fillna(last.str.split(",").str[0].str.strip().map(self.findings))
+        keep &= labels.notna()
+        frame = raw[keep].copy()
+        frame.insert(0, "path", self._image_paths(frame, patient_column))
+        frame.insert(1, "label", labels[keep])
+        frame.insert(2, "patient_id", self.name + ":" + frame[patient_column].astype(str).str.strip())
+        frame.insert(3, "source", self.name)
+        view_values = frame["view"] if "view" in frame.columns else pd.Series("", index=frame.index)
+        frame = frame.drop(columns=[c for c in ("view",) if c in frame.columns])
+        frame.insert(4, "view", view_values.str.strip())
+        return frame.reset_index(drop=True)
+
+
+class NIHSource(FileSource):
+    """NIH ChestX-ray14 as published: `Data_Entry_2017.csv` and images under the root,
+    its `images/` folder or the `images_0NN/images/` folders of the split download.
+
+    Only rows whose finding is exactly "No Finding" are kept (as `no_finding`).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        name: str = "nih",
+        metadata: str = "Data_Entry_2017.csv",
+        views: Sequence[str] | str | None = ("PA",),
+    ) -> None:
+        self.root = _existing_dir(root, name)
+        self.name = name
+        self.metadata = self.root / metadata
+        self.views = _as_list(views)
+
+    def _index_images(self) -> dict[str, str]:
+        folders = [self.root, self.root / "images", *sorted(self.root.glob("images_*/images")), *sorted(self.root.glob("images_*"))]
+        found: dict[str, str] = {}
+        for folder in folders:
+            if folder.is_dir():
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        if entry.name.lower().endswith(IMAGE_SUFFIXES):
+                            found.setdefault(entry.name, entry.path)
+        return found
+
+    def frame(self) -> pd.DataFrame:
+        if not self.metadata.is_file():
+            raise SourceError(f"{self.name}: no {self.metadata.name} in {self.root}")
+        raw = pd.read_csv(self.metadata, dtype=str, keep_default_na=False)
+        for column in ("Image Index", "Finding Labels", "Patient ID", "View Position"):
+            _first_column(raw, [column], self.metadata)
+        keep = raw["Finding Labels"].str.strip() == "No Finding"
+        if self.views is not None:
+            keep &= raw["View Position"].str.strip().isin(self.views)
+        frame = raw[keep].copy()
+        images = self._index_images()
+        # A file not found keeps its expected path, so validation reports it as missing.
+        frame.insert(0, "path", frame["Image Index"].map(lambda n: images.get(n, str(self.root / "images" / n))))
+        frame.insert(1, "label", "no_finding")
+        frame.insert(2, "patient_id", self.name + ":" + frame["Patient ID"].str.strip())
+        frame.insert(3, "source", self.name)
+        frame.insert(4, "view", frame["View Position"].str.strip())
+        return frame.reset_index(drop=True)
+
+
+class ManifestSource(FileSource):
+    """A CSV with path,label,patient_id[,source,view] (extra columns kept).
+
+    Relative paths are taken from `root`, or from the CSV's own folder when no root is given.
+    """
+
+    def __init__(self, path: str | Path, root: str | Path | None = None, name: str = "manifest", view: str = "PA") -> None:
+        self.path = Path(path).expanduser()
+        self.root = Path(root).expanduser() if root is not None else self.path.parent
+        self.name = name
+        self.view = view
+
+    def frame(self) -> pd.DataFrame:
+        if not self.path.is_file():
+            raise SourceError(f"manifest {str(self.path)!r} does not exist")
+        frame = pd.read_csv(self.path, dtype=str, keep_default_na=False)
+        for column in ("path", "label", "patient_id"):
+            _first_column(frame, [column], self.path)
+        frame["path"] = frame["path"].map(lambda p: p if os.path.isabs(p) else str(self.root / p))
+        if "lung_mask" in frame.columns:
+            frame["lung_mask"] = frame["lung_mask"].map(lambda p: p if not p or os.path.isabs(p) else str(self.root / p))
+        if "source" not in frame.columns:
+            frame["source"] = self.name
+        if "view" not in frame.columns:
+            frame["view"] = self.view
+        frame["patient_id"] = frame["patient_id"].replace("", np.nan)
+        return frame
+
+
+class FolderSource(FileSource):
+    """Class folders: `root/covid/*` and `root/no_finding/*`.
+
+    Each file is its own patient (its stem) unless `patients` names a CSV with
+    columns file,patient_id (file relative to root, e.g. `covid/a.png`).
+    """
+
+    def __init__(self, root: str | Path, name: str = "folders", view: str = "PA", patients: str | Path | None = None) -> None:
+        self.root = _existing_dir(root, name)
+        self.name = name
+        self.view = view
+        self.patients = Path(patients).expanduser() if patients else None
+
+    def frame(self) -> pd.DataFrame:
+        rows = []
+        for label in LABELS:
+            folder = self.root / label
+            if folder.is_dir():
+                for path in sorted(folder.rglob("*")):
+                    if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+                        rows.append({"path": str(path), "label": label, "patient_id": f"{self.name}:{path.stem}",
+                                     "source": self.name, "view": self.view, "file": str(path.relative_to(self.root))})
+        if not rows:
+            raise SourceError(f"{self.root} has no images in {' or '.join(f'{l}/' for l in LABELS)}")
+        frame = pd.DataFrame(rows)
+        if self.patients is not None:
+            table = pd.read_csv(self.patients, dtype=str)
+            mapping = dict(zip(table["file"], table["patient_id"]))
+            frame["patient_id"] = frame["file"].map(lambda f: f"{self.name}:{mapping[f]}" if f in mapping else np.nan)
+        return frame

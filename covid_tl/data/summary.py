@@ -1,0 +1,40 @@
+"""What the run trains and tests on: images and patients per split x label x source x view."""
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+KEYS = ["split", "label", "source", "view"]
+
+
+def data_summary(frame: pd.DataFrame, skipped: int = 0) -> dict[str, Any]:
+    """JSON-ready counts from a table with the manifest columns plus `split`."""
+    order = list(dict.fromkeys(["train", "val", "test", *frame["split"]]))  # splits, then extra sets
+    frame = frame.fillna({"view": ""}).assign(split=pd.Categorical(frame["split"], categories=order))
+    groups = frame.groupby(KEYS, sort=True, observed=True)
+    rows = [
+        {**dict(zip(KEYS, key)), "images": int(len(g)), "patients": int(g["patient_id"].nunique())}
+        for key, g in groups
+    ]
+    totals = {
+        split: {label: int(n) for label, n in g["label"].value_counts().sort_index().items()}
+        for split, g in frame.groupby("split", sort=True, observed=True)
+    }
+    return {"rows": rows, "images_per_split_and_label": totals, "images": int(len(frame)),
+            "patients": int(frame["patient_id"].nunique()), "skipped": skipped}
+
+
+def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table(title=f"data: {summary['images']} images, {summary['patients']} patients"
+                  + (f", {summary['skipped']} skipped" if summary["skipped"] else ""))
+    for key in KEYS:
+        table.add_column(key)
+    table.add_column("images", justify="right")
+    table.add_column("patients", justify="right")
+    for row in summary["rows"]:
+        table.add_row(*(str(row[k]) for k in KEYS), str(row["images"]), str(row["patients"]))
+    console.print(table)

@@ -1,0 +1,106 @@
+import cv2
+import numpy as np
+import pytest
+
+from covid_tl.data.images import ImageReadError, check_image_file, read_xray
+
+GRADIENT = np.tile(np.linspace(0, 255, 32).astype(np.uint8), (24, 1))
+
+
+def write(path, image, params=()):
+    assert cv2.imwrite(str(path), image, list(params))
+    return path
+
+
+def test_8bit_grayscale_png_and_jpeg_read_as_is(tmp_path):
+    assert np.array_equal(read_xray(write(tmp_path / "a.png", GRADIENT)), GRADIENT)
+    jpeg = read_xray(write(tmp_path / "a.jpg", GRADIENT, [cv2.IMWRITE_JPEG_QUALITY, 100]))
+    assert jpeg.dtype == np.uint8 and jpeg.shape == (24, 32) and np.abs(jpeg.astype(int) - GRADIENT).max() <= 3
+
+
+def test_16bit_png_is_stretched_to_8bit(tmp_path):
+    deep = (GRADIENT.astype(np.uint16) * 16 + 100)  # a 12-bit image inside 16 bits
+    image = read_xray(write(tmp_path / "deep.png", deep))
+    assert image.dtype == np.uint8 and image.min() == 0 and image.max() == 255
+    assert np.all(np.diff(image[0].astype(int)) >= 0)
+
+
+def test_rgb_rgba_and_palette_become_single_channel(tmp_path):
+    rgb = np.dstack([GRADIENT] * 3)
+    rgba = np.dstack([GRADIENT] * 3 + [np.full_like(GRADIENT, 255)])
+    assert np.array_equal(read_xray(write(tmp_path / "rgb.png", rgb)), GRADIENT)
+    assert np.array_equal(read_xray(write(tmp_path / "rgba.png", rgba)), GRADIENT)
+    pil = pytest.importorskip("PIL.Image", reason="Pillow writes the palette PNG")
+    pil.fromarray(GRADIENT).convert("P").save(tmp_path / "palette.png")
+    palette = read_xray(tmp_path / "palette.png")
+    assert palette.shape == GRADIENT.shape and np.abs(palette.astype(int) - GRADIENT).max() <= 8
+
+
+def write_dicom(path, pixels, photometric="MONOCHROME2", window=None):
+    pytest.importorskip("pydicom", reason="DICOM support needs pydicom (test extra)")
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.Modality, ds.PhotometricInterpretation = "DX", photometric
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 1, 16, 12, 11, 0
+    if window:
+        ds.WindowCenter, ds.WindowWidth = window
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    ds.save_as(str(path), enforce_file_format=True)
+    return path
+
+
+def test_dicom_monochrome1_is_inverted_and_window_applied(tmp_path):
+    pixels = (GRADIENT.astype(np.uint16) * 16)
+    normal = read_xray(write_dicom(tmp_path / "a.dcm", pixels))
+    inverted = read_xray(write_dicom(tmp_path / "b.dcm", pixels, "MONOCHROME1"))
+    assert normal[0, 0] < normal[0, -1] and np.array_equal(inverted, 255 - normal)
+    windowed = read_xray(write_dicom(tmp_path / "c.dcm", pixels, window=(2048, 1024)))
+    # Everything below 1536 is black and above 2560 white under that window.
+    assert windowed[0, 0] == 0 and windowed[0, -1] == 255 and (windowed[0] == 0).sum() > 5
+
+
+def test_dicom_without_pydicom_says_how_to_get_it(tmp_path, monkeypatch):
+    path = tmp_path / "x.dcm"
+    path.write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 64)
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_pydicom(name, *args, **kwargs):
+        if name.startswith("pydicom"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pydicom)
+    with pytest.raises(ImageReadError, match="pip install pydicom"):
+        read_xray(path)
+
+
+def test_check_image_file_names_each_kind_of_bad_file(tmp_path):
+    good = write(tmp_path / "good.png", GRADIENT)
+    data = good.read_bytes()
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("hello, not an image")
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    broken = bytearray(data)
+    broken[20] ^= 0xFF  # inside IHDR: checksum no longer matches
+    (tmp_path / "crc.png").write_bytes(bytes(broken))
+    jpeg = write(tmp_path / "good.jpg", GRADIENT).read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(jpeg[:-40])
+    assert check_image_file(good) is None
+    assert check_image_file(tmp_path / "good.jpg") is None
+    assert check_image_file(tmp_path / "nope.png") == "missing"
+    assert check_image_file(tmp_path / "empty.png") == "empty"
+    assert check_image_file(tmp_path / "text.png").startswith("unreadable")
+    assert check_image_file(tmp_path / "cut.png") == "corrupt (PNG truncated)"
+    assert check_image_file(tmp_path / "crc.png") == "corrupt (PNG header checksum wrong)"
+    assert check_image_file(tmp_path / "cut.jpg") == "corrupt (JPEG truncated)"
+    with pytest.raises(ImageReadError, match="text.png"):
+        read_xray(tmp_path / "text.png")

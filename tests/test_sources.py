@@ -1,0 +1,75 @@
+import pandas as pd
+import pytest
+
+from data_fixtures import cohen, image, nih
+from covid_tl.data.sources import CohenSource, FolderSource, ManifestSource, NIHSource, SourceError
+
+
+@pytest.mark.parametrize("patient_column", ["patientid", "Patientid"])
+@pytest.mark.parametrize("with_folder", [True, False])
+def test_cohen_keeps_covid_pa_xrays_in_both_column_spellings(tmp_path, patient_column, with_folder):
+    frame = CohenSource(cohen(tmp_path, patient_column, with_folder)).frame()
+    assert sorted(frame["patient_id"]) == ["cohen:1", "cohen:1", "cohen:2", "cohen:3"]
+    assert set(frame["label"]) == {"covid"} and set(frame["view"]) == {"PA"}
+    assert all(pd.Series(frame["path"]).map(lambda p: (tmp_path / "images").as_posix() in p))
+    assert {"finding", "doi", "license"} <= set(frame.columns)  # the source's own columns kept
+
+
+def test_cohen_views_and_findings_are_configurable(tmp_path):
+    root = cohen(tmp_path)
+    frame = CohenSource(root, views=["PA", "AP", "AP Supine"], findings={"COVID-19": "covid", "No Finding": "no_finding"}).frame()
+    assert len(frame) == 7
+    assert (frame["label"] == "no_finding").sum() == 1
+    with pytest.raises(SourceError, match="unknown label"):
+        CohenSource(root, findings={"COVID-19": "sick"})
+
+
+def test_actualmed_imagename_and_figure1_patient_files(tmp_path):
+    actualmed = tmp_path / "actualmed"
+    image(actualmed / "images" / "A1.png")
+    pd.DataFrame([{"patientid": "A1", "finding": "COVID-19", "view": "PA", "modality": "X-ray", "imagename": "A1.png"}]).to_csv(
+        actualmed / "metadata.csv", index=False)
+    frame = CohenSource(actualmed, name="actualmed").frame()
+    assert frame.loc[0, "path"].endswith("images/A1.png") and frame.loc[0, "patient_id"] == "actualmed:A1"
+    figure1 = tmp_path / "figure1"
+    image(figure1 / "images" / "COVID-00003.jpg")
+    pd.DataFrame([{"patientid": "COVID-00003", "finding": "COVID-19", "view": "PA", "modality": "X-ray"}]).to_csv(
+        figure1 / "metadata.csv", index=False)
+    frame = CohenSource(figure1, name="figure1").frame()
+    assert frame.loc[0, "path"].endswith("COVID-00003.jpg")
+
+
+def test_nih_finds_images_in_split_download_folders(tmp_path):
+    frame = NIHSource(nih(tmp_path)).frame()
+    assert set(frame["label"]) == {"no_finding"} and set(frame["view"]) == {"PA"}
+    assert len(frame) == sum(1 for p in range(1, 31) for k in range(2) if p % 5 and (p + k) % 7)
+    assert frame["path"].map(lambda p: "/images_00" in p).all()
+    assert frame["patient_id"].str.startswith("nih:").all()
+
+
+def test_missing_roots_and_files_say_which_key(tmp_path):
+    with pytest.raises(SourceError, match="is not a directory"):
+        CohenSource(tmp_path / "nowhere")
+    with pytest.raises(SourceError, match="no metadata.csv"):
+        CohenSource(tmp_path).frame()
+    with pytest.raises(SourceError, match="does not exist"):
+        ManifestSource(tmp_path / "m.csv").frame()
+
+
+def test_manifest_csv_resolves_relative_paths_and_fills_defaults(tmp_path):
+    image(tmp_path / "imgs" / "a.png")
+    (tmp_path / "m.csv").write_text("path,label,patient_id\nimgs/a.png,covid,7\n")
+    frame = ManifestSource(tmp_path / "m.csv").frame()
+    assert frame.loc[0, "path"] == str(tmp_path / "imgs" / "a.png")
+    assert frame.loc[0, "source"] == "manifest" and frame.loc[0, "view"] == "PA" and frame.loc[0, "patient_id"] == "7"
+
+
+def test_class_folders_with_and_without_a_patient_table(tmp_path):
+    for name in ("covid/a.png", "covid/b.png", "no_finding/c.png"):
+        image(tmp_path / name)
+    frame = FolderSource(tmp_path).frame()
+    assert sorted(frame["label"]) == ["covid", "covid", "no_finding"]
+    assert sorted(frame["patient_id"]) == ["folders:a", "folders:b", "folders:c"]
+    (tmp_path / "patients.csv").write_text("file,patient_id\ncovid/a.png,P1\ncovid/b.png,P1\nno_finding/c.png,P2\n")
+    frame = FolderSource(tmp_path, patients=tmp_path / "patients.csv").frame()
+    assert sorted(frame["patient_id"]) == ["folders:P1", "folders:P1", "folders:P2"]
