@@ -42,7 +42,7 @@ def explain(ckpt_path: str, split: str, n: int, target: str, alpha: float, outpu
     if not len(manifest):
         raise ConfigError(f"the {split} split of this checkpoint's data is empty")
     rows = [manifest.frame.iloc[i].to_dict() for i in balanced_rows(manifest.targets, n)]
-    images = [datamodule.preprocess(datamodule.load_image(row)) for row in rows]
+    images = [datamodule.prepared(row) for row in rows]
     batch = torch.from_numpy(np.stack([to_model_input(im, net.input_spec) for im in images]))
     cams, probabilities = grad_cam(net, batch, target)
 

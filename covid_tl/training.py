@@ -20,6 +20,8 @@ from covid_tl.metrics import summarize
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.freeze import apply_freeze
 from covid_tl.models.module import CovidClassifier
+from covid_tl.preprocess.augment import build_augmentation
+from covid_tl.preprocess.cache import PreprocessCache
 from covid_tl.preprocess.pipeline import build_preprocess
 from covid_tl.reporting import print_data_summary, print_results
 
@@ -44,8 +46,15 @@ def build_datamodule(cfg: DictConfig, net) -> XrayDataModule:
     """The DataModule of `cfg.data`: its `sources` instantiated, its other keys as arguments."""
     options = {k: v for k, v in cfg.data.items() if k not in ("sources", *DATA_ANCHORS)}
     sources = {name: instantiate(source) for name, source in cfg.data.sources.items() if source is not None}
+    steps = OmegaConf.to_container(cfg.preprocessing, resolve=True)
+    cache_dir, use_cache = steps.pop("cache_dir"), steps.pop("cache")
     return XrayDataModule(
-        sources, net.input_spec, build_preprocess(**cfg.preprocessing), **OmegaConf.to_container(DictConfig(options), resolve=True)
+        sources,
+        net.input_spec,
+        preprocess=build_preprocess(**steps),
+        augmentation=build_augmentation(**cfg.augment),
+        cache=PreprocessCache(cache_dir, steps) if use_cache else None,
+        **OmegaConf.to_container(DictConfig(options), resolve=True),
     )
 
 

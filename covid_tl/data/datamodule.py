@@ -6,18 +6,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+import albumentations as A
 import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
-from covid_tl.data.dataset import XrayDataset
+from covid_tl.data.dataset import PreparedImages, XrayDataset
 from covid_tl.data.manifest import Manifest
 from covid_tl.data.sampling import balance_no_finding
 from covid_tl.data.split import SPLITS, assign_splits
 from covid_tl.data.summary import data_summary
 from covid_tl.data.validate import drop_bad_rows, find_bad_rows
 from covid_tl.models.spec import InputSpec
+from covid_tl.preprocess.cache import PreprocessCache
 from covid_tl.preprocess.pipeline import Preprocess, identity
 from covid_tl.errors import ConfigError
 
@@ -34,6 +36,16 @@ class DataSource(Protocol):
     def load_image(self, row: Mapping[str, Any]) -> np.ndarray: ...
 
 
+class ReadsFiles:
+    """Whether a row's image is a file (picklable, for DataLoader workers)."""
+
+    def __init__(self, sources: Mapping[str, DataSource]) -> None:
+        self.flags = {name: bool(source.reads_files) for name, source in sources.items()}
+
+    def __call__(self, row: Mapping[str, Any]) -> bool:
+        return self.flags[row["reader"]]
+
+
 class XrayDataModule(pl.LightningDataModule):
     """Combines sources, checks every image, balances, splits by patient, serves loaders.
 
@@ -47,6 +59,8 @@ class XrayDataModule(pl.LightningDataModule):
         sources: Mapping[str, DataSource],
         input_spec: InputSpec,
         preprocess: Preprocess = identity,
+        augmentation: A.Compose | None = None,
+        cache: PreprocessCache | None = None,
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
         split_seed: int = 0,
@@ -73,6 +87,8 @@ class XrayDataModule(pl.LightningDataModule):
         self.sources = dict(sources)
         self.input_spec = input_spec
         self.preprocess = preprocess
+        self.augmentation = augmentation
+        self.prepared = PreparedImages(self.load_image, preprocess, cache, ReadsFiles(self.sources))
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.split_seed = split_seed
@@ -150,19 +166,22 @@ class XrayDataModule(pl.LightningDataModule):
     def load_image(self, row: Mapping[str, Any]) -> np.ndarray:
         return self.sources[row["reader"]].load_image(row)
 
-    def dataloader(self, name: str, shuffle: bool = False) -> DataLoader:
-        dataset = XrayDataset(self.subset(name), self.load_image, self.input_spec, self.preprocess)
+    def dataset(self, name: str, train: bool = False) -> XrayDataset:
+        """A split or extra set as (image, target) pairs; augmented only when `train`."""
+        return XrayDataset(self.subset(name), self.prepared, self.input_spec, self.augmentation if train else None)
+
+    def dataloader(self, name: str, train: bool = False) -> DataLoader:
         return DataLoader(
-            dataset,
+            self.dataset(name, train),
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            shuffle=train,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self.dataloader("train", shuffle=True)
+        return self.dataloader("train", train=True)
 
     def val_dataloader(self) -> DataLoader:
         return self.dataloader("val")

@@ -1,19 +1,68 @@
-"""A torch Dataset over a Manifest: load, preprocess, convert to the backbone's input."""
+"""A torch Dataset over a Manifest: load, preprocess (cached), resize, augment, normalise."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import albumentations as A
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from covid_tl.data.manifest import Manifest
 from covid_tl.models.spec import InputSpec
-from covid_tl.preprocess.model_input import to_model_input
+from covid_tl.preprocess.cache import PreprocessCache
+from covid_tl.preprocess.model_input import normalize, resize_square
 from covid_tl.preprocess.pipeline import Preprocess, identity
 
 ImageLoader = Callable[[Mapping[str, Any]], np.ndarray]
+
+
+class PreparedImages:
+    """Loaded and deterministically preprocessed images; cached on disk when a cache is given
+    and the row names a file (generated images are cheaper to make than to look up)."""
+
+    def __init__(
+        self,
+        load_image: ImageLoader,
+        preprocess: Preprocess = identity,
+        cache: PreprocessCache | None = None,
+        reads_files: Callable[[Mapping[str, Any]], bool] = lambda row: False,
+    ) -> None:
+        self.load_image = load_image
+        self.preprocess = preprocess
+        self.cache = cache if preprocess is not identity else None
+        self.reads_files = reads_files
+
+    def __call__(self, row: Mapping[str, Any]) -> np.ndarray:
+        if self.cache is None or not self.reads_files(row):
+            return self.preprocess(self.load_image(row))
+        key = self.cache.file_key(row["path"])
+        image = self.cache.get(key)
+        if image is None:
+            image = self.preprocess(self.load_image(row))
+            self.cache.put(key, image)
+        return image
+
+
+class SeededAugmentation:
+    """An albumentations pipeline reseeded from torch's per-worker seed.
+
+    Albumentations keeps its own RNG, so every DataLoader worker would otherwise replay the
+    same augmentations; torch.initial_seed() differs per worker and per epoch (and is fixed
+    by the run's seed), which makes augmentation both varied and reproducible.
+    """
+
+    def __init__(self, compose: A.Compose) -> None:
+        self.compose = compose
+        self._seed: int | None = None
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        seed = torch.initial_seed() % 2**32
+        if seed != self._seed:
+            self.compose.set_random_seed(seed)
+            self._seed = seed
+        return self.compose(image=image)["image"]
 
 
 class XrayDataset(Dataset):
@@ -22,20 +71,24 @@ class XrayDataset(Dataset):
     def __init__(
         self,
         manifest: Manifest,
-        load_image: ImageLoader,
+        prepare: Callable[[Mapping[str, Any]], np.ndarray],
         input_spec: InputSpec,
-        preprocess: Preprocess = identity,
+        augmentation: A.Compose | None = None,
     ) -> None:
         self.rows = manifest.frame.to_dict("records")
         self.targets = manifest.targets
-        self.load_image = load_image
+        self.prepare = prepare
         self.input_spec = input_spec
-        self.preprocess = preprocess
+        self.augment = SeededAugmentation(augmentation) if augmentation is not None else None
 
     def __len__(self) -> int:
         return len(self.rows)
 
+    def image(self, i: int) -> np.ndarray:
+        """The uint8 image as the model sees it (before normalisation)."""
+        image = resize_square(self.prepare(self.rows[i]), self.input_spec.size)
+        return self.augment(image) if self.augment is not None else image
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image = self.preprocess(self.load_image(self.rows[i]))
-        x = torch.from_numpy(np.ascontiguousarray(to_model_input(image, self.input_spec)))
+        x = torch.from_numpy(np.ascontiguousarray(normalize(self.image(i), self.input_spec)))
         return x, torch.tensor(self.targets[i], dtype=torch.long)

@@ -1,24 +1,25 @@
-"""Deterministic per-image preprocessing chosen by `conf/preprocessing/<name>.yaml`.
+"""Deterministic per-image preprocessing, built from `conf/preprocessing/<name>.yaml`.
 
-So far only `none` exists; border cropping and mark inpainting will join it as further names.
+Each step is a key of that config (null: skip the step), so a sweep can vary them one by one.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
+
 from covid_tl.errors import ConfigError
 
 Preprocess = Callable[[np.ndarray], np.ndarray]
-
-PREPROCESSINGS = ("none",)
 
 
 def identity(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def build_preprocess(name: str = "none") -> Preprocess:
-    if name not in PREPROCESSINGS:
-        raise ConfigError(f"unknown preprocessing {name!r}; valid: {', '.join(PREPROCESSINGS)}")
-    return identity
+def build_preprocess(crop: Mapping[str, Any] | None = None, inpaint: Mapping[str, Any] | None = None) -> Preprocess:
+    """The preprocessing the config describes; `identity` when every step is null."""
+    if crop is None and inpaint is None:
+        return identity
+    raise ConfigError("border crop and mark inpainting are not available yet")

@@ -1,0 +1,63 @@
+"""On-disk cache of deterministic preprocessing results, keyed by file content and config.
+
+Several DataLoader workers and several runs may fill the same cache at once: every entry is
+written to a temporary file and renamed into place, so a reader sees a whole entry or none.
+A changed preprocessing config (or algorithm version) lands in another folder, so a stale
+entry is never read.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Bump when a preprocessing algorithm changes in a way the config does not show.
+ALGORITHM_VERSION = 1
+
+
+def config_digest(config: Mapping[str, Any]) -> str:
+    text = json.dumps({"config": config, "version": ALGORITHM_VERSION}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class PreprocessCache:
+    """Arrays stored as .npy files under `directory/<config digest>/<content hash>.npy`."""
+
+    def __init__(self, directory: str | Path, config: Mapping[str, Any]) -> None:
+        self.directory = Path(directory).expanduser() / config_digest(config)
+        self._keys: dict[tuple[str, int, int], str] = {}
+
+    def file_key(self, path: str | Path) -> str:
+        """Hash of the file's bytes (remembered per path, size and mtime within a process)."""
+        stat = os.stat(path)
+        memo = (str(path), stat.st_size, stat.st_mtime_ns)
+        if memo not in self._keys:
+            self._keys[memo] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        return self._keys[memo]
+
+    def _path(self, key: str) -> Path:
+        return self.directory / key[:2] / f"{key}.npy"
+
+    def get(self, key: str) -> np.ndarray | None:
+        try:
+            return np.load(self._path(key), allow_pickle=False)
+        except (FileNotFoundError, ValueError, EOFError):  # absent, or damaged by a crash elsewhere
+            return None
+
+    def put(self, key: str, array: np.ndarray) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                np.save(stream, np.ascontiguousarray(array), allow_pickle=False)
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
