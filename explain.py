@@ -16,10 +16,10 @@ def main(cfg: DictConfig) -> None:
 
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        explain(cfg.ckpt_path, cfg.split, cfg.n, cfg.target, cfg.alpha, output_dir)
+        table = explain(cfg, output_dir)
     except ConfigError as error:
         sys.exit(f"error: {error}")
-    print(f"wrote {output_dir / 'grid.png'}, {output_dir / 'cams.csv'} and {cfg.n} overlays under {output_dir / 'cams'}")
+    print(f"wrote {output_dir / 'grid.png'}, {output_dir / 'cams.csv'} and {len(table)} overlays under {output_dir / 'cams'}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from covid_tl.models.freeze import apply_freeze
 from covid_tl.models.module import CovidClassifier
 from covid_tl.preprocess.augment import build_augmentation
 from covid_tl.preprocess.cache import PreprocessCache
-from covid_tl.preprocess.pipeline import build_preprocess
+from covid_tl.preprocess.pipeline import Preprocess, build_preprocess
 from covid_tl.reporting import print_data_summary, print_results
 
 log = logging.getLogger(__name__)
@@ -46,16 +46,22 @@ def build_datamodule(cfg: DictConfig, net) -> XrayDataModule:
     """The DataModule of `cfg.data`: its `sources` instantiated, its other keys as arguments."""
     options = {k: v for k, v in cfg.data.items() if k not in ("sources", *DATA_ANCHORS)}
     sources = {name: instantiate(source) for name, source in cfg.data.sources.items() if source is not None}
-    steps = OmegaConf.to_container(cfg.preprocessing, resolve=True)
-    cache_dir, use_cache = steps.pop("cache_dir"), steps.pop("cache")
+    preprocess, cache = build_preprocessing(cfg)
     return XrayDataModule(
         sources,
         net.input_spec,
-        preprocess=build_preprocess(**steps),
+        preprocess=preprocess,
         augmentation=build_augmentation(**cfg.augment),
-        cache=PreprocessCache(cache_dir, steps) if use_cache else None,
+        cache=cache,
         **OmegaConf.to_container(DictConfig(options), resolve=True),
     )
+
+
+def build_preprocessing(cfg: DictConfig) -> tuple[Preprocess, PreprocessCache | None]:
+    """The deterministic preprocessing of `cfg.preprocessing` and its disk cache (if on)."""
+    steps = OmegaConf.to_container(cfg.preprocessing, resolve=True)
+    cache_dir, use_cache = steps.pop("cache_dir"), steps.pop("cache")
+    return build_preprocess(**steps), PreprocessCache(cache_dir, steps) if use_cache else None
 
 
 def predict_splits(
@@ -90,7 +96,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train as `cfg` says, writing everything into `run_dir`; returns results.json's content."""
     run_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.seed, workers=True)
-    net = build_classifier(cfg.backbone)
+    net = build_classifier(cfg.backbone, keep_fc=cfg.freeze.get("keep_fc", 0))
     trainable, total = apply_freeze(net, **cfg.freeze)
     log.info("backbone %s: %s of %s parameters trainable", net.backbone_name, f"{trainable:,}", f"{total:,}")
 

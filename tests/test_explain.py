@@ -2,36 +2,79 @@ import numpy as np
 import pytest
 import torch
 
-from covid_tl.explain.cam import grad_cam
-from covid_tl.explain.overlay import blend, grid, labelled
-from covid_tl.explanation import balanced_rows
+from covid_tl.explain.callback import balanced_rows
+from covid_tl.explain.cam import METHODS, compute_cams
+from covid_tl.explain.overlay import cam_grid, grid, labelled, overlay
 from covid_tl.models.classifier import build_classifier
 
 
-def test_grad_cam_on_a_fully_frozen_network_is_finite_and_not_empty():
+def frozen_cnn():
     torch.manual_seed(0)
     net = build_classifier({"name": "simple_cnn", "input_size": 32})
     for p in net.parameters():
         p.requires_grad_(False)
+    return net
+
+
+def test_cam_on_a_fully_frozen_network_is_finite_and_not_empty_and_leaves_it_as_it_was():
+    net = frozen_cnn()
     net.train()
-    cams, probs = grad_cam(net, torch.randn(3, 1, 32, 32), target="covid")
+    cams, probs = compute_cams(net, torch.randn(3, 1, 32, 32), target="covid")
     assert cams.shape == (3, 32, 32) and probs.shape == (3,)
     assert np.isfinite(cams).all() and cams.max() > 0
     assert net.training and not any(p.requires_grad for p in net.parameters())
+    assert all(p.grad is None for p in net.parameters())
 
 
-def test_grad_cam_refuses_a_backbone_without_spatial_layers():
-    net = build_classifier({"name": "simple_fc", "input_size": 16})
+def test_cam_does_not_touch_gradients_of_a_training_model_and_works_in_inference_mode():
+    net = build_classifier({"name": "simple_cnn", "input_size": 32})
+    net(torch.randn(2, 1, 32, 32)).sum().backward()
+    before = [p.grad.clone() for p in net.parameters()]
+    with torch.inference_mode():  # as inside Lightning's validation hooks
+        images = torch.randn(2, 1, 32, 32)
+        cams, _ = compute_cams(net, images, batch_size=1)
+    assert cams.shape == (2, 32, 32)
+    assert all(torch.equal(a, p.grad) for a, p in zip(before, net.parameters()))
+    assert all(p.requires_grad for p in net.parameters())
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_gives_a_map_in_unit_range(method):
+    cams, _ = compute_cams(frozen_cnn(), torch.randn(2, 1, 32, 32), method=method)
+    assert cams.shape == (2, 32, 32) and cams.min() >= 0 and cams.max() <= 1 + 1e-6
+
+
+def test_targets_explain_opposite_calls():
+    net = frozen_cnn()
+    x = torch.randn(1, 1, 32, 32)
+    covid, _ = compute_cams(net, x, target="covid")
+    normal, _ = compute_cams(net, x, target="no_finding")
+    assert not np.allclose(covid, normal)
+
+
+def test_bad_settings_name_the_valid_ones():
+    with pytest.raises(ValueError, match="valid: gradcam"):
+        compute_cams(frozen_cnn(), torch.randn(1, 1, 32, 32), method="saliency")
     with pytest.raises(ValueError, match="no spatial layer"):
-        grad_cam(net, torch.randn(1, 1, 16, 16))
+        compute_cams(build_classifier({"name": "simple_fc", "input_size": 16}), torch.randn(1, 1, 16, 16))
+    with pytest.raises(ValueError, match="no layer 'conv9'"):
+        compute_cams(frozen_cnn(), torch.randn(1, 1, 32, 32), layer="conv9")
 
 
-def test_overlay_grid_and_balanced_choice():
+def test_overlays_grid_and_balanced_choice():
     image = np.full((20, 30), 100, np.uint8)
     cam = np.zeros((10, 15), np.float32)
-    out = blend(image, cam, alpha=0.5)
-    assert out.shape == (20, 30, 3) and out.dtype == np.uint8
-    tile = labelled(out, ["a", "b"])
+    cam[:, :7] = 1.0
+    assert overlay(image, cam, "multiply")[:, -1].max() == 0  # where the CAM is 0, multiply is black
+    assert overlay(image, cam, "multiply")[:, 0].min() == 100
+    assert overlay(image, cam, "mask").shape == (20, 30, 3)
+    blend = overlay(image, cam, "blend", alpha=0.5)
+    assert blend.dtype == np.uint8 and blend[:, -1].mean() > 0
+    with pytest.raises(ValueError, match="valid: blend"):
+        overlay(image, cam, "sepia")
+    tile = labelled(blend, ["a", "b"])
     assert tile.shape[0] > 20
     assert grid([tile] * 5, columns=2).shape[1] == 2 * 30 + 3 * 4
+    picture, overlays = cam_grid([image] * 3, [cam] * 3, [["x"]] * 3, tile=64)
+    assert len(overlays) == 3 and overlays[0].shape == (64, 64, 3) and picture.ndim == 3
     assert balanced_rows(np.array([0, 0, 0, 1, 1]), 4) == [3, 0, 4, 1]

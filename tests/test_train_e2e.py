@@ -68,14 +68,31 @@ def test_evaluate_rejects_a_file_that_is_not_a_checkpoint(tmp_path):
     assert "error: no checkpoint file at" in proc.stderr
 
 
-def test_explain_writes_overlays_grid_and_table(train_run, tmp_path):
+def test_explain_writes_overlays_grid_and_table_for_a_split_and_for_files(train_run, tmp_path):
     _, run_dir, _ = train_run(*TINY)
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    assert sorted(p.name for p in (run_dir / "cams").glob("epoch_*.png")) == ["epoch_000.png"]  # the callback
     out = tmp_path / "explain"
-    proc = run_script("explain.py", f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", "n=4", f"hydra.run.dir={out}")
+    proc = run_script("explain.py", f"ckpt_path={ckpt}", "n=4", "method=gradcam++", "overlay=mask", f"hydra.run.dir={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = pd.read_csv(out / "cams.csv")
     assert len(table) == 4 and set(table["label"]) == {"covid", "no_finding"}
     assert (out / "grid.png").is_file() and all((out / p).is_file() for p in table["overlay"])
+    # Files of any size, outside the data: RGB, 16-bit.
+    import cv2
+    import numpy as np
+
+    files = tmp_path / "files"
+    files.mkdir()
+    cv2.imwrite(str(files / "a.png"), np.random.default_rng(0).integers(0, 255, (90, 70, 3), dtype=np.uint8))
+    cv2.imwrite(str(files / "b.png"), np.random.default_rng(1).integers(0, 65535, (40, 120), dtype=np.uint16))
+    out = tmp_path / "explain_files"
+    proc = run_script("explain.py", f"ckpt_path={ckpt}", f"images={files}/*.png", f"hydra.run.dir={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = pd.read_csv(out / "cams.csv")
+    assert list(table["path"].map(lambda p: p.split("/")[-1])) == ["a.png", "b.png"] and table["label"].isna().all()
+    proc = run_script("explain.py", f"ckpt_path={ckpt}", f"images={files}/*.jpg", f"hydra.run.dir={out}")
+    assert proc.returncode != 0 and "matches no file" in proc.stderr
 
 
 def test_bad_input_stops_train_py_with_one_message_before_training(tmp_path):

@@ -1,13 +1,25 @@
-"""Grad-CAM on a covid-tl classifier through pytorch-grad-cam."""
+"""Class activation maps on a covid-tl classifier, through pytorch-grad-cam.
+
+One entry point for every method; it works on fully frozen backbones and inside Lightning's
+inference-mode hooks, and leaves the model exactly as it found it.
+"""
 from __future__ import annotations
 
 import numpy as np
 import torch
-from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM, XGradCAM
 
-from covid_tl.models.classifier import Classifier
 from covid_tl.errors import ConfigError
+from covid_tl.models.classifier import Classifier
 
+METHODS = {
+    "gradcam": GradCAM,
+    "gradcam++": GradCAMPlusPlus,
+    "xgradcam": XGradCAM,
+    "layercam": LayerCAM,
+    "eigencam": EigenCAM,
+    "scorecam": ScoreCAM,
+}
 TARGETS = ("predicted", "covid", "no_finding")
 
 
@@ -21,33 +33,61 @@ class LogitTarget:
         return self.sign * output
 
 
-def target_layer(net: Classifier) -> torch.nn.Module:
-    if net.cam_layer is None:
-        raise ConfigError(f"backbone {net.backbone_name} has no spatial layer, so Grad-CAM cannot explain it")
-    return net.features.get_submodule(net.cam_layer)
+def target_layer(net: Classifier, layer: str | None = None) -> torch.nn.Module:
+    """The layer CAMs are taken at: `layer` (a dotted path in `net.features`) or the backbone's own."""
+    name = layer or net.cam_layer
+    if name is None:
+        raise ConfigError(f"backbone {net.backbone_name} has no spatial layer, so a CAM cannot explain it")
+    try:
+        return net.features.get_submodule(name)
+    except AttributeError:
+        raise ConfigError(f"backbone {net.backbone_name} has no layer {name!r} for CAMs") from None
 
 
-def grad_cam(net: Classifier, images: torch.Tensor, target: str = "predicted") -> tuple[np.ndarray, np.ndarray]:
+def compute_cams(
+    net: Classifier,
+    images: torch.Tensor,
+    method: str = "gradcam",
+    target: str = "predicted",
+    layer: str | None = None,
+    batch_size: int = 16,
+    threshold: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray]:
     """(CAMs (N, H, W) in [0, 1] at input size, COVID-19 probabilities (N,)).
 
-    Gradients are switched on here, and the input made to require them, so a fully frozen
-    backbone still yields a CAM; the model's mode is restored afterwards.
+    Parameters are switched to requires_grad=False and the input to True for the duration:
+    gradients then reach the target layer whatever the freeze policy. Mode, requires_grad
+    flags and parameter gradients are restored afterwards; hooks are released.
     """
+    if method not in METHODS:
+        raise ConfigError(f"unknown CAM method {method!r}; valid: {', '.join(METHODS)}")
     if target not in TARGETS:
         raise ConfigError(f"unknown CAM target {target!r}; valid: {', '.join(TARGETS)}")
+    module = target_layer(net, layer)
     was_training = net.training
-    net.eval()
+    params = list(net.parameters())
+    flags = [p.requires_grad for p in params]
+    grads = [p.grad for p in params]  # pytorch-grad-cam calls model.zero_grad()
+    device = next(net.parameters()).device
+    maps, probabilities = [], []
     try:
-        with torch.inference_mode(False), torch.enable_grad():
-            images = images.detach().clone().requires_grad_(True)
-            with torch.no_grad():
-                probabilities = torch.sigmoid(net(images)).cpu().numpy()
-            if target == "predicted":
-                signs = np.where(probabilities >= 0.5, 1.0, -1.0)
-            else:
-                signs = np.full(len(images), 1.0 if target == "covid" else -1.0)
-            with GradCAM(model=net, target_layers=[target_layer(net)]) as cam:
-                maps = cam(input_tensor=images, targets=[LogitTarget(s) for s in signs])
+        net.eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        with torch.inference_mode(False), torch.enable_grad(), METHODS[method](model=net, target_layers=[module]) as cam:
+            for start in range(0, len(images), batch_size):
+                # A fresh tensor: ones made under inference mode cannot enter autograd.
+                batch = images[start : start + batch_size].detach().clone().to(device).requires_grad_(True)
+                with torch.no_grad():
+                    probs = torch.sigmoid(net(batch).float()).cpu().numpy()
+                signs = {"covid": np.ones_like(probs), "no_finding": -np.ones_like(probs)}.get(
+                    target, np.where(probs >= threshold, 1.0, -1.0)
+                )
+                maps.append(cam(input_tensor=batch, targets=[LogitTarget(float(s)) for s in signs]))
+                probabilities.append(probs)
     finally:
+        for p, flag, grad in zip(params, flags, grads):
+            p.requires_grad_(flag)
+            p.grad = grad
         net.train(was_training)
-    return maps, probabilities
+    return np.concatenate(maps).astype(np.float32), np.concatenate(probabilities)

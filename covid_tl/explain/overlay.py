@@ -6,17 +6,39 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+OVERLAYS = ("blend", "multiply", "mask")
 
-def blend(image: np.ndarray, cam: np.ndarray, alpha: float = 0.4) -> np.ndarray:
-    """Transparent superposition of a JET-coloured CAM on a grayscale image.
 
-    Unlike multiplying the image by the heatmap, dark lungs stay visible under the colour.
+def fit(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The CAM resized to an image's (H, W)."""
+    if cam.shape == shape:
+        return cam
+    return cv2.resize(cam.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def heat(cam: np.ndarray) -> np.ndarray:
+    """JET colours of a [0, 1] map, RGB uint8."""
+    return cv2.applyColorMap(np.uint8(np.clip(cam, 0, 1) * 255), cv2.COLORMAP_JET)[:, :, ::-1]
+
+
+def overlay(image: np.ndarray, cam: np.ndarray, kind: str = "blend", alpha: float = 0.4) -> np.ndarray:
+    """One of the study's three looks, RGB uint8 at the image's size.
+
+    - blend: transparent superposition; dark lungs stay visible under the colour.
+    - multiply: the image times the heatmap (the study's first look; hides dark lungs).
+    - mask: the heatmap alone.
     """
-    if image.shape != cam.shape:
-        cam = cv2.resize(cam.astype(np.float32), (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
-    heat = cv2.applyColorMap(np.uint8(np.clip(cam, 0, 1) * 255), cv2.COLORMAP_JET)[:, :, ::-1]
+    cam = np.clip(fit(cam, image.shape[:2]), 0, 1)
     gray = np.repeat(image[:, :, None], 3, axis=2).astype(np.float32)
-    return np.uint8(np.clip((1 - alpha) * gray + alpha * heat, 0, 255))
+    if kind == "blend":
+        out = (1 - alpha) * gray + alpha * heat(cam)
+    elif kind == "multiply":
+        out = gray * cam[:, :, None]
+    elif kind == "mask":
+        out = heat(cam).astype(np.float32)
+    else:
+        raise ValueError(f"unknown overlay {kind!r}; valid: {', '.join(OVERLAYS)}")
+    return np.uint8(np.clip(out, 0, 255))
 
 
 def labelled(tile: np.ndarray, lines: Sequence[str], scale: float = 0.4) -> np.ndarray:
@@ -39,3 +61,21 @@ def grid(tiles: Sequence[np.ndarray], columns: int = 4, pad: int = 4) -> np.ndar
         r, c = divmod(i, columns)
         canvas[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = tile
     return canvas
+
+
+def cam_grid(
+    images: Sequence[np.ndarray],
+    cams: Sequence[np.ndarray],
+    captions: Sequence[Sequence[str]],
+    kind: str = "blend",
+    alpha: float = 0.4,
+    tile: int = 160,
+    columns: int = 4,
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(labelled grid, one overlay per image) at `tile` pixels a side: small inputs enlarged."""
+    overlays = []
+    for image in images:
+        shown = cv2.resize(image, (tile, tile), interpolation=cv2.INTER_AREA if image.shape[0] > tile else cv2.INTER_LINEAR)
+        overlays.append(shown)
+    overlays = [overlay(shown, cam, kind, alpha) for shown, cam in zip(overlays, cams)]
+    return grid([labelled(o, lines) for o, lines in zip(overlays, captions)], columns), overlays

@@ -1,0 +1,81 @@
+"""Grad-CAM every few epochs on a fixed, balanced set of validation images."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from covid_tl.data.manifest import LABELS
+from covid_tl.explain.cam import compute_cams
+from covid_tl.explain.overlay import cam_grid
+
+
+def balanced_rows(targets: np.ndarray, n: int) -> list[int]:
+    """Up to n row positions alternating COVID-19 and no-finding, in manifest order."""
+    by_class = [list(np.flatnonzero(targets == c)) for c in (1, 0)]
+    rows: list[int] = []
+    while len(rows) < n and any(by_class):
+        for queue in by_class:
+            if queue and len(rows) < n:
+                rows.append(int(queue.pop(0)))
+    return rows
+
+
+def captions(labels: list[str], probabilities: np.ndarray, threshold: float) -> list[list[str]]:
+    return [[f"true {label}", f"pred {LABELS[int(p >= threshold)]} p={p:.2f}"] for label, p in zip(labels, probabilities)]
+
+
+class GradCAMCallback(pl.Callback):
+    """Saves `cams/epoch_XXX.png` and logs the grid to TensorBoard after validation.
+
+    The same K validation images every time (half COVID-19), so epochs can be compared;
+    runs on rank zero only and leaves the model's mode, flags and gradients as they were.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | Path,
+        every_n_epochs: int = 1,
+        num_images: int = 8,
+        method: str = "gradcam",
+        target: str = "predicted",
+        overlay: str = "blend",
+        alpha: float = 0.4,
+        layer: str | None = None,
+    ) -> None:
+        if every_n_epochs < 1 or num_images < 1:
+            raise ValueError("every_n_epochs and num_images must be at least 1")
+        self.output_dir = Path(output_dir)
+        self.every_n_epochs = every_n_epochs
+        self.num_images = num_images
+        self.method, self.target, self.overlay, self.alpha, self.layer = method, target, overlay, alpha, layer
+        self.inputs: torch.Tensor | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        datamodule = trainer.datamodule
+        if stage != "fit" or datamodule is None or self.inputs is not None:
+            return
+        subset = datamodule.subset("val")
+        rows = balanced_rows(subset.targets, self.num_images)
+        dataset = datamodule.dataset("val")
+        self.labels = [subset.frame["label"].iloc[i] for i in rows]
+        self.images = [dataset.image(i) for i in rows]
+        self.inputs = torch.stack([dataset[i][0] for i in rows])
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or self.inputs is None or (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        if not trainer.is_global_zero:
+            return
+        threshold = getattr(pl_module, "threshold", 0.5)
+        cams, probabilities = compute_cams(pl_module.net, self.inputs, self.method, self.target, self.layer, threshold=threshold)
+        picture, _ = cam_grid(self.images, cams, captions(self.labels, probabilities, threshold), self.overlay, self.alpha)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(self.output_dir / f"epoch_{trainer.current_epoch:03d}.png"), picture[:, :, ::-1])
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_image("cam/validation", picture, trainer.global_step, dataformats="HWC")
