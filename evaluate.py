@@ -1,4 +1,4 @@
-"""Evaluate a trained checkpoint: `python evaluate.py ckpt_path=<path> [splits=[test]]`."""
+"""Evaluate a trained checkpoint: `python evaluate.py ckpt_path=<path> [data=...] [external=[...]]`."""
 from __future__ import annotations
 
 import sys
@@ -15,7 +15,7 @@ def main(cfg: DictConfig) -> None:
     from covid_tl.evaluation import evaluate
 
     try:
-        evaluate(cfg.ckpt_path, list(cfg.splits), Path(HydraConfig.get().runtime.output_dir), cfg.accelerator)
+        evaluate(cfg, Path(HydraConfig.get().runtime.output_dir))
     except ConfigError as error:
         sys.exit(f"error: {error}")
 

@@ -81,3 +81,56 @@ def summarize(targets: np.ndarray, probabilities: np.ndarray, threshold: float =
     summary["n_per_class"] = {label: int((targets == i).sum()) for i, label in enumerate(LABELS)}
     summary["threshold"] = threshold
     return summary
+
+
+def roc_points(targets: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(false positive rates, true positive rates) at every threshold; None with one class."""
+    targets = np.asarray(targets).astype(np.int64)
+    n_pos, n_neg = int(targets.sum()), int((1 - targets).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    scores_sorted = np.asarray(scores)[order]
+    tp = np.cumsum(targets[order])
+    fp = np.cumsum(1 - targets[order])
+    last_of_tie = np.r_[scores_sorted[1:] != scores_sorted[:-1], True]
+    return np.r_[0.0, fp[last_of_tie] / n_neg], np.r_[0.0, tp[last_of_tie] / n_pos]
+
+
+def bootstrap_intervals(
+    targets: np.ndarray,
+    probabilities: np.ndarray,
+    groups: np.ndarray | None = None,
+    threshold: float = 0.5,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, list[float] | None]:
+    """95% percentile bootstrap intervals of every metric.
+
+    With `groups` (patient ids) whole patients are resampled, as their images are not
+    independent; a metric undefined in a resample (one class drawn) is left out of it.
+    """
+    targets = np.asarray(targets).astype(np.int64)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if groups is None:
+        groups = np.arange(len(targets))
+    _, group_index = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    members = [np.flatnonzero(group_index == g) for g in range(group_index.max() + 1)] if len(targets) else []
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {m: [] for m in METRICS}
+    for _ in range(resamples if members else 0):
+        rows = np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+        t, p = targets[rows], probabilities[rows]
+        predicted = p >= threshold
+        if (t == 1).any():
+            draws["sensitivity"].append(float(predicted[t == 1].mean()))
+        if (t == 0).any():
+            draws["specificity"].append(float((~predicted[t == 0]).mean()))
+        draws["accuracy"].append(float((predicted == (t == 1)).mean()))
+        area = auroc(t, p)
+        if area is not None:
+            draws["auroc"].append(area)
+    return {
+        m: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if len(v) >= resamples // 2 else None
+        for m, v in draws.items()
+    }

@@ -4,19 +4,16 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import pytorch_lightning as pl
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from covid_tl.data.datamodule import XrayDataModule
-from covid_tl.metrics import summarize
+from covid_tl.checkpoint import load_run
+from covid_tl.evaluation import evaluate_sets, pick_device
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.freeze import apply_freeze
 from covid_tl.models.module import CovidClassifier
@@ -64,34 +61,6 @@ def build_preprocessing(cfg: DictConfig) -> tuple[Preprocess, PreprocessCache | 
     return build_preprocess(**steps), PreprocessCache(cache_dir, steps) if use_cache else None
 
 
-def predict_splits(
-    trainer: pl.Trainer,
-    model: CovidClassifier,
-    datamodule: XrayDataModule,
-    ckpt_path: str | None,
-    splits: Sequence[str] | None = None,
-) -> dict[str, np.ndarray]:
-    """COVID-19 probability of every image of each asked-for (default: every), non-empty
-    evaluation set, in row order."""
-    splits = [s for s in (splits or datamodule.eval_sets) if len(datamodule.subset(s))]
-    loaders = [datamodule.dataloader(s) for s in splits]
-    outputs = trainer.predict(model, dataloaders=loaders, ckpt_path=ckpt_path)
-    if len(loaders) == 1:
-        outputs = [outputs]
-    return {s: torch.cat(batches).float().cpu().numpy() for s, batches in zip(splits, outputs)}
-
-
-def write_predictions(path: Path, datamodule: XrayDataModule, probabilities: dict[str, np.ndarray], threshold: float) -> None:
-    frames = []
-    for split, prob in probabilities.items():
-        frame = datamodule.subset(split).frame.copy()
-        frame.insert(0, "split", split)
-        frame["prob_covid"] = prob
-        frame["predicted"] = np.where(prob >= threshold, "covid", "no_finding")
-        frames.append(frame)
-    pd.concat(frames, ignore_index=True).to_csv(path, index=False)
-
-
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train as `cfg` says, writing everything into `run_dir`; returns results.json's content."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -117,17 +86,17 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    best = best or None
     if len(datamodule.subset("test")):
-        trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
-    probabilities = predict_splits(trainer, model, datamodule, best)
-    write_predictions(run_dir / "predictions.csv", datamodule, probabilities, cfg.threshold)
-
-    targets = {s: datamodule.subset(s).targets for s in probabilities}
-    results: dict[str, Any] = {s: summarize(targets[s], p, cfg.threshold) for s, p in probabilities.items()}
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+    if not trainer.is_global_zero:
+        return {}
+    # Final figures on one process, with the best weights, every image once (no DDP padding).
+    final = load_run(best)[1] if best else model
+    sets = {s: (datamodule.subset(s), datamodule.dataset(s)) for s in datamodule.eval_sets if len(datamodule.subset(s))}
+    results = evaluate_sets(final.net, sets, run_dir, cfg.threshold, cfg.bootstrap, cfg.seed, pick_device(cfg.trainer.accelerator))
     results["run"] = {
         "backbone": net.backbone_name,
-        "best_checkpoint": str(Path(best).relative_to(run_dir)) if best and Path(best).is_relative_to(run_dir) else best,
+        "best_checkpoint": str(Path(best).relative_to(run_dir)) if best and Path(best).is_relative_to(run_dir) else best or None,
         "epochs_trained": trainer.current_epoch,
         "parameters": {"trainable": trainable, "total": total},
         "seed": cfg.seed,

@@ -9,7 +9,8 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 
 def test_unknown_backbone_gives_one_line_with_valid_options():
     error = unknown_group_option(["backbone=nope"], CONF)
-    assert error == "error: unknown backbone 'nope'; valid backbone options: simple_cnn, simple_fc"
+    assert error == "error: unknown backbone 'nope'; valid backbone options: " + ", ".join(group_options(CONF, "backbone"))
+    assert {"simple_cnn", "simple_fc"} <= set(group_options(CONF, "backbone"))
 
 
 def test_sweeps_are_checked_value_by_value():

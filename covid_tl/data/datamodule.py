@@ -10,7 +10,7 @@ import albumentations as A
 import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from covid_tl.data.dataset import PreparedImages, XrayDataset
 from covid_tl.data.manifest import Manifest
@@ -34,6 +34,23 @@ class DataSource(Protocol):
     def frame(self) -> pd.DataFrame: ...
 
     def load_image(self, row: Mapping[str, Any]) -> np.ndarray: ...
+
+
+class EpochShuffle(Sampler[int]):
+    """A shuffle that depends only on (seed, epoch), so a run resumed from a checkpoint sees
+    the same batches as one that never stopped (Lightning calls set_epoch every epoch)."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        return iter(np.random.default_rng([self.seed, self.epoch]).permutation(self.size).tolist())
+
+    def __len__(self) -> int:
+        return self.size
 
 
 class ReadsFiles:
@@ -171,10 +188,11 @@ class XrayDataModule(pl.LightningDataModule):
         return XrayDataset(self.subset(name), self.prepared, self.input_spec, self.augmentation if train else None)
 
     def dataloader(self, name: str, train: bool = False) -> DataLoader:
+        dataset = self.dataset(name, train)
         return DataLoader(
-            self.dataset(name, train),
+            dataset,
             batch_size=self.batch_size,
-            shuffle=train,
+            sampler=EpochShuffle(len(dataset), self.split_seed) if train else None,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
