@@ -10,6 +10,7 @@ from typing import Any
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_only
 
 from covid_tl.data.datamodule import XrayDataModule
 from covid_tl.checkpoint import load_run
@@ -71,7 +72,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     datamodule = build_datamodule(cfg, net)
     datamodule.setup("fit")
-    print_data_summary(datamodule.write_data_files(run_dir), run_dir)
+    if rank_zero_only.rank == 0:  # under DDP every process runs this; one writes
+        print_data_summary(datamodule.write_data_files(run_dir), run_dir)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     model = CovidClassifier(
         net,

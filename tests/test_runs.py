@@ -1,0 +1,43 @@
+"""Whole runs compared with each other: determinism, resume, DDP (slow, run in CI)."""
+import json
+
+import pytest
+
+from conftest import TINY, run_script
+
+pytestmark = pytest.mark.slow
+
+BASE = [o for o in TINY if not o.startswith("trainer.max_epochs")] + ["logger=none", "bootstrap=50"]
+METRICS = ("sensitivity", "specificity", "accuracy", "auroc", "confusion_matrix", "n")
+
+
+def train(run_dir, *overrides):
+    proc = run_script("train.py", f"hydra.run.dir={run_dir}", *BASE, *overrides)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").exists() else None
+
+
+def metrics(results):
+    return {split: {m: results[split][m] for m in METRICS} for split in ("train", "val", "test")}
+
+
+def test_two_deterministic_runs_give_identical_metrics(tmp_path):
+    a = train(tmp_path / "a", "trainer.max_epochs=2", "trainer.deterministic=true")
+    b = train(tmp_path / "b", "trainer.max_epochs=2", "trainer.deterministic=true")
+    assert metrics(a) == metrics(b)
+
+
+def test_run_stopped_after_its_first_epoch_resumes_to_the_same_result(tmp_path):
+    whole = train(tmp_path / "whole", "trainer.max_epochs=3")
+    train(tmp_path / "cut", "trainer.max_epochs=1")  # stops after epoch 1, leaving last.ckpt
+    resumed = train(tmp_path / "cut", "trainer.max_epochs=3", "ckpt_path=last")
+    assert resumed["run"]["epochs_trained"] == whole["run"]["epochs_trained"] == 3
+    assert metrics(resumed) == metrics(whole)
+
+
+def test_ddp_on_two_cpu_processes_gives_the_same_result_keys(tmp_path):
+    single = train(tmp_path / "single", "trainer.max_epochs=1")
+    ddp = train(tmp_path / "ddp", "trainer.max_epochs=1", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
+    assert ddp.keys() == single.keys()
+    assert all(ddp[s].keys() == single[s].keys() for s in ("train", "val", "test"))
+    assert [ddp[s]["n"] for s in ("train", "val", "test")] == [single[s]["n"] for s in ("train", "val", "test")]
