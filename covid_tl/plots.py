@@ -82,7 +82,7 @@ def metric_bars(table, group: str, metrics: Sequence[str], path: Path) -> None:
         ax.bar(positions + k * width, table[metric], width, yerr=err, capsize=2, label=metric)
     ax.set_xticks(positions + width * (len(metrics) - 1) / 2, table[group], rotation=20, ha="right", fontsize=8)
     ax.set_ylim(0, 1.05)
-    ax.legend(fontsize=8, ncol=len(metrics))
+    ax.legend(fontsize=8, ncol=len(metrics), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

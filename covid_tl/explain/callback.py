@@ -1,6 +1,7 @@
 """Grad-CAM every few epochs on a fixed, balanced set of validation images."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import cv2
@@ -12,6 +13,8 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from covid_tl.data.manifest import LABELS
 from covid_tl.explain.cam import compute_cams
 from covid_tl.explain.overlay import cam_grid
+
+log = logging.getLogger(__name__)
 
 
 def balanced_rows(targets: np.ndarray, n: int) -> list[int]:
@@ -58,6 +61,9 @@ class GradCAMCallback(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         datamodule = trainer.datamodule
         if stage != "fit" or datamodule is None or self.inputs is not None:
+            return
+        if self.layer is None and getattr(pl_module.net, "cam_layer", None) is None:
+            log.warning("no Grad-CAM pictures: backbone %s has no spatial layer", pl_module.net.backbone_name)
             return
         subset = datamodule.subset("val")
         rows = balanced_rows(subset.targets, self.num_images)
