@@ -41,3 +41,22 @@ def test_ddp_on_two_cpu_processes_gives_the_same_result_keys(tmp_path):
     assert ddp.keys() == single.keys()
     assert all(ddp[s].keys() == single[s].keys() for s in ("train", "val", "test"))
     assert [ddp[s]["n"] for s in ("train", "val", "test")] == [single[s]["n"] for s in ("train", "val", "test")]
+
+
+def test_local_parallel_sweep_through_joblib(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_script("train.py", "-m", "hydra/launcher=local", f"hydra.sweep.dir={sweep}", "seed=1,2",
+                      *BASE, "trainer.max_epochs=1")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert sorted(p.parent.name for p in sweep.glob("*/results.json")) == ["0", "1"]
+
+
+def test_slurm_launcher_config_composes():
+    from hydra import compose, initialize_config_dir
+
+    from conftest import ROOT
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher") and launcher.gpus_per_node == 1
