@@ -49,7 +49,7 @@ def explain(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
             raise ConfigError(f"the {cfg.split} split of this checkpoint's data is empty")
         rows = [manifest.frame.iloc[i].to_dict() for i in balanced_rows(manifest.targets, cfg.n)]
         prepare = datamodule.prepared
-    images = [prepare(row) for row in rows]
+    images = [prepare(row).image for row in rows]
     batch = torch.from_numpy(np.stack([to_model_input(im, net.input_spec) for im in images]))
     cams, probabilities = compute_cams(net, batch, cfg.method, cfg.target, cfg.layer, cfg.batch_size, run_cfg.threshold)
 

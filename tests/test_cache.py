@@ -5,11 +5,12 @@ import numpy as np
 
 from covid_tl.data.dataset import PreparedImages
 from covid_tl.preprocess.cache import PreprocessCache
+from covid_tl.preprocess.pipeline import Prepared, identity
 
 
 def invert(image):
     invert.calls += 1
-    return 255 - image
+    return identity(255 - image)
 
 
 invert.calls = 0
@@ -27,27 +28,28 @@ def test_prepared_images_are_computed_once_then_read_from_disk(tmp_path):
     invert.calls = 0
     first = prepared({"path": path})
     second = PreparedImages(lambda row: cv2.imread(row["path"], 0), invert, PreprocessCache(tmp_path / "cache", {"step": "invert"}), lambda row: True)({"path": path})
-    assert invert.calls == 1 and np.array_equal(first, second) and first[0, 0] == 245
+    assert invert.calls == 1 and np.array_equal(first.image, second.image) and first.image[0, 0] == 245
+    assert first.box == second.box == (0, 0, 8, 8)
 
 
 def test_changed_file_or_config_never_reads_a_stale_entry(tmp_path):
     path = write_image(tmp_path / "a.png", 10)
     load = lambda row: cv2.imread(row["path"], 0)  # noqa: E731
     PreparedImages(load, invert, PreprocessCache(tmp_path, {"v": 1}), lambda row: True)({"path": path})
-    other_config = PreparedImages(load, lambda im: im + 1, PreprocessCache(tmp_path, {"v": 2}), lambda row: True)
-    assert other_config({"path": path})[0, 0] == 11
+    other_config = PreparedImages(load, lambda im: identity(im + 1), PreprocessCache(tmp_path, {"v": 2}), lambda row: True)
+    assert other_config({"path": path}).image[0, 0] == 11
     write_image(tmp_path / "a.png", 20)
     fresh = PreparedImages(load, invert, PreprocessCache(tmp_path, {"v": 1}), lambda row: True)({"path": path})
-    assert fresh[0, 0] == 235
+    assert fresh.image[0, 0] == 235
 
 
 def _put_many(args):
     directory, worker = args
     cache = PreprocessCache(directory, {"shared": True})
     for _ in range(20):
-        cache.put("ab" * 32, np.full((64, 64), 7, np.uint8))
+        cache.put("ab" * 32, Prepared(np.full((64, 64), 7, np.uint8), (1, 2, 65, 66)))
         got = cache.get("ab" * 32)
-        assert got is None or (got.shape == (64, 64) and (got == 7).all())
+        assert got is None or (got.image.shape == (64, 64) and (got.image == 7).all() and got.box == (1, 2, 65, 66))
     return worker
 
 
@@ -55,7 +57,7 @@ def test_concurrent_writers_leave_whole_entries_and_no_temporary_files(tmp_path)
     with multiprocessing.get_context("fork").Pool(3) as pool:
         assert sorted(pool.map(_put_many, [(tmp_path, w) for w in range(3)])) == [0, 1, 2]
     cache = PreprocessCache(tmp_path, {"shared": True})
-    assert (cache.get("ab" * 32) == 7).all()
+    assert (cache.get("ab" * 32).image == 7).all()
     assert not list(tmp_path.rglob("*.tmp"))
 
 
@@ -63,4 +65,4 @@ def test_generated_rows_and_identity_preprocessing_skip_the_cache(tmp_path):
     cache = PreprocessCache(tmp_path, {})
     prepared = PreparedImages(lambda row: np.zeros((4, 4), np.uint8), invert, cache, lambda row: False)
     prepared({"path": "synthetic/00001"})
-    assert not list(tmp_path.rglob("*.npy"))
+    assert not list(tmp_path.rglob("*.npz"))

@@ -183,6 +183,11 @@ class XrayDataModule(pl.LightningDataModule):
     def load_image(self, row: Mapping[str, Any]) -> np.ndarray:
         return self.sources[row["reader"]].load_image(row)
 
+    def load_lung_mask(self, row: Mapping[str, Any]) -> np.ndarray | None:
+        """The row's lung mask where its source has one (for CAM scores), else None."""
+        loader = getattr(self.sources[row["reader"]], "load_lung_mask", None)
+        return loader(row) if loader is not None else None
+
     def dataset(self, name: str, train: bool = False) -> XrayDataset:
         """A split or extra set as (image, target) pairs; augmented only when `train`."""
         return XrayDataset(self.subset(name), self.prepared, self.input_spec, self.augmentation if train else None)

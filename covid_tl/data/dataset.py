@@ -13,7 +13,7 @@ from covid_tl.data.manifest import Manifest
 from covid_tl.models.spec import InputSpec
 from covid_tl.preprocess.cache import PreprocessCache
 from covid_tl.preprocess.model_input import normalize, resize_square
-from covid_tl.preprocess.pipeline import Preprocess, identity
+from covid_tl.preprocess.pipeline import Prepared, Preprocess, identity
 
 ImageLoader = Callable[[Mapping[str, Any]], np.ndarray]
 
@@ -34,15 +34,15 @@ class PreparedImages:
         self.cache = cache if preprocess is not identity else None
         self.reads_files = reads_files
 
-    def __call__(self, row: Mapping[str, Any]) -> np.ndarray:
+    def __call__(self, row: Mapping[str, Any]) -> Prepared:
         if self.cache is None or not self.reads_files(row):
             return self.preprocess(self.load_image(row))
         key = self.cache.file_key(row["path"])
-        image = self.cache.get(key)
-        if image is None:
-            image = self.preprocess(self.load_image(row))
-            self.cache.put(key, image)
-        return image
+        prepared = self.cache.get(key)
+        if prepared is None:
+            prepared = self.preprocess(self.load_image(row))
+            self.cache.put(key, prepared)
+        return prepared
 
 
 class SeededAugmentation:
@@ -71,7 +71,7 @@ class XrayDataset(Dataset):
     def __init__(
         self,
         manifest: Manifest,
-        prepare: Callable[[Mapping[str, Any]], np.ndarray],
+        prepare: Callable[[Mapping[str, Any]], Prepared],
         input_spec: InputSpec,
         augmentation: A.Compose | None = None,
     ) -> None:
@@ -86,7 +86,7 @@ class XrayDataset(Dataset):
 
     def image(self, i: int) -> np.ndarray:
         """The uint8 image as the model sees it (before normalisation)."""
-        image = resize_square(self.prepare(self.rows[i]), self.input_spec.size)
+        image = resize_square(self.prepare(self.rows[i]).image, self.input_spec.size)
         return self.augment(image) if self.augment is not None else image
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -53,6 +53,16 @@ class FileSource:
     def load_image(self, row: Mapping[str, Any]) -> np.ndarray:
         return read_xray(row["path"])
 
+    def load_lung_mask(self, row: Mapping[str, Any]) -> np.ndarray | None:
+        """The row's `lung_mask` file (white = lung) as a bool array, or None where it has none."""
+        return read_mask(row.get("lung_mask"))
+
+
+def read_mask(path: Any) -> np.ndarray | None:
+    if path is None or (isinstance(path, float) and np.isnan(path)) or str(path) == "":
+        return None
+    return read_xray(str(path)) > 127
+
 
 class CohenSource(FileSource):
     """Cohen's covid-chestxray-dataset, and Actualmed- and Figure1-style sets that share its columns.

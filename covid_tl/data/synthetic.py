@@ -803,6 +803,10 @@ class SyntheticSource:
         """The image for a manifest row (by its generator index): what the Dataset reads."""
         return self.render(int(row["index"])).image
 
+    def load_lung_mask(self, row: Mapping) -> np.ndarray:
+        """The phantom's lung fields, for CAM scores."""
+        return self.render(int(row["index"])).lung_mask
+
 
 # --------------------------------------------------------------------------------------------
 # Preview

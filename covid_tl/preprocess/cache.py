@@ -11,11 +11,14 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from covid_tl.preprocess.pipeline import Prepared
 
 #: Bump when a preprocessing algorithm changes in a way the config does not show.
 ALGORITHM_VERSION = 1
@@ -27,7 +30,7 @@ def config_digest(config: Mapping[str, Any]) -> str:
 
 
 class PreprocessCache:
-    """Arrays stored as .npy files under `directory/<config digest>/<content hash>.npy`."""
+    """Prepared images stored as .npz files under `directory/<config digest>/<content hash>.npz`."""
 
     def __init__(self, directory: str | Path, config: Mapping[str, Any]) -> None:
         self.directory = Path(directory).expanduser() / config_digest(config)
@@ -42,21 +45,22 @@ class PreprocessCache:
         return self._keys[memo]
 
     def _path(self, key: str) -> Path:
-        return self.directory / key[:2] / f"{key}.npy"
+        return self.directory / key[:2] / f"{key}.npz"
 
-    def get(self, key: str) -> np.ndarray | None:
+    def get(self, key: str) -> Prepared | None:
         try:
-            return np.load(self._path(key), allow_pickle=False)
-        except (FileNotFoundError, ValueError, EOFError):  # absent, or damaged by a crash elsewhere
-            return None
+            with np.load(self._path(key), allow_pickle=False) as stored:
+                return Prepared(stored["image"], tuple(int(v) for v in stored["box"]))
+        except (FileNotFoundError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+            return None  # absent, or damaged by a crash elsewhere: computed again
 
-    def put(self, key: str, array: np.ndarray) -> None:
+    def put(self, key: str, prepared: Prepared) -> None:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
         try:
             with os.fdopen(handle, "wb") as stream:
-                np.save(stream, np.ascontiguousarray(array), allow_pickle=False)
+                np.savez(stream, image=np.ascontiguousarray(prepared.image), box=np.asarray(prepared.box))
             os.replace(temporary, target)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)

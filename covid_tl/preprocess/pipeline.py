@@ -1,21 +1,34 @@
 """Deterministic per-image preprocessing, built from `conf/preprocessing/<name>.yaml`.
 
 Each step is a key of that config (null: skip the step), so a sweep can vary them one by one.
+A result keeps the crop box, so heatmaps and masks can be mapped back onto the original image.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from covid_tl.errors import ConfigError
 
-Preprocess = Callable[[np.ndarray], np.ndarray]
+Box = tuple[int, int, int, int]  # y0, x0, y1, x1 in the original image
 
 
-def identity(image: np.ndarray) -> np.ndarray:
-    return image
+@dataclass(frozen=True)
+class Prepared:
+    """A preprocessed image and where it lies in the original (its crop box)."""
+
+    image: np.ndarray
+    box: Box
+
+
+Preprocess = Callable[[np.ndarray], Prepared]
+
+
+def identity(image: np.ndarray) -> Prepared:
+    return Prepared(image, (0, 0, image.shape[0], image.shape[1]))
 
 
 def build_preprocess(crop: Mapping[str, Any] | None = None, inpaint: Mapping[str, Any] | None = None) -> Preprocess:
