@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 # Lightning's pytree helper trips a deprecation in newer torch on every step; harmless.
 warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")
+# Epoch metrics come from torchmetrics, already gathered across DDP processes (see module.py).
+warnings.filterwarnings("ignore", message=".*sync_dist=True.*when logging on epoch level")
 # Rendering phantoms in the main process is the intended default on small machines.
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
@@ -81,6 +83,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         scheduler=scheduler,
         threshold=cfg.threshold,
         config=OmegaConf.to_container(cfg, resolve=True),
+        **cfg.model,
     )
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=instantiate_all(cfg.get("callbacks")), logger=instantiate_all(cfg.get("logger")) or False

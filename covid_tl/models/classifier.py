@@ -1,13 +1,15 @@
 """Backbone features plus a new head that ends in one COVID-19 logit."""
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from covid_tl.models.backbones import Backbone, build_backbone
+from covid_tl.models.weights import load_weights
 
 
 class Head(nn.Sequential):
@@ -28,24 +30,58 @@ class Head(nn.Sequential):
 
 
 class Classifier(nn.Module):
-    """Image batch (N, C, H, W) to COVID-19 logits (N,)."""
+    """Image batch (N, C, H, W) to COVID-19 logits (N,).
+
+    Carries what freezing and Grad-CAM need from the backbone (units, kept FC layers, CAM
+    layer). BatchNorm modules named in `frozen_norms` (set by `apply_freeze`) stay in eval
+    mode, keeping their running statistics, whenever the model is put in train mode; this is
+    done in `train()`, which Lightning calls through the LightningModule.
+    """
 
     def __init__(self, backbone: Backbone, head: Head) -> None:
         super().__init__()
         self.backbone_name = backbone.name
         self.input_spec = backbone.input_spec
         self.cam_layer = backbone.cam_layer
+        self.units = backbone.units
+        self.fc_layers = backbone.fc_layers
+        self.keep_fc = len(backbone.fc_layers)
         self.features = backbone.features
         self.head = head
+        self.frozen_norms: tuple[str, ...] = ()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x)).squeeze(1)
 
+    def freeze_norms(self, names: Iterable[str]) -> None:
+        """Keep these BatchNorm modules (dotted paths inside `features`) in eval mode from now on."""
+        self.frozen_norms = tuple(names)
+        for name in self.frozen_norms:
+            self.features.get_submodule(name)  # fail now on a wrong name, not at the next train()
+        self.train(self.training)
 
-def build_classifier(backbone_cfg: Mapping[str, Any]) -> Classifier:
-    """The classifier a `backbone` config describes: `name`, the builder's options, `head`."""
+    def train(self, mode: bool = True) -> Classifier:
+        super().train(mode)
+        if mode:
+            for name in self.frozen_norms:
+                self.features.get_submodule(name).eval()
+        return self
+
+
+def build_classifier(
+    backbone_cfg: Mapping[str, Any], keep_fc: int = 0, load_pretrained: bool = True
+) -> Classifier:
+    """The classifier a `backbone` config describes: `name`, the builder's options, `weights`, `head`.
+
+    `keep_fc` (from the freeze config) is how many pretrained FC layers of the backbone stay
+    under the new head. `load_pretrained=False` skips `weights` (the caller loads a checkpoint
+    over the whole model anyway, so nothing is downloaded).
+    """
     options = dict(backbone_cfg)
     name = options.pop("name")
     head_options = dict(options.pop("head", None) or {})
-    backbone = build_backbone(name, **options)
+    weights: str | os.PathLike | None = options.pop("weights", None)
+    backbone = build_backbone(name, keep_fc=int(keep_fc or 0), **options)
+    if load_pretrained:
+        load_weights(backbone, weights)
     return Classifier(backbone, Head(backbone.num_features, **head_options))

@@ -1,6 +1,7 @@
 """The LightningModule: binary COVID-19 classifier with per-split metrics."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -10,8 +11,11 @@ import torch.nn.functional as F
 from torchmetrics.classification import BinaryConfusionMatrix
 
 from covid_tl.data.manifest import LABELS
+from covid_tl.errors import ConfigError
 from covid_tl.metrics import metric_collection
 from covid_tl.models.classifier import Classifier
+
+log = logging.getLogger(__name__)
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
@@ -22,6 +26,15 @@ class CovidClassifier(pl.LightningModule):
 
     `config` is the composed run config; it travels inside every checkpoint so that evaluate.py
     and explain.py rebuild the same model, input spec and data without being told.
+
+    Training options (each one a config key):
+      `backbone_lr_scale`: learning rate of the trainable backbone parameters relative to the
+        head's (two optimizer param groups, `head` and `backbone`; 1.0: one group).
+      `pos_weight`: BCE weight of the COVID-19 class: null (none), a number, or `balanced`
+        (no-finding / COVID-19 count of the training split, read from the datamodule).
+      `channels_last`: channels_last memory format for model and batches when on CUDA.
+      `compile`: `torch.compile` the network for training (off by default).
+    Gradient clipping is the Trainer's (`trainer.gradient_clip_val`).
     """
 
     def __init__(
@@ -31,26 +44,78 @@ class CovidClassifier(pl.LightningModule):
         scheduler: SchedulerFactory | None = None,
         threshold: float = 0.5,
         config: dict[str, Any] | None = None,
+        backbone_lr_scale: float = 1.0,
+        pos_weight: float | str | None = None,
+        channels_last: bool = True,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
+        if not backbone_lr_scale > 0:
+            raise ConfigError(f"backbone_lr_scale must be positive (freeze layers instead), got {backbone_lr_scale}")
+        if isinstance(pos_weight, str) and pos_weight != "balanced":
+            raise ConfigError(f"pos_weight must be null, a positive number or 'balanced', got {pos_weight!r}")
+        if isinstance(pos_weight, (int, float)) and not pos_weight > 0:
+            raise ConfigError(f"pos_weight must be positive, got {pos_weight}")
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.threshold = threshold
+        self.backbone_lr_scale = float(backbone_lr_scale)
+        self.pos_weight_option = pos_weight
+        self.pos_weight: torch.Tensor | None = None if pos_weight in (None, "balanced") else torch.tensor(float(pos_weight))
+        self.channels_last = channels_last
+        self.compile_net = compile
+        self._memory_format_done = False
         # Separate attributes, not a ModuleDict: "train" would clash with Module.train().
         self.train_metrics = metric_collection(threshold)
         self.val_metrics = metric_collection(threshold)
         self.test_metrics = metric_collection(threshold)
         self.test_confusion = BinaryConfusionMatrix(threshold=threshold)
 
+    # --- setup ---------------------------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.compile_net and self.net._compiled_call_impl is None:
+            self.net.compile()  # in place: state dict keys stay net.* for checkpoints
+
+    def on_fit_start(self) -> None:
+        if self.pos_weight_option == "balanced":
+            datamodule = getattr(self.trainer, "datamodule", None)
+            if datamodule is None or not hasattr(datamodule, "subset"):
+                raise ConfigError("pos_weight=balanced needs a datamodule with a training split")
+            self.pos_weight = balanced_pos_weight(datamodule.subset("train").targets)
+            log.info("pos_weight (no-finding/COVID-19 in train): %.3f", float(self.pos_weight))
+        self._use_memory_format()
+
+    def on_validation_start(self) -> None:
+        self._use_memory_format()
+
+    def on_test_start(self) -> None:
+        self._use_memory_format()
+
+    def on_predict_start(self) -> None:
+        self._use_memory_format()
+
+    @property
+    def uses_channels_last(self) -> bool:
+        return self.channels_last and self.device.type == "cuda"
+
+    def _use_memory_format(self) -> None:
+        if self.uses_channels_last and not self._memory_format_done:
+            self.net.to(memory_format=torch.channels_last)
+            self._memory_format_done = True
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 4 and self.uses_channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
 
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         images, targets = batch
         logits = self(images)
-        loss = F.binary_cross_entropy_with_logits(logits.float(), targets.float())
+        pos_weight = None if self.pos_weight is None else self.pos_weight.to(logits.device)
+        loss = F.binary_cross_entropy_with_logits(logits.float(), targets.float(), pos_weight=pos_weight)
         probabilities = torch.sigmoid(logits.detach().float())
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(probabilities, targets)
@@ -76,6 +141,8 @@ class CovidClassifier(pl.LightningModule):
         metrics = getattr(self, f"{stage}_metrics")
         values = metrics.compute()
         metrics.reset()
+        # torchmetrics has already gathered every process's counts under DDP. (sync_dist=True on
+        # top of that deadlocked a 2-process gloo run here, so Lightning's reminder is silenced.)
         self.log_dict({f"{stage}/{name}": value for name, value in values.items()}, prog_bar=stage == "val")
 
     def on_train_epoch_end(self) -> None:
@@ -93,9 +160,36 @@ class CovidClassifier(pl.LightningModule):
             for p, predicted_label in enumerate(LABELS):
                 self.log(f"test/confusion/{true_label}_as_{predicted_label}", matrix[t, p].float())
 
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Trainable parameters as optimizer groups: `head` (and `backbone` if its lr differs)."""
+        head = [p for p in self.net.head.parameters() if p.requires_grad]
+        head_ids = {id(p) for p in self.net.head.parameters()}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in head_ids]
+        if self.backbone_lr_scale == 1.0:
+            return [{"params": head + rest, "name": "all"}]
+        groups = [{"params": head, "name": "head"}, {"params": rest, "name": "backbone"}]
+        return [g for g in groups if g["params"]]
+
     def configure_optimizers(self):
-        params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = self.optimizer_factory(params)
+        groups = self.parameter_groups()
+        optimizer = self.optimizer_factory(groups)
+        for group in optimizer.param_groups:
+            if group.get("name") == "backbone":
+                group["lr"] *= self.backbone_lr_scale
         if self.scheduler_factory is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "epoch"}}
+        scheduler = self.scheduler_factory(optimizer)
+        config = {"scheduler": scheduler, "interval": "epoch"}
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            config["monitor"] = "val/loss"
+        return {"optimizer": optimizer, "lr_scheduler": config}
+
+
+def balanced_pos_weight(targets) -> torch.Tensor:
+    """no-finding count / COVID-19 count: each class then weighs as much in the loss."""
+    targets = torch.as_tensor(targets)
+    positives = int((targets == 1).sum())
+    negatives = int((targets == 0).sum())
+    if positives == 0 or negatives == 0:
+        raise ConfigError(f"pos_weight=balanced needs both classes in train, got {negatives} no-finding, {positives} COVID-19")
+    return torch.tensor(negatives / positives)
