@@ -51,7 +51,8 @@ def build_datamodule(cfg: DictConfig, net) -> XrayDataModule:
         sources,
         net.input_spec,
         preprocess=preprocess,
-        augmentation=build_augmentation(**cfg.augment),
+        augmentation=build_augmentation(**{k: v for k, v in cfg.augment.items() if k != "watermark"}),
+        watermark=cfg.augment.get("watermark"),
         cache=cache,
         **OmegaConf.to_container(DictConfig(options), resolve=True),
     )

@@ -12,14 +12,15 @@ import pandas as pd
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Sampler
 
-from covid_tl.data.dataset import PreparedImages, XrayDataset
+from covid_tl.data.dataset import PreparedImages, WatermarkTransplant, XrayDataset
 from covid_tl.data.manifest import Manifest
 from covid_tl.data.sampling import balance_no_finding
 from covid_tl.data.split import SPLITS, assign_splits
 from covid_tl.data.summary import data_summary
 from covid_tl.data.validate import drop_bad_rows, find_bad_rows
 from covid_tl.models.spec import InputSpec
-from covid_tl.preprocess.cache import PreprocessCache
+from covid_tl.preprocess.cache import PreprocessCache, config_digest
+from covid_tl.preprocess.watermark import Stamp, bank_summary, build_bank, load_bank, save_bank
 from covid_tl.preprocess.pipeline import Preprocess, identity
 from covid_tl.errors import ConfigError
 
@@ -77,6 +78,7 @@ class XrayDataModule(pl.LightningDataModule):
         input_spec: InputSpec,
         preprocess: Preprocess = identity,
         augmentation: A.Compose | None = None,
+        watermark: Mapping[str, Any] | None = None,
         cache: PreprocessCache | None = None,
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
@@ -105,6 +107,8 @@ class XrayDataModule(pl.LightningDataModule):
         self.input_spec = input_spec
         self.preprocess = preprocess
         self.augmentation = augmentation
+        self.watermark_options = dict(watermark or {})
+        self.watermark: WatermarkTransplant | None = None
         self.prepared = PreparedImages(self.load_image, preprocess, cache, ReadsFiles(self.sources))
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
@@ -147,6 +151,31 @@ class XrayDataModule(pl.LightningDataModule):
             counts = self.subset(split).counts()
             if min(counts.values()) == 0:
                 raise ConfigError(f"the {split} split has no image of some class ({counts}); use more data")
+        if self.watermark_options.get("p", 0) > 0:
+            options = dict(self.watermark_options)
+            bank = self._watermark_bank(options.pop("max_area_fraction"), options.pop("max_side_fraction"))
+            self.watermark = WatermarkTransplant(bank, **options)
+
+    def _watermark_bank(self, max_area_fraction: float, max_side_fraction: float) -> list[Stamp]:
+        """Marks cut from the COVID-19 training images (as preprocessed), cached on disk."""
+        covid = self.subset("train").frame.query("label == 'covid'").to_dict("records")
+        cache = self.prepared.cache
+        path = None
+        if cache is not None:
+            keys = [cache.file_key(r["path"]) if self.prepared.reads_files(r) else str(r["path"]) for r in covid]
+            digest = config_digest({"images": keys, "area": max_area_fraction, "side": max_side_fraction})
+            path = cache.directory / f"watermark_bank_{digest}.npz"
+            if path.is_file():
+                return load_bank(path)
+        bank = build_bank((self.prepared(r).image for r in covid), max_area_fraction=max_area_fraction,
+                          max_side_fraction=max_side_fraction, names=[str(r["path"]) for r in covid])
+        log.info("watermark bank: %d marks from %d COVID-19 training images", len(bank), len(covid))
+        if not bank:
+            log.warning("no marks found in the COVID-19 training images: nothing to transplant")
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_bank(bank, path)
+        return bank
 
     @property
     def eval_sets(self) -> list[str]:
@@ -176,6 +205,8 @@ class XrayDataModule(pl.LightningDataModule):
         frame = self.splits_frame()
         frame.to_csv(run_dir / "splits.csv", index=False)
         summary = data_summary(frame, skipped=len(self.skipped))
+        if self.watermark is not None:
+            summary["watermark_bank"] = bank_summary(self.watermark.bank)
         if len(self.skipped):
             self.skipped.to_csv(run_dir / "skipped.csv", index=False)
         return summary
@@ -190,7 +221,8 @@ class XrayDataModule(pl.LightningDataModule):
 
     def dataset(self, name: str, train: bool = False) -> XrayDataset:
         """A split or extra set as (image, target) pairs; augmented only when `train`."""
-        return XrayDataset(self.subset(name), self.prepared, self.input_spec, self.augmentation if train else None)
+        return XrayDataset(self.subset(name), self.prepared, self.input_spec,
+                           self.augmentation if train else None, self.watermark if train else None)
 
     def dataloader(self, name: str, train: bool = False) -> DataLoader:
         dataset = self.dataset(name, train)

@@ -1,7 +1,7 @@
 """A torch Dataset over a Manifest: load, preprocess (cached), resize, augment, normalise."""
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import albumentations as A
@@ -13,7 +13,9 @@ from covid_tl.data.manifest import Manifest
 from covid_tl.models.spec import InputSpec
 from covid_tl.preprocess.cache import PreprocessCache
 from covid_tl.preprocess.model_input import normalize, resize_square
+from covid_tl.errors import ConfigError
 from covid_tl.preprocess.pipeline import Prepared, Preprocess, identity
+from covid_tl.preprocess.watermark import POSITIONS, Stamp, paste_stamps
 
 ImageLoader = Callable[[Mapping[str, Any]], np.ndarray]
 
@@ -45,24 +47,45 @@ class PreparedImages:
         return prepared
 
 
-class SeededAugmentation:
-    """An albumentations pipeline reseeded from torch's per-worker seed.
+def worker_seed() -> int:
+    """torch's seed in this process: differs per DataLoader worker and per epoch, and is fixed
+    by the run's seed, so random image work is both varied and reproducible."""
+    return torch.initial_seed() % 2**32
 
-    Albumentations keeps its own RNG, so every DataLoader worker would otherwise replay the
-    same augmentations; torch.initial_seed() differs per worker and per epoch (and is fixed
-    by the run's seed), which makes augmentation both varied and reproducible.
-    """
+
+class SeededAugmentation:
+    """An albumentations pipeline reseeded from the worker's seed (albumentations keeps its own
+    RNG, so every DataLoader worker would otherwise replay the same augmentations)."""
 
     def __init__(self, compose: A.Compose) -> None:
         self.compose = compose
         self._seed: int | None = None
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        seed = torch.initial_seed() % 2**32
-        if seed != self._seed:
-            self.compose.set_random_seed(seed)
-            self._seed = seed
+        if worker_seed() != self._seed:
+            self._seed = worker_seed()
+            self.compose.set_random_seed(self._seed)
         return self.compose(image=image)["image"]
+
+
+class WatermarkTransplant:
+    """Pastes marks cut from COVID-19 training images onto a no-finding image with
+    probability p, so that marks stop telling the classes apart (the study's Figure 11)."""
+
+    def __init__(self, bank: Sequence[Stamp], p: float, n: Sequence[int] = (1, 2),
+                 positions: Sequence[str] = POSITIONS) -> None:
+        if not 0 <= p <= 1:
+            raise ConfigError(f"augment.watermark.p must be in [0, 1], got {p}")
+        self.bank, self.p, self.n, self.positions = list(bank), p, tuple(n), tuple(positions)
+        self._seed: int | None = None
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        if worker_seed() != self._seed:
+            self._seed = worker_seed()
+            self.rng = np.random.default_rng(self._seed)
+        if not self.bank or self.rng.random() >= self.p:
+            return image
+        return paste_stamps(image, self.bank, self.rng, n=self.n, positions=self.positions)[0]
 
 
 class XrayDataset(Dataset):
@@ -74,19 +97,24 @@ class XrayDataset(Dataset):
         prepare: Callable[[Mapping[str, Any]], Prepared],
         input_spec: InputSpec,
         augmentation: A.Compose | None = None,
+        watermark: WatermarkTransplant | None = None,
     ) -> None:
         self.rows = manifest.frame.to_dict("records")
         self.targets = manifest.targets
         self.prepare = prepare
         self.input_spec = input_spec
         self.augment = SeededAugmentation(augmentation) if augmentation is not None else None
+        self.watermark = watermark
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def image(self, i: int) -> np.ndarray:
         """The uint8 image as the model sees it (before normalisation)."""
-        image = resize_square(self.prepare(self.rows[i]).image, self.input_spec.size)
+        image = self.prepare(self.rows[i]).image
+        if self.watermark is not None and self.targets[i] == 0:
+            image = self.watermark(image)
+        image = resize_square(image, self.input_spec.size)
         return self.augment(image) if self.augment is not None else image
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
