@@ -1,0 +1,62 @@
+"""Data time of one epoch on xray-mini with crop_inpaint: no cache, cold cache, warm cache.
+
+    python benchmarks/preprocess_cache.py [--xray-mini DIR] [--preprocessing crop_inpaint] [--size 224]
+
+Iterates the training split's DataLoader (no model) three times: without a cache, filling a
+fresh cache, and reading it back. Prints seconds per epoch and the no-cache / warm ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from covid_tl.data.datamodule import XrayDataModule
+from covid_tl.data.sources import ManifestSource
+from covid_tl.models.spec import InputSpec
+from covid_tl.preprocess.cache import PreprocessCache
+from covid_tl.preprocess.pipeline import build_preprocess
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = Path(os.environ.get("COVID_TL_XRAY_MINI", ROOT.parent / "shared" / "data" / "xray-mini"))
+
+
+def epoch_seconds(root: Path, steps: dict, cache: PreprocessCache | None, size: int) -> float:
+    dm = XrayDataModule({"xray_mini": ManifestSource(root / "manifest.csv")}, InputSpec(size=size, channels=3),
+                        preprocess=build_preprocess(**steps), cache=cache, val_fraction=0.1, test_fraction=0.0)
+    dm.setup()
+    start = time.perf_counter()
+    for _ in dm.dataloader("train"):
+        pass
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--xray-mini", type=Path, default=DEFAULT)
+    parser.add_argument("--preprocessing", default="crop_inpaint")
+    parser.add_argument("--size", type=int, default=224)
+    args = parser.parse_args()
+    if not (args.xray_mini / "manifest.csv").is_file():
+        raise SystemExit(f"xray-mini not found at {args.xray_mini}: pass --xray-mini DIR")
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"preprocessing={args.preprocessing}"])
+    steps = OmegaConf.to_container(cfg.preprocessing, resolve=True)
+    steps.pop("cache"), steps.pop("cache_dir")
+    with tempfile.TemporaryDirectory() as directory:
+        none = epoch_seconds(args.xray_mini, steps, None, args.size)
+        cold = epoch_seconds(args.xray_mini, steps, PreprocessCache(directory, steps), args.size)
+        warm = epoch_seconds(args.xray_mini, steps, PreprocessCache(directory, steps), args.size)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs; preprocessing={args.preprocessing}, input {args.size} px, num_workers=0")
+    print(f"epoch data time: no cache {none:.2f} s, cold cache {cold:.2f} s, warm cache {warm:.2f} s; "
+          f"no cache / warm = {none / warm:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
