@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import glob
+import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -9,17 +11,19 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from covid_tl.checkpoint import load_run
 from covid_tl.data.dataset import PreparedImages
 from covid_tl.data.images import read_xray
+from covid_tl.data.sources import read_mask
 from covid_tl.data.manifest import LABELS
 from covid_tl.errors import ConfigError
 from covid_tl.explain.callback import balanced_rows, captions
 from covid_tl.explain.cam import compute_cams
 from covid_tl.explain.overlay import cam_grid
-from covid_tl.preprocess.model_input import to_model_input
+from covid_tl.explain.scores import mean_scores
+from covid_tl.explain.scoring import score_cams, scoring_images
 from covid_tl.training import build_datamodule, build_preprocessing
 
 
@@ -31,8 +35,19 @@ def rows_from_glob(pattern: str) -> list[dict[str, Any]]:
     return [{"path": p, "label": None} for p in paths]
 
 
+def mask_finder(masks: str | None) -> Callable[[Mapping[str, Any]], np.ndarray | None]:
+    """Lung masks from a folder, matched by file name (any image suffix), for `images=` runs."""
+    if not masks:
+        return lambda row: None
+    folder = Path(masks).expanduser()
+    if not folder.is_dir():
+        raise ConfigError(f"masks={masks!r} is not a folder")
+    by_stem = {p.stem: p for p in folder.iterdir() if p.is_file()}
+    return lambda row: read_mask(by_stem.get(Path(str(row["path"])).stem))
+
+
 def explain(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
-    """Writes cams/<n>_<name>.png per image, grid.png and cams.csv into output_dir."""
+    """Writes cams/<n>_<name>.png per image, grid.png, cams.csv and cam_scores.json into output_dir."""
     if cfg.n < 1:
         raise ConfigError(f"n must be at least 1, got {cfg.n}")
     run_cfg, model = load_run(cfg.ckpt_path)
@@ -40,7 +55,9 @@ def explain(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
     if cfg.images:
         rows = rows_from_glob(cfg.images)
         preprocess, cache = build_preprocessing(run_cfg)
-        prepare = PreparedImages(lambda row: read_xray(row["path"]), preprocess, cache, lambda row: True)
+        load = lambda row: read_xray(row["path"])  # noqa: E731
+        prepare = PreparedImages(load, preprocess, cache, lambda row: True)
+        lungs = mask_finder(cfg.get("masks"))
     else:
         datamodule = build_datamodule(run_cfg, net)
         datamodule.setup("test")
@@ -48,21 +65,28 @@ def explain(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
         if not len(manifest):
             raise ConfigError(f"the {cfg.split} split of this checkpoint's data is empty")
         rows = [manifest.frame.iloc[i].to_dict() for i in balanced_rows(manifest.targets, cfg.n)]
-        prepare = datamodule.prepared
-    images = [prepare(row).image for row in rows]
-    batch = torch.from_numpy(np.stack([to_model_input(im, net.input_spec) for im in images]))
+        load, prepare = datamodule.load_image, datamodule.prepared
+        masks = mask_finder(cfg.get("masks"))
+        lungs = lambda row: masks(row) if cfg.get("masks") else datamodule.load_lung_mask(row)  # noqa: E731
+    inpaint = OmegaConf.to_container(run_cfg.preprocessing, resolve=True).get("inpaint") or {}
+    items = scoring_images(rows, load, prepare, lungs, net.input_spec, inpaint.get("detector"))
+    batch = torch.stack([item.input for item in items])
     cams, probabilities = compute_cams(net, batch, cfg.method, cfg.target, cfg.layer, cfg.batch_size, run_cfg.threshold)
+    scores = score_cams(cams, items)
 
     labels = [row["label"] or "unknown" for row in rows]
-    picture, overlays = cam_grid(images, cams, captions(labels, probabilities, run_cfg.threshold), cfg.overlay, cfg.alpha)
+    shown = [item.shown for item in items]
+    picture, overlays = cam_grid(shown, cams, captions(labels, probabilities, run_cfg.threshold), cfg.overlay, cfg.alpha)
     (output_dir / "cams").mkdir(parents=True, exist_ok=True)
     records = []
-    for i, (row, shown, probability) in enumerate(zip(rows, overlays, probabilities)):
+    for i, (row, image, probability, score) in enumerate(zip(rows, overlays, probabilities, scores)):
         name = f"{i:03d}_{Path(str(row['path'])).stem}.png"
-        cv2.imwrite(str(output_dir / "cams" / name), shown[:, :, ::-1])
+        cv2.imwrite(str(output_dir / "cams" / name), image[:, :, ::-1])
         records.append({"path": row["path"], "label": row["label"], "prob_covid": float(probability),
-                        "predicted": LABELS[int(probability >= run_cfg.threshold)], "overlay": f"cams/{name}"})
+                        "predicted": LABELS[int(probability >= run_cfg.threshold)], **score, "overlay": f"cams/{name}"})
     cv2.imwrite(str(output_dir / "grid.png"), picture[:, :, ::-1])
     table = pd.DataFrame(records)
     table.to_csv(output_dir / "cams.csv", index=False)
+    summary = mean_scores(scores, labels)
+    (output_dir / "cam_scores.json").write_text(json.dumps(summary, indent=2) + "\n")
     return table

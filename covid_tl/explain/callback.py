@@ -13,6 +13,8 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from covid_tl.data.manifest import LABELS
 from covid_tl.explain.cam import compute_cams
 from covid_tl.explain.overlay import cam_grid
+from covid_tl.explain.scores import mean_scores
+from covid_tl.explain.scoring import score_cams, scoring_images
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +68,11 @@ class GradCAMCallback(pl.Callback):
             log.warning("no Grad-CAM pictures: backbone %s has no spatial layer", pl_module.net.backbone_name)
             return
         subset = datamodule.subset("val")
-        rows = balanced_rows(subset.targets, self.num_images)
-        dataset = datamodule.dataset("val")
-        self.labels = [subset.frame["label"].iloc[i] for i in rows]
-        self.images = [dataset.image(i) for i in rows]
-        self.inputs = torch.stack([dataset[i][0] for i in rows])
+        rows = [subset.frame.iloc[i].to_dict() for i in balanced_rows(subset.targets, self.num_images)]
+        self.labels = [row["label"] for row in rows]
+        self.items = scoring_images(rows, datamodule.load_image, datamodule.prepared, datamodule.load_lung_mask,
+                                    datamodule.input_spec)
+        self.inputs = torch.stack([item.input for item in self.items])
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or self.inputs is None or (trainer.current_epoch + 1) % self.every_n_epochs:
@@ -79,9 +81,14 @@ class GradCAMCallback(pl.Callback):
             return
         threshold = getattr(pl_module, "threshold", 0.5)
         cams, probabilities = compute_cams(pl_module.net, self.inputs, self.method, self.target, self.layer, threshold=threshold)
-        picture, _ = cam_grid(self.images, cams, captions(self.labels, probabilities, threshold), self.overlay, self.alpha)
+        shown = [item.shown for item in self.items]
+        picture, _ = cam_grid(shown, cams, captions(self.labels, probabilities, threshold), self.overlay, self.alpha)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(self.output_dir / f"epoch_{trainer.current_epoch:03d}.png"), picture[:, :, ::-1])
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_image("cam/validation", picture, trainer.global_step, dataformats="HWC")
+        means = mean_scores(score_cams(cams, self.items))
+        for name, value in means.items():
+            if value is not None:
+                pl_module.log(f"cam/{name}", value, rank_zero_only=True)

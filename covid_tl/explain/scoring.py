@@ -1,0 +1,55 @@
+"""Everything needed to score CAMs for a set of images, prepared once (callback, explain.py)."""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from covid_tl.explain.scores import artifact_region, cam_scores, to_original
+from covid_tl.models.spec import InputSpec
+from covid_tl.preprocess.marks import detect_marks
+from covid_tl.preprocess.model_input import normalize, resize_square
+from covid_tl.preprocess.pipeline import Box, Prepared
+
+
+@dataclass
+class ScoringImage:
+    """One image: the model's input, the picture shown, and its regions on the original grid."""
+
+    input: torch.Tensor  # (C, size, size), normalised
+    shown: np.ndarray  # uint8 (size, size): what the model sees
+    box: Box
+    shape: tuple[int, int]
+    artifacts: np.ndarray  # bool, original grid: detected marks (dilated) + border band
+    lungs: np.ndarray | None  # bool, original grid
+
+
+def scoring_images(
+    rows: Sequence[Mapping[str, Any]],
+    load_image: Callable[[Mapping[str, Any]], np.ndarray],
+    prepare: Callable[[Mapping[str, Any]], Prepared],
+    load_lung_mask: Callable[[Mapping[str, Any]], np.ndarray | None],
+    spec: InputSpec,
+    detector: Mapping[str, Any] | None = None,
+) -> list[ScoringImage]:
+    """Marks are detected on the original image (not the preprocessed one), so a model trained
+    on inpainted images is scored against the marks it never saw."""
+    items = []
+    for row in rows:
+        original = load_image(row)
+        prepared = prepare(row)
+        shown = resize_square(prepared.image, spec.size)
+        lungs = load_lung_mask(row)
+        if lungs is not None and lungs.shape != original.shape:
+            lungs = None  # a mask for another image size cannot be scored against
+        items.append(ScoringImage(torch.from_numpy(np.ascontiguousarray(normalize(shown, spec))), shown, prepared.box,
+                                  original.shape, artifact_region(detect_marks(original, detector)), lungs))
+    return items
+
+
+def score_cams(cams: np.ndarray, items: Sequence[ScoringImage]) -> list[dict[str, float | None]]:
+    """artifact_fraction and lung_fraction of each CAM, on its original image's grid."""
+    return [cam_scores(to_original(cam, item.box, item.shape), item.artifacts, item.lungs) for cam, item in zip(cams, items)]
