@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
 from covid_tl.data.datamodule import XrayDataModule
+from covid_tl.data.features import FeatureDataModule, fast_path_blocker
 from covid_tl.checkpoint import load_run
 from covid_tl.evaluation import evaluate_sets, pick_device
 from covid_tl.models.classifier import build_classifier
@@ -89,11 +90,20 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=instantiate_all(cfg.get("callbacks")), logger=instantiate_all(cfg.get("logger")) or False
     )
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    fit_data = datamodule
+    if cfg.fast_frozen:
+        blocker = fast_path_blocker(net, datamodule)
+        if blocker is None:
+            fit_data = FeatureDataModule(datamodule, net.features, pick_device(cfg.trainer.accelerator))
+            model.head_only = True
+        else:
+            log.info("frozen fast path off: %s", blocker)
+    trainer.fit(model, datamodule=fit_data, ckpt_path=cfg.get("ckpt_path"))
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if len(datamodule.subset("test")):
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+        trainer.test(model, datamodule=fit_data, ckpt_path=best or None, verbose=False)
+    model.head_only = False
     if not trainer.is_global_zero:
         return {}
     # Final figures on one process, with the best weights, every image once (no DDP padding).

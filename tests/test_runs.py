@@ -60,3 +60,17 @@ def test_slurm_launcher_config_composes():
         cfg = compose("train", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher") and launcher.gpus_per_node == 1
+
+
+def test_frozen_fast_path_gives_the_same_results_as_training_on_images(tmp_path):
+    common = ["trainer.max_epochs=3", "freeze=all"]
+    fast = run_script("train.py", f"hydra.run.dir={tmp_path / 'fast'}", *BASE, *common, "fast_frozen=true")
+    slow = run_script("train.py", f"hydra.run.dir={tmp_path / 'slow'}", *BASE, *common, "fast_frozen=false")
+    assert fast.returncode == slow.returncode == 0, fast.stderr[-3000:] + slow.stderr[-3000:]
+    assert "frozen fast path: features of" in fast.stdout + fast.stderr
+    assert "frozen fast path" not in slow.stdout + slow.stderr
+    a = json.loads((tmp_path / "fast" / "results.json").read_text())
+    b = json.loads((tmp_path / "slow" / "results.json").read_text())
+    for split in ("train", "val", "test"):
+        assert a[split]["confusion_matrix"] == b[split]["confusion_matrix"]
+        assert a[split]["auroc"] == pytest.approx(b[split]["auroc"], abs=1e-3)

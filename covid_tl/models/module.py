@@ -58,6 +58,7 @@ class CovidClassifier(pl.LightningModule):
         if isinstance(pos_weight, (int, float)) and not pos_weight > 0:
             raise ConfigError(f"pos_weight must be positive, got {pos_weight}")
         self.net = net
+        self.head_only = False  # set by training for the frozen fast path (covid_tl.data.features)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.threshold = threshold
@@ -112,8 +113,9 @@ class CovidClassifier(pl.LightningModule):
         return self.net(x)
 
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
-        images, targets = batch
-        logits = self(images)
+        inputs, targets = batch
+        # The frozen fast path feeds precomputed backbone features straight to the head.
+        logits = self.net.head(inputs).squeeze(1) if self.head_only else self(inputs)
         pos_weight = None if self.pos_weight is None else self.pos_weight.to(logits.device)
         loss = F.binary_cross_entropy_with_logits(logits.float(), targets.float(), pos_weight=pos_weight)
         probabilities = torch.sigmoid(logits.detach().float())
