@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=instantiate_all(cfg.get("callbacks")), logger=instantiate_all(cfg.get("logger")) or False
     )
+    started = time.perf_counter()
     fit_data = datamodule
     if cfg.fast_frozen:
         blocker = fast_path_blocker(net, datamodule)
@@ -99,6 +101,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         else:
             log.info("frozen fast path off: %s", blocker)
     trainer.fit(model, datamodule=fit_data, ckpt_path=cfg.get("ckpt_path"))
+    log.info("training took %.1f s (features included)", time.perf_counter() - started)
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if len(datamodule.subset("test")):
