@@ -8,12 +8,12 @@ change to the phantom generator's marks may need the detector re-tuned, not the 
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from conftest import XRAY_MINI, needs_xray_mini
 
 from covid_tl.data.synthetic import ShortcutSpec, SyntheticSource
 from covid_tl.preprocess.marks import (
@@ -30,17 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 N_IMAGES = 40
 
 
-def find_xray_mini() -> Path | None:
-    for candidate in (os.environ.get("COVID_TL_XRAY_MINI"), ROOT.parent / "shared" / "data" / "xray-mini"):
-        if candidate and (Path(candidate) / "manifest.csv").is_file():
-            return Path(candidate)
-    return None
-
-
-XRAY_MINI = find_xray_mini()
-xray_mini = pytest.mark.skipif(
-    XRAY_MINI is None,
-    reason="xray-mini not found (set COVID_TL_XRAY_MINI or place it at ../shared/data/xray-mini)")
+xray_mini = needs_xray_mini
 
 
 def source(size: int, marked: bool = True, seed: int = 0) -> SyntheticSource:

@@ -2,12 +2,12 @@
 .npz, and seeded pasting at plausible places that the detector recognises as marks."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from conftest import XRAY_MINI, needs_xray_mini
 
 from covid_tl.data.synthetic import ShortcutSpec, SyntheticSource
 from covid_tl.preprocess.marks import detect_marks, mask_iou
@@ -24,17 +24,7 @@ from covid_tl.preprocess.watermark import (
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def find_xray_mini() -> Path | None:
-    for candidate in (os.environ.get("COVID_TL_XRAY_MINI"), ROOT.parent / "shared" / "data" / "xray-mini"):
-        if candidate and (Path(candidate) / "manifest.csv").is_file():
-            return Path(candidate)
-    return None
-
-
-XRAY_MINI = find_xray_mini()
-xray_mini = pytest.mark.skipif(
-    XRAY_MINI is None,
-    reason="xray-mini not found (set COVID_TL_XRAY_MINI or place it at ../shared/data/xray-mini)")
+xray_mini = needs_xray_mini
 
 
 @pytest.fixture(scope="module")

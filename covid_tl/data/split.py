@@ -34,6 +34,15 @@ def _allocate(n: int, fractions: tuple[float, float, float]) -> tuple[int, int, 
     return n - sum(counts), counts[0], counts[1]
 
 
+def _shuffled_patients(manifest: Manifest, rng: np.random.Generator):
+    """(label, that label's patients in a seeded order) for each label, in label order."""
+    labels = patient_labels(manifest)
+    for label in sorted(labels.unique()):
+        patients = np.array(sorted(labels.index[labels == label]), dtype=object)
+        rng.shuffle(patients)
+        yield label, patients
+
+
 def split_by_patient(
     manifest: Manifest, val_fraction: float, test_fraction: float, seed: int
 ) -> np.ndarray:
@@ -47,12 +56,8 @@ def split_by_patient(
             "[0, 1) and leave some data for training"
         )
     fractions = (1.0 - val_fraction - test_fraction, val_fraction, test_fraction)
-    rng = np.random.default_rng(seed)
-    labels = patient_labels(manifest)
     assignment: dict[str, str] = {}
-    for label in sorted(labels.unique()):
-        patients = np.array(sorted(labels.index[labels == label]), dtype=object)
-        rng.shuffle(patients)
+    for _, patients in _shuffled_patients(manifest, np.random.default_rng(seed)):
         n_train, n_val, _ = _allocate(len(patients), fractions)
         for i, patient in enumerate(patients):
             assignment[patient] = "train" if i < n_train else "val" if i < n_train + n_val else "test"
@@ -61,12 +66,8 @@ def split_by_patient(
 
 def _folds_by_patient(manifest: Manifest, num_folds: int, seed: int) -> np.ndarray:
     """Fold number of every row: patients of each label dealt round-robin after a seeded shuffle."""
-    rng = np.random.default_rng(seed)
-    labels = patient_labels(manifest)
     fold_of: dict[str, int] = {}
-    for label in sorted(labels.unique()):
-        patients = np.array(sorted(labels.index[labels == label]), dtype=object)
-        rng.shuffle(patients)
+    for _, patients in _shuffled_patients(manifest, np.random.default_rng(seed)):
         fold_of.update({p: i % num_folds for i, p in enumerate(patients)})
     return manifest.frame["patient_id"].map(fold_of).to_numpy()
 
