@@ -14,7 +14,7 @@ def main(cfg: DictConfig) -> None:
     from covid_tl.errors import ConfigError
     from covid_tl.explanation import explain
 
-    output_dir = Path(HydraConfig.get().runtime.output_dir)
+    output_dir = Path(cfg.output_dir or HydraConfig.get().runtime.output_dir)
     try:
         table = explain(cfg, output_dir)
     except ConfigError as error:

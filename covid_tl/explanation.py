@@ -51,6 +51,8 @@ def explain(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
     if cfg.n < 1:
         raise ConfigError(f"n must be at least 1, got {cfg.n}")
     run_cfg, model = load_run(cfg.ckpt_path)
+    if cfg.get("data") is not None:  # a split of other data, with the checkpoint's preprocessing
+        run_cfg.data = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=False))
     net = model.net
     if cfg.images:
         rows = rows_from_glob(cfg.images)

