@@ -16,10 +16,14 @@ CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> None:
     from covid_tl.errors import ConfigError
-    from covid_tl.training import train  # heavy imports after Hydra has parsed the command line
+    from covid_tl.pretraining import pretrain  # heavy imports after Hydra has parsed the command line
+    from covid_tl.training import train
 
+    tasks = {"classify": train, "pretrain": pretrain}
     try:
-        train(cfg, Path(HydraConfig.get().runtime.output_dir))
+        if cfg.task not in tasks:
+            raise ConfigError(f"unknown task {cfg.task!r}; valid: {', '.join(tasks)}")
+        tasks[cfg.task](cfg, Path(HydraConfig.get().runtime.output_dir))
     except ConfigError as error:
         sys.exit(f"error: {error}")
 

@@ -16,6 +16,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from covid_tl.data.datamodule import XrayDataModule
 from covid_tl.data.features import FeatureDataModule, fast_path_blocker
 from covid_tl.checkpoint import load_run
+from covid_tl.errors import ConfigError
 from covid_tl.evaluation import evaluate_sets, pick_device
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.freeze import apply_freeze
@@ -46,6 +47,8 @@ DATA_ANCHORS = ("path", "root")
 
 def build_datamodule(cfg: DictConfig, net) -> XrayDataModule:
     """The DataModule of `cfg.data`: its `sources` instantiated, its other keys as arguments."""
+    if "sources" not in cfg.data:
+        raise ConfigError("this data config has no `sources`: it is for task=pretrain (data=nih14)")
     options = {k: v for k, v in cfg.data.items() if k not in ("sources", *DATA_ANCHORS)}
     sources = {name: instantiate(source) for name, source in cfg.data.sources.items() if source is not None}
     preprocess, cache = build_preprocessing(cfg)

@@ -18,6 +18,9 @@ from covid_tl.data.images import read_xray
 from covid_tl.data.manifest import LABELS
 from covid_tl.errors import ConfigError
 
+#: The 14 findings of ChestX-ray14, in the order of its paper.
+NIH_FINDINGS = ("Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
+                "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom")
 
 
@@ -164,13 +167,13 @@ class NIHSource(FileSource):
                             found.setdefault(entry.name, entry.path)
         return found
 
-    def frame(self) -> pd.DataFrame:
+    def _rows(self, no_finding_only: bool) -> pd.DataFrame:
         if not self.metadata.is_file():
             raise SourceError(f"{self.name}: no {self.metadata.name} in {self.root}")
         raw = pd.read_csv(self.metadata, dtype=str, keep_default_na=False)
         for column in ("Image Index", "Finding Labels", "Patient ID", "View Position"):
             _first_column(raw, [column], self.metadata)
-        keep = raw["Finding Labels"].str.strip() == "No Finding"
+        keep = raw["Finding Labels"].str.strip() == "No Finding" if no_finding_only else pd.Series(True, index=raw.index)
         if self.views is not None:
             keep &= raw["View Position"].str.strip().isin(self.views)
         frame = raw[keep].copy()
@@ -182,6 +185,18 @@ class NIHSource(FileSource):
         frame.insert(3, "source", self.name)
         frame.insert(4, "view", frame["View Position"].str.strip())
         return frame.reset_index(drop=True)
+
+    def frame(self) -> pd.DataFrame:
+        return self._rows(no_finding_only=True)
+
+    def findings_frame(self) -> pd.DataFrame:
+        """Every image (of the views asked for) with one 0/1 column per ChestX-ray14 finding,
+        for multi-label pretraining."""
+        frame = self._rows(no_finding_only=False).drop(columns=["label"])
+        findings = frame["Finding Labels"].str.split("|").map(lambda items: {i.strip() for i in items})
+        for finding in NIH_FINDINGS:
+            frame[finding] = findings.map(lambda present: int(finding in present))
+        return frame
 
 
 class ManifestSource(FileSource):

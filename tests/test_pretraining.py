@@ -1,0 +1,50 @@
+"""task=pretrain on a tiny ChestX-ray14-format fixture, then its checkpoint as backbone weights."""
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from conftest import run_script
+from data_fixtures import image
+from covid_tl.data.sources import NIH_FINDINGS, NIHSource
+from covid_tl.models.classifier import build_classifier
+
+
+def nih_findings(root, n_patients=16):
+    rows = []
+    for p in range(1, n_patients + 1):
+        for k in range(2):
+            name = f"{p:08d}_{k:03d}.png"
+            image(root / f"images_{1 + p % 2:03d}" / "images" / name, seed=p * 10 + k, size=40)
+            labels = "No Finding" if p % 3 == 0 else "|".join(NIH_FINDINGS[(p + j) % 14] for j in range(1 + k))
+            rows.append({"Image Index": name, "Finding Labels": labels, "Patient ID": str(p), "View Position": "PA"})
+    pd.DataFrame(rows).to_csv(root / "Data_Entry_2017.csv", index=False)
+    return root
+
+
+def test_findings_frame_has_one_column_per_finding(tmp_path):
+    frame = NIHSource(nih_findings(tmp_path), views=None).findings_frame()
+    assert len(frame) == 32 and set(NIH_FINDINGS) <= set(frame.columns)
+    first = frame.iloc[0]
+    assert first[NIH_FINDINGS[1]] == 1 and first[list(NIH_FINDINGS)].sum() == 1  # patient 1, image 0: one finding
+
+
+@pytest.mark.slow
+def test_pretrain_then_transfer_its_backbone(tmp_path):
+    root = nih_findings(tmp_path / "nih")
+    run = tmp_path / "pretrain"
+    proc = run_script("train.py", "task=pretrain", "data=nih14", f"data.root={root}", "data.val_fraction=0.25",
+                      "backbone=simple_cnn", "backbone.input_size=32", "trainer.max_epochs=2", "logger=none",
+                      f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((run / "results.json").read_text())
+    assert set(results["val_auroc_per_finding"]) == set(NIH_FINDINGS)
+    assert results["images"] == {"train": 24, "val": 8}
+    ckpt = results["backbone_checkpoint"]
+    net = build_classifier({"name": "simple_cnn", "input_size": 32, "weights": ckpt})
+    saved = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    assert torch.equal(net.features.conv.weight, saved["net.features.conv.weight"])
+    # The classification task refuses findings data with one clear line.
+    proc = run_script("train.py", "data=nih14", f"data.root={root}", f"hydra.run.dir={tmp_path / 'wrong'}")
+    assert proc.returncode != 0 and "task=pretrain" in proc.stderr.strip().splitlines()[-1]
