@@ -55,7 +55,7 @@ def main() -> None:
     GradCAMCallback.on_validation_epoch_end = timed
     timer = EpochTimer()
     build = training.instantiate_all
-    training.instantiate_all = lambda group: build(group) + ([timer] if group is not None and "grad_cam" in group else [])
+    training.instantiate_all = lambda group, **kw: build(group, **kw) + ([timer] if group is not None and "grad_cam" in group else [])
     with tempfile.TemporaryDirectory() as run_dir, initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=[f"trainer.max_epochs={args.epochs}", "logger=default", *args.overrides],
                       return_hydra_config=True)

@@ -27,6 +27,7 @@ from covid_tl.metrics import auroc
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.spec import InputSpec
 from covid_tl.preprocess.model_input import to_model_input
+from covid_tl.training import instantiate_all
 
 log = logging.getLogger(__name__)
 
@@ -134,9 +135,9 @@ def pretrain(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "val_dataloaders": DataLoader(val_set, batch_size=data.batch_size, num_workers=data.num_workers),
     }
     module = FindingsModule(net, instantiate(cfg.optimizer), config=OmegaConf.to_container(cfg, resolve=True))
-    callbacks = [instantiate(c) for name, c in (cfg.get("callbacks") or {}).items() if c is not None and name != "grad_cam"]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    # The Grad-CAM callback explains the COVID-19 logit, which this task does not have.
+    callbacks = instantiate_all(cfg.get("callbacks"), skip=("grad_cam",))
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=instantiate_all(cfg.get("logger")) or False)
     trainer.fit(module, **loaders, ckpt_path=cfg.get("ckpt_path"))
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     metrics = trainer.validate(module, dataloaders=loaders["val_dataloaders"], ckpt_path=best or None, verbose=False)[0]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 import logging
 import time
 import warnings
@@ -36,9 +37,10 @@ warnings.filterwarnings("ignore", message=".*sync_dist=True.*when logging on epo
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
-def instantiate_all(group: DictConfig | None) -> list[Any]:
-    """Instantiate every entry of a name -> config mapping (callbacks, loggers); null skips."""
-    return [instantiate(entry) for entry in (group or {}).values() if entry is not None]
+def instantiate_all(group: DictConfig | None, skip: Collection[str] = ()) -> list[Any]:
+    """Instantiate every entry of a name -> config mapping (callbacks, loggers); null and
+    names in `skip` are left out."""
+    return [instantiate(entry) for name, entry in (group or {}).items() if entry is not None and name not in skip]
 
 
 #: Keys of a data config that only feed interpolations (`data=manifest data.path=...`).

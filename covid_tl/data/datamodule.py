@@ -105,7 +105,6 @@ class XrayDataModule(pl.LightningDataModule):
             raise ConfigError("data.extra_no_finding needs data.balance=true (it is what balancing leaves over)")
         self.sources = dict(sources)
         self.input_spec = input_spec
-        self.preprocess = preprocess
         self.augmentation = augmentation
         self.watermark_options = dict(watermark or {})
         self.watermark: WatermarkTransplant | None = None

@@ -58,10 +58,6 @@ class Manifest:
     def from_records(cls, records: Iterable[Mapping[str, Any]]) -> Manifest:
         return cls(pd.DataFrame(list(records)).reset_index(drop=True))
 
-    @classmethod
-    def read_csv(cls, path: str | Path) -> Manifest:
-        return cls(pd.read_csv(path, dtype={"patient_id": str}))
-
     def to_csv(self, path: str | Path) -> None:
         self.frame.to_csv(path, index=False)
 
