@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     from covid_tl.errors import ConfigError
-    from covid_tl.evaluation import evaluate
+    from covid_tl.tasks.evaluate import evaluate
 
     try:
         evaluate(cfg, Path(HydraConfig.get().runtime.output_dir))

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 @hydra.main(version_base="1.3", config_path="conf", config_name="explain")
 def main(cfg: DictConfig) -> None:
     from covid_tl.errors import ConfigError
-    from covid_tl.explanation import explain
+    from covid_tl.tasks.explain import explain
 
     output_dir = Path(cfg.output_dir or HydraConfig.get().runtime.output_dir)
     try:

@@ -16,8 +16,8 @@ CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> None:
     from covid_tl.errors import ConfigError
-    from covid_tl.pretraining import pretrain  # heavy imports after Hydra has parsed the command line
-    from covid_tl.training import train
+    from covid_tl.tasks.pretrain import pretrain  # heavy imports after Hydra has parsed the command line
+    from covid_tl.tasks.train import train
 
     tasks = {"classify": train, "pretrain": pretrain}
     try:

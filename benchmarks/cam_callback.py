@@ -20,8 +20,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
-import covid_tl.training as training
-from covid_tl.explain.callback import GradCAMCallback
+import covid_tl.tasks.train as training
+from covid_tl.cam.callback import GradCAMCallback
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

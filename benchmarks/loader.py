@@ -14,7 +14,7 @@ from pathlib import Path
 
 from covid_tl.data.datamodule import XrayDataModule
 from covid_tl.data.sources import ManifestSource
-from covid_tl.models.spec import InputSpec
+from covid_tl.preprocess.model_input import InputSpec
 
 DEFAULT = Path(os.environ.get("COVID_TL_XRAY_MINI", Path(__file__).resolve().parents[2] / "shared" / "data" / "xray-mini"))
 

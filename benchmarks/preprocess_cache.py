@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from covid_tl.data.datamodule import XrayDataModule
 from covid_tl.data.sources import ManifestSource
-from covid_tl.models.spec import InputSpec
+from covid_tl.preprocess.model_input import InputSpec
 from covid_tl.preprocess.cache import PreprocessCache
 from covid_tl.preprocess.pipeline import build_preprocess
 

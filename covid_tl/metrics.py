@@ -13,7 +13,7 @@ import pandas as pd
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryRecall, BinarySpecificity
 
-from covid_tl.data.manifest import LABELS
+from covid_tl.labels import LABELS
 
 RATES = ("sensitivity", "specificity", "accuracy")
 METRICS = (*RATES, "auroc")

@@ -18,7 +18,7 @@ from covid_tl.models.backbones import (
 )
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.freeze import apply_freeze
-from covid_tl.models.spec import InputSpec
+from covid_tl.preprocess.model_input import InputSpec
 from covid_tl.preprocess.model_input import to_model_input
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

@@ -10,8 +10,8 @@ from covid_tl.data.datamodule import XrayDataModule
 from covid_tl.data.sources import ManifestSource
 from covid_tl.data.synthetic import SyntheticSource
 from covid_tl.data.validate import BadInputError
-from covid_tl.models.spec import InputSpec
-from covid_tl.training import build_datamodule
+from covid_tl.preprocess.model_input import InputSpec
+from covid_tl.build import build_datamodule
 
 SPEC = InputSpec(size=16)
 
@@ -69,8 +69,7 @@ def cohen_nih_datamodule(tmp_path, extra=5, **options):
             f"data.sources.nih.root={nih(tmp_path / 'nih', n_patients=12)}", f"data.extra_no_finding={extra}",
             "data.val_fraction=0.25", "data.test_fraction=0.25", *[f"data.{k}={v}" for k, v in options.items()],
         ])
-    net = type("Net", (), {"input_spec": SPEC})
-    dm = build_datamodule(cfg, net)
+    dm = build_datamodule(cfg, SPEC)
     dm.setup()
     return dm
 

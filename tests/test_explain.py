@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from covid_tl.explain.callback import balanced_rows
-from covid_tl.explain.cam import METHODS, compute_cams
-from covid_tl.explain.overlay import cam_grid, grid, labelled, overlay
+from covid_tl.cam.callback import balanced_rows
+from covid_tl.cam.compute import METHODS, compute_cams
+from covid_tl.cam.overlay import cam_grid, grid, labelled, overlay
 from covid_tl.models.classifier import build_classifier
 
 

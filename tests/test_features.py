@@ -1,7 +1,7 @@
 import torch
 
 from covid_tl.data.datamodule import XrayDataModule
-from covid_tl.data.features import FeatureDataModule, fast_path_blocker
+from covid_tl.data.frozen_features import FeatureDataModule, fast_path_blocker
 from covid_tl.data.synthetic import SyntheticSource
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.freeze import apply_freeze

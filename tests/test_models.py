@@ -13,7 +13,7 @@ from covid_tl.models.backbones import UnknownBackboneError, build_backbone
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.freeze import apply_freeze
 from covid_tl.models.module import CovidClassifier, balanced_pos_weight
-from covid_tl.models.spec import InputSpec
+from covid_tl.preprocess.model_input import InputSpec
 from covid_tl.preprocess.model_input import to_model_input
 
 

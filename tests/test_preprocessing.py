@@ -9,10 +9,10 @@ import yaml
 from conftest import ROOT
 from covid_tl.data.datamodule import XrayDataModule
 from covid_tl.data.synthetic import ShortcutSpec, SyntheticSource
-from covid_tl.models.spec import InputSpec
+from covid_tl.preprocess.model_input import InputSpec
 from covid_tl.preprocess.marks import DetectorParams
 from covid_tl.preprocess.pipeline import build_preprocess, identity
-from covid_tl.preprocess.preview import main as preview
+from covid_tl.tasks.preview import main as preview
 
 CONF = ROOT / "conf" / "preprocessing"
 MARKED = SyntheticSource(n_patients=20, image_size=128, shortcut=ShortcutSpec(p_covid=1.0, p_no_finding=0.0), seed=3)

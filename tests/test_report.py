@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from conftest import TINY, run_script
-from covid_tl.report import main, write_report
+from covid_tl.tasks.report import main, write_report
 
 
 def fake_run(run_dir, overrides, accuracy):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from covid_tl.data.synthetic import SyntheticSource
-from covid_tl.explain.scores import artifact_region, border_band, cam_scores, mass_fraction, mean_scores, to_original
+from covid_tl.cam.scores import artifact_region, border_band, cam_scores, mass_fraction, mean_scores, to_original
 
 
 def test_cam_mass_on_regions_by_hand():

@@ -5,7 +5,7 @@ import pytest
 from conftest import TINY, XRAY_MINI, needs_xray_mini, run_script
 from covid_tl.data.datamodule import XrayDataModule
 from covid_tl.data.sources import ManifestSource
-from covid_tl.models.spec import InputSpec
+from covid_tl.preprocess.model_input import InputSpec
 
 pytestmark = needs_xray_mini
 

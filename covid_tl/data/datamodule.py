@@ -18,7 +18,7 @@ from covid_tl.data.sampling import balance_no_finding
 from covid_tl.data.split import SPLITS, assign_splits
 from covid_tl.data.summary import data_summary
 from covid_tl.data.validate import drop_bad_rows, find_bad_rows
-from covid_tl.models.spec import InputSpec
+from covid_tl.preprocess.model_input import InputSpec
 from covid_tl.preprocess.cache import PreprocessCache, config_digest
 from covid_tl.preprocess.watermark import Stamp, bank_summary, build_bank, load_bank, save_bank
 from covid_tl.preprocess.pipeline import Preprocess, identity

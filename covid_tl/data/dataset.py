@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from covid_tl.data.manifest import Manifest
-from covid_tl.models.spec import InputSpec
+from covid_tl.preprocess.model_input import InputSpec
 from covid_tl.preprocess.cache import PreprocessCache
 from covid_tl.preprocess.model_input import normalize, resize_square
 from covid_tl.errors import ConfigError

@@ -15,10 +15,8 @@ import numpy as np
 import pandas as pd
 
 from covid_tl.errors import ConfigError
+from covid_tl.labels import LABELS, POSITIVE
 
-#: Class names by class index. COVID-19 is the positive class (index 1).
-LABELS: tuple[str, str] = ("no_finding", "covid")
-POSITIVE = "covid"
 REQUIRED_COLUMNS: tuple[str, ...] = ("path", "label", "patient_id", "source", "view")
 
 

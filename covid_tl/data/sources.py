@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from covid_tl.data.images import read_xray
-from covid_tl.data.manifest import LABELS
+from covid_tl.labels import LABELS
 from covid_tl.errors import ConfigError
 
 #: The 14 findings of ChestX-ray14, in the order of its paper.

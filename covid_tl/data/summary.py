@@ -4,8 +4,6 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from rich.console import Console
-from rich.table import Table
 
 KEYS = ["split", "label", "source", "view"]
 
@@ -25,16 +23,3 @@ def data_summary(frame: pd.DataFrame, skipped: int = 0) -> dict[str, Any]:
     }
     return {"rows": rows, "images_per_split_and_label": totals, "images": int(len(frame)),
             "patients": int(frame["patient_id"].nunique()), "skipped": skipped}
-
-
-def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:
-    console = console or Console()
-    table = Table(title=f"data: {summary['images']} images, {summary['patients']} patients"
-                  + (f", {summary['skipped']} skipped" if summary["skipped"] else ""))
-    for key in KEYS:
-        table.add_column(key)
-    table.add_column("images", justify="right")
-    table.add_column("patients", justify="right")
-    for row in summary["rows"]:
-        table.add_row(*(str(row[k]) for k in KEYS), str(row["images"]), str(row["patients"]))
-    console.print(table)

@@ -29,7 +29,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from covid_tl.data.manifest import LABELS, POSITIVE, Manifest
+from covid_tl.labels import LABELS, POSITIVE
+from covid_tl.data.manifest import Manifest
 
 SOURCE = "synthetic"
 VIEW = "PA"

@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 
 from covid_tl.data.images import check_image_file
-from covid_tl.data.manifest import LABELS, REQUIRED_COLUMNS
+from covid_tl.labels import LABELS
+from covid_tl.data.manifest import REQUIRED_COLUMNS
 from covid_tl.errors import ConfigError
 
 log = logging.getLogger(__name__)

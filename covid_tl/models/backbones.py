@@ -15,46 +15,17 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 
 from torch import nn
 
 from covid_tl.errors import ConfigError
 from covid_tl.models import weights as W
 from covid_tl.models.simple import SimpleCNNFeatures, SimpleFCFeatures
-from covid_tl.models.spec import InputSpec
+from covid_tl.models.spec import Backbone, Unit, WeightSource
+from covid_tl.preprocess.model_input import InputSpec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-Unit = tuple[str, ...]
-
-
-@dataclass
-class Backbone:
-    """A feature extractor with what the rest of covid-tl needs to know about it.
-
-    Names in `cam_layer`, `units`, `fc_layers` and `ignore_keys` are dotted paths inside
-    `features` (a module, or a parameter held directly by a module, as in ViT's cls_token).
-    """
-
-    name: str
-    features: nn.Module
-    num_features: int
-    input_spec: InputSpec
-    cam_layer: str | None  # None where no spatial layer exists
-    #: The trainable units from the input to the output (VGG: conv layers; timm models: the
-    #: layer groups of timm's `group_matcher`, i.e. stem, blocks, head conv). Together they
-    #: cover every parameter of `features` except the kept FC layers.
-    units: tuple[Unit, ...] = ()
-    #: The pretrained fully connected layers kept on top of the conv base, in order.
-    fc_layers: tuple[str, ...] = ()
-    #: Named weight sources besides `none` and a file path (e.g. `imagenet`).
-    sources: Mapping[str, W.WeightSource] = field(default_factory=dict)
-    #: Keys of a full pretrained state dict that `features` leaves out on purpose (the
-    #: ImageNet classifier, FC layers not kept); a loaded state dict may carry them.
-    ignore_keys: tuple[str, ...] = ()
-
 
 BACKBONES: dict[str, Callable[..., Backbone]] = {}
 
@@ -237,7 +208,7 @@ def timm_backbone(
     input_size: int | None = None,
     name: str | None = None,
     cam_layer: str | None = None,
-    extra_sources: Mapping[str, W.WeightSource] | None = None,
+    extra_sources: Mapping[str, WeightSource] | None = None,
 ) -> Backbone:
     """A timm model without its classifier (pooled features), random weights.
 

@@ -8,7 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from covid_tl.models.backbones import Backbone, build_backbone
+from covid_tl.models.spec import Backbone
+from covid_tl.models.backbones import build_backbone
 from covid_tl.models.weights import load_weights
 
 

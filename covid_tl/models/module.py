@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import BinaryConfusionMatrix
 
-from covid_tl.data.manifest import LABELS
+from covid_tl.labels import LABELS
 from covid_tl.errors import ConfigError
 from covid_tl.metrics import metric_collection
 from covid_tl.models.classifier import Classifier
@@ -58,7 +58,7 @@ class CovidClassifier(pl.LightningModule):
         if isinstance(pos_weight, (int, float)) and not pos_weight > 0:
             raise ConfigError(f"pos_weight must be positive, got {pos_weight}")
         self.net = net
-        self.head_only = False  # set by training for the frozen fast path (covid_tl.data.features)
+        self.head_only = False  # set by training for the frozen fast path (covid_tl.data.frozen_features)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.threshold = threshold

@@ -21,36 +21,25 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
 from covid_tl.errors import ConfigError
+from covid_tl.models.spec import Backbone, StateDict, WeightSource
 
-if TYPE_CHECKING:
-    from covid_tl.models.backbones import Backbone
 
 log = logging.getLogger(__name__)
 
-StateDict = Mapping[str, torch.Tensor]
 
 NONE = "none"
 
 
 class WeightsError(ConfigError):
     """Weights that cannot be fetched or do not fit the backbone; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class WeightSource:
-    """A named place weights come from: `fetch()` returns a state dict in the backbone's layout."""
-
-    description: str
-    fetch: Callable[[], StateDict]
 
 
 def load_weights(backbone: Backbone, weights: str | os.PathLike | None) -> int:

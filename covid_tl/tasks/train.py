@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
 import logging
 import time
 import warnings
@@ -14,18 +13,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
-from covid_tl.data.datamodule import XrayDataModule
-from covid_tl.data.features import FeatureDataModule, fast_path_blocker
-from covid_tl.checkpoint import load_run
-from covid_tl.errors import ConfigError
-from covid_tl.evaluation import evaluate_sets, pick_device
+from covid_tl.build import build_datamodule, instantiate_all, pick_device
+from covid_tl.console import print_data_summary, print_results
+from covid_tl.data.frozen_features import FeatureDataModule, fast_path_blocker
+from covid_tl.models.checkpoint import load_run
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.freeze import apply_freeze
 from covid_tl.models.module import CovidClassifier
-from covid_tl.preprocess.augment import build_augmentation
-from covid_tl.preprocess.cache import PreprocessCache
-from covid_tl.preprocess.pipeline import Preprocess, build_preprocess
-from covid_tl.reporting import print_data_summary, print_results
+from covid_tl.results import evaluate_sets
 
 log = logging.getLogger(__name__)
 
@@ -37,41 +32,6 @@ warnings.filterwarnings("ignore", message=".*sync_dist=True.*when logging on epo
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
-def instantiate_all(group: DictConfig | None, skip: Collection[str] = ()) -> list[Any]:
-    """Instantiate every entry of a name -> config mapping (callbacks, loggers); null and
-    names in `skip` are left out."""
-    return [instantiate(entry) for name, entry in (group or {}).items() if entry is not None and name not in skip]
-
-
-#: Keys of a data config that only feed interpolations (`data=manifest data.path=...`).
-DATA_ANCHORS = ("path", "root")
-
-
-def build_datamodule(cfg: DictConfig, net) -> XrayDataModule:
-    """The DataModule of `cfg.data`: its `sources` instantiated, its other keys as arguments."""
-    if "sources" not in cfg.data:
-        raise ConfigError("this data config has no `sources`: it is for task=pretrain (data=nih14)")
-    options = {k: v for k, v in cfg.data.items() if k not in ("sources", *DATA_ANCHORS)}
-    sources = {name: instantiate(source) for name, source in cfg.data.sources.items() if source is not None}
-    preprocess, cache = build_preprocessing(cfg)
-    return XrayDataModule(
-        sources,
-        net.input_spec,
-        preprocess=preprocess,
-        augmentation=build_augmentation(**{k: v for k, v in cfg.augment.items() if k != "watermark"}),
-        watermark=cfg.augment.get("watermark"),
-        cache=cache,
-        **OmegaConf.to_container(DictConfig(options), resolve=True),
-    )
-
-
-def build_preprocessing(cfg: DictConfig) -> tuple[Preprocess, PreprocessCache | None]:
-    """The deterministic preprocessing of `cfg.preprocessing` and its disk cache (if on)."""
-    steps = OmegaConf.to_container(cfg.preprocessing, resolve=True)
-    cache_dir, use_cache = steps.pop("cache_dir"), steps.pop("cache")
-    return build_preprocess(**steps), PreprocessCache(cache_dir, steps) if use_cache else None
-
-
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train as `cfg` says, writing everything into `run_dir`; returns results.json's content."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -80,7 +40,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     trainable, total = apply_freeze(net, **cfg.freeze)
     log.info("backbone %s: %s of %s parameters trainable", net.backbone_name, f"{trainable:,}", f"{total:,}")
 
-    datamodule = build_datamodule(cfg, net)
+    datamodule = build_datamodule(cfg, net.input_spec)
     datamodule.setup("fit")
     if rank_zero_only.rank == 0:  # under DDP every process runs this; one writes
         print_data_summary(datamodule.write_data_files(run_dir), run_dir)

@@ -10,11 +10,11 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from covid_tl.data.manifest import LABELS
-from covid_tl.explain.cam import compute_cams
-from covid_tl.explain.overlay import cam_grid
-from covid_tl.explain.scores import mean_scores
-from covid_tl.explain.scoring import score_cams, scoring_images
+from covid_tl.labels import LABELS
+from covid_tl.cam.compute import compute_cams
+from covid_tl.cam.overlay import cam_grid
+from covid_tl.cam.scores import mean_scores
+from covid_tl.cam.images import score_cams, scoring_images
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The end-of-run summary a person reads in the terminal."""
+"""What a person reads in the terminal: the data table at the start of a run, the results at its end."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,6 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from covid_tl.data.summary import print_summary
 from covid_tl.metrics import METRICS
 
 
@@ -47,6 +46,19 @@ def print_results(results: dict[str, Any], run_dir: Path, console: Console | Non
             matrix.add_row(label, *(str(v) for v in row))
         console.print(matrix)
     console.print(f"run dir: {run_dir}")
+
+
+def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:
+    """data_summary.json as a table: one row per split x label x source x view."""
+    console = console or Console()
+    table = Table(title=f"data: {summary['images']} images, {summary['patients']} patients"
+                  + (f", {summary['skipped']} skipped" if summary["skipped"] else ""))
+    keys = list(summary["rows"][0]) if summary["rows"] else ["images", "patients"]
+    for key in keys:
+        table.add_column(key, justify="right" if key in ("images", "patients") else "left")
+    for row in summary["rows"]:
+        table.add_row(*(str(row[k]) for k in keys))
+    console.print(table)
 
 
 def print_data_summary(summary: dict[str, Any], run_dir: Path) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from covid_tl.explain.scores import artifact_region, cam_scores, to_original
-from covid_tl.models.spec import InputSpec
+from covid_tl.cam.scores import artifact_region, cam_scores, to_original
+from covid_tl.preprocess.model_input import InputSpec
 from covid_tl.preprocess.marks import detect_marks
 from covid_tl.preprocess.model_input import normalize, resize_square
 from covid_tl.preprocess.pipeline import Box, Prepared

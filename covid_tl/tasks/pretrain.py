@@ -25,9 +25,9 @@ from covid_tl.data.validate import ON_BAD, BadInputError
 from covid_tl.errors import ConfigError
 from covid_tl.metrics import auroc
 from covid_tl.models.classifier import build_classifier
-from covid_tl.models.spec import InputSpec
+from covid_tl.preprocess.model_input import InputSpec
 from covid_tl.preprocess.model_input import to_model_input
-from covid_tl.training import instantiate_all
+from covid_tl.build import instantiate_all
 
 log = logging.getLogger(__name__)
 

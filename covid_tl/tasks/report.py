@@ -1,4 +1,4 @@
-"""Turn a Hydra sweep into a table and plots: `python -m covid_tl.report multirun/<date>/<time>`.
+"""Turn a Hydra sweep into a table and plots: `python -m covid_tl.tasks.report multirun/<date>/<time>`.
 
 Reads every run dir below the sweep (results.json + .hydra/overrides.yaml) and writes, into
 the sweep dir (or --out): summary.csv and summary.md (one row per run: the overrides that
@@ -139,7 +139,7 @@ def write_report(sweep_dir: Path, out_dir: Path | None = None) -> pd.DataFrame:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m covid_tl.report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m covid_tl.tasks.report", description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path, help="a multirun/<date>/<time> dir (or any dir holding run dirs)")
     parser.add_argument("--out", type=Path, default=None, help="where to write (default: the sweep dir)")
     args = parser.parse_args(argv)

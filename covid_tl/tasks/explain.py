@@ -13,18 +13,18 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from covid_tl.checkpoint import load_run
+from covid_tl.models.checkpoint import load_run
 from covid_tl.data.dataset import PreparedImages
 from covid_tl.data.images import read_xray
 from covid_tl.data.sources import read_mask
-from covid_tl.data.manifest import LABELS
+from covid_tl.labels import LABELS
 from covid_tl.errors import ConfigError
-from covid_tl.explain.callback import balanced_rows, captions
-from covid_tl.explain.cam import compute_cams
-from covid_tl.explain.overlay import cam_grid
-from covid_tl.explain.scores import mean_scores
-from covid_tl.explain.scoring import score_cams, scoring_images
-from covid_tl.training import build_datamodule, build_preprocessing
+from covid_tl.cam.callback import balanced_rows, captions
+from covid_tl.cam.compute import compute_cams
+from covid_tl.cam.overlay import cam_grid
+from covid_tl.cam.scores import mean_scores
+from covid_tl.cam.images import score_cams, scoring_images
+from covid_tl.build import build_datamodule, build_preprocessing
 
 
 def rows_from_glob(pattern: str) -> list[dict[str, Any]]:
@@ -61,7 +61,7 @@ def explain(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
         prepare = PreparedImages(load, preprocess, cache, lambda row: True)
         lungs = mask_finder(cfg.get("masks"))
     else:
-        datamodule = build_datamodule(run_cfg, net)
+        datamodule = build_datamodule(run_cfg, net.input_spec)
         datamodule.setup("test")
         manifest = datamodule.subset(cfg.split)
         if not len(manifest):

@@ -1,0 +1,6 @@
+"""The two classes, by class index. COVID-19 is the positive class (index 1): sensitivity is
+recall on COVID-19, specificity recall on no finding."""
+from __future__ import annotations
+
+LABELS: tuple[str, str] = ("no_finding", "covid")
+POSITIVE = "covid"

@@ -1,0 +1,37 @@
+"""evaluate.py: a trained checkpoint on its test split, extra sets, other data and external manifests."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from covid_tl.build import build_datamodule, pick_device
+from covid_tl.console import print_results
+from covid_tl.errors import ConfigError
+from covid_tl.models.checkpoint import load_run
+from covid_tl.results import evaluate_sets, external_set
+
+
+def evaluate(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
+    """What evaluate.py does: the checkpoint on its test split, extra sets and external data."""
+    run_cfg, model = load_run(cfg.ckpt_path)
+    if cfg.get("data") is not None:  # other data, the checkpoint's preprocessing and input spec
+        run_cfg.data = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=False))
+    datamodule = build_datamodule(run_cfg, model.net.input_spec)
+    datamodule.setup("test")
+    names = list(cfg.splits) if cfg.get("splits") else ["test", *datamodule.extra_sets]
+    unknown = sorted(set(names) - set(datamodule.eval_sets))
+    if unknown:
+        raise ConfigError(f"unknown split(s) {unknown}; valid: {', '.join(datamodule.eval_sets)}")
+    sets = {n: (datamodule.subset(n), datamodule.dataset(n)) for n in names if len(datamodule.subset(n))}
+    for path in cfg.get("external") or []:
+        name, pair = external_set(path, run_cfg, datamodule.prepared, model.net.input_spec)
+        sets[name] = pair
+    results = evaluate_sets(model.net, sets, output_dir, run_cfg.threshold, cfg.bootstrap, run_cfg.seed,
+                            pick_device(cfg.device), cfg.batch_size)
+    results["run"] = {"checkpoint": str(cfg.ckpt_path), "backbone": run_cfg.backbone.name}
+    (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print_results(results, output_dir)
+    return results
