@@ -8,6 +8,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+import covid_tl.preprocess.schema  # noqa: F401  (structured configs, registered before Hydra composes)
 from covid_tl.config_check import unknown_group_option
 
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"

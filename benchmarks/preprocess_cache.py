@@ -15,21 +15,21 @@ import time
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
+from covid_tl.build import build_preprocessing
 from covid_tl.data.datamodule import XrayDataModule
 from covid_tl.data.sources import ManifestSource
 from covid_tl.preprocess.model_input import InputSpec
 from covid_tl.preprocess.cache import PreprocessCache
-from covid_tl.preprocess.pipeline import build_preprocess
+from covid_tl.preprocess.pipeline import Preprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = Path(os.environ.get("COVID_TL_XRAY_MINI", ROOT.parent / "shared" / "data" / "xray-mini"))
 
 
-def epoch_seconds(root: Path, steps: dict, cache: PreprocessCache | None, size: int) -> float:
+def epoch_seconds(root: Path, preprocess: Preprocess, cache: PreprocessCache | None, size: int) -> float:
     dm = XrayDataModule({"xray_mini": ManifestSource(root / "manifest.csv")}, InputSpec(size=size, channels=3),
-                        preprocess=build_preprocess(**steps), cache=cache, val_fraction=0.1, test_fraction=0.0)
+                        preprocess=preprocess, cache=cache, val_fraction=0.1, test_fraction=0.0)
     dm.setup()
     start = time.perf_counter()
     for _ in dm.dataloader("train"):
@@ -45,14 +45,13 @@ def main() -> None:
     args = parser.parse_args()
     if not (args.xray_mini / "manifest.csv").is_file():
         raise SystemExit(f"xray-mini not found at {args.xray_mini}: pass --xray-mini DIR")
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[f"preprocessing={args.preprocessing}"])
-    steps = OmegaConf.to_container(cfg.preprocessing, resolve=True)
-    steps.pop("cache"), steps.pop("cache_dir")
     with tempfile.TemporaryDirectory() as directory:
-        none = epoch_seconds(args.xray_mini, steps, None, args.size)
-        cold = epoch_seconds(args.xray_mini, steps, PreprocessCache(directory, steps), args.size)
-        warm = epoch_seconds(args.xray_mini, steps, PreprocessCache(directory, steps), args.size)
+        with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose("train", overrides=[f"preprocessing={args.preprocessing}", f"preprocessing.cache_dir={directory}"])
+        preprocess, cache = build_preprocessing(cfg)
+        none = epoch_seconds(args.xray_mini, preprocess, None, args.size)
+        cold = epoch_seconds(args.xray_mini, preprocess, cache, args.size)
+        warm = epoch_seconds(args.xray_mini, preprocess, build_preprocessing(cfg)[1], args.size)
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs; preprocessing={args.preprocessing}, input {args.size} px, num_workers=0")
     print(f"epoch data time: no cache {none:.2f} s, cold cache {cold:.2f} s, warm cache {warm:.2f} s; "
           f"no cache / warm = {none / warm:.1f}x")

@@ -14,10 +14,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from covid_tl.data.datamodule import XrayDataModule
 from covid_tl.errors import ConfigError
-from covid_tl.preprocess.augment import build_augmentation
 from covid_tl.preprocess.cache import PreprocessCache
 from covid_tl.preprocess.model_input import InputSpec
-from covid_tl.preprocess.pipeline import Preprocess, build_preprocess
+from covid_tl.preprocess.pipeline import Preprocess
+from covid_tl.preprocess.schema import register as register_configs
+
+register_configs()  # structured configs, before anything composes one
 
 
 def instantiate_all(group: DictConfig | None, skip: Collection[str] = ()) -> list[Any]:
@@ -31,28 +33,27 @@ DATA_ANCHORS = ("path", "root")
 
 
 def build_datamodule(cfg: DictConfig, input_spec: InputSpec) -> XrayDataModule:
-    """The DataModule of `cfg.data`: its `sources` instantiated, its other keys as arguments."""
+    """The DataModule of `cfg.data` (its `_target_`), given what the other groups decide: the
+    backbone's input spec, the preprocessing and its cache, the augmentation."""
     if "sources" not in cfg.data:
         raise ConfigError("this data config has no `sources`: it is for task=pretrain (data=nih14)")
-    options = {k: v for k, v in cfg.data.items() if k not in ("sources", *DATA_ANCHORS)}
-    sources = {name: instantiate(source) for name, source in cfg.data.sources.items() if source is not None}
+    data = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k not in DATA_ANCHORS}
+    data["sources"] = {name: source for name, source in data["sources"].items() if source is not None}
+    augment = OmegaConf.to_container(cfg.augment, resolve=True)
+    watermark = augment.pop("watermark", None)
     preprocess, cache = build_preprocessing(cfg)
-    return XrayDataModule(
-        sources,
-        input_spec,
-        preprocess=preprocess,
-        augmentation=build_augmentation(**{k: v for k, v in cfg.augment.items() if k != "watermark"}),
-        watermark=cfg.augment.get("watermark"),
-        cache=cache,
-        **OmegaConf.to_container(DictConfig(options), resolve=True),
-    )
+    # Objects go in through the partial: passed to instantiate, a dataclass would become a config.
+    datamodule = instantiate(data, _partial_=True, _convert_="all")
+    return datamodule(input_spec=input_spec, preprocess=preprocess, augmentation=instantiate(augment),
+                      watermark=watermark, cache=cache)
 
 
 def build_preprocessing(cfg: DictConfig) -> tuple[Preprocess, PreprocessCache | None]:
     """The deterministic preprocessing of `cfg.preprocessing` and its disk cache (if on)."""
-    steps = OmegaConf.to_container(cfg.preprocessing, resolve=True)
-    cache_dir, use_cache = steps.pop("cache_dir"), steps.pop("cache")
-    return build_preprocess(**steps), PreprocessCache(cache_dir, steps) if use_cache else None
+    options = OmegaConf.to_container(cfg.preprocessing, resolve=True)
+    cache_dir, use_cache, target = options.pop("cache_dir"), options.pop("cache"), options.pop("_target_")
+    preprocess = instantiate({"_target_": target, **options}, _convert_="all")
+    return preprocess, PreprocessCache(cache_dir, options) if use_cache else None
 
 
 

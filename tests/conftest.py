@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+import covid_tl.preprocess.schema  # noqa: F401  (structured configs, before any test composes one)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 #: Overrides that make an end-to-end run take seconds on two CPU cores.

@@ -30,13 +30,13 @@ EXPERIMENTS: dict[str, tuple[dict[str, object], str, list[str]]] = {
     ),
     "fig5": ({"backbone.name": "resnet50", "freeze.policy": "all", "freeze.bn": "frozen"}, "backbone", ["resnet50", "mobilenetv2"]),
     "fig7_exp1": (
-        {"backbone.name": "vgg16", "backbone.weights": "imagenet", "freeze.policy": "all", "freeze.keep_fc": 0},
-        "freeze.keep_fc",
+        {"backbone.name": "vgg16", "backbone.weights": "imagenet", "freeze.policy": "all", "backbone.keep_fc": 0},
+        "backbone.keep_fc",
         ["0", "1", "2", "3"],
     ),
     "fig7_exp2": (
-        {"backbone.name": "vgg16", "backbone.weights": "imagenet", "freeze.policy": "conv_base", "freeze.keep_fc": 0},
-        "freeze.keep_fc",
+        {"backbone.name": "vgg16", "backbone.weights": "imagenet", "freeze.policy": "conv_base", "backbone.keep_fc": 0},
+        "backbone.keep_fc",
         ["0", "1", "2", "3"],
     ),
     "fig7_exp3": (

@@ -4,7 +4,9 @@ from dataclasses import fields
 
 import numpy as np
 import pytest
-import yaml
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 
 from conftest import ROOT
 from covid_tl.data.datamodule import XrayDataModule
@@ -14,17 +16,14 @@ from covid_tl.preprocess.marks import DetectorParams
 from covid_tl.preprocess.pipeline import build_preprocess, identity
 from covid_tl.tasks.preview import main as preview
 
-CONF = ROOT / "conf" / "preprocessing"
 MARKED = SyntheticSource(n_patients=20, image_size=128, shortcut=ShortcutSpec(p_covid=1.0, p_no_finding=0.0), seed=3)
 
 
-def config(name):
-    """A preprocessing config with its `defaults` merged, as Hydra composes it."""
-    cfg = yaml.safe_load((CONF / f"{name}.yaml").read_text())
-    for parent in cfg.pop("defaults", []):
-        if parent != "_self_":
-            cfg = {**config(parent), **cfg}
-    return {k: cfg[k] for k in ("crop", "inpaint")}
+def config(name, *overrides):
+    """The steps of a preprocessing option (crop, inpaint) as Hydra composes them."""
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"preprocessing={name}", *overrides])
+    return {k: v for k, v in OmegaConf.to_container(cfg.preprocessing).items() if k in ("crop", "inpaint")}
 
 
 def test_config_files_mirror_the_code():
@@ -32,6 +31,14 @@ def test_config_files_mirror_the_code():
     detector = config("crop_inpaint")["inpaint"]["detector"]
     assert set(detector) == {f.name for f in fields(DetectorParams)}
     assert DetectorParams.coerce(detector) == DetectorParams()
+
+
+def test_detector_keys_are_typed_by_the_dataclass():
+    assert config("crop_inpaint", "preprocessing.inpaint.detector.tophat_size=0.04")["inpaint"]["detector"]["tophat_size"] == 0.04
+    with pytest.raises(ConfigCompositionException):
+        config("crop_inpaint", "preprocessing.inpaint.detector.tophat_size=wide")
+    with pytest.raises(ConfigCompositionException):
+        config("crop_inpaint", "preprocessing.inpaint.detector.no_such_knob=1")
 
 
 def test_crop_inpaint_removes_planted_marks_and_keeps_the_box():

@@ -5,7 +5,7 @@ expects, the layer Grad-CAM should look at, its ordered trainable units (what `f
 counts from the end), the pretrained FC layers it kept, and where its pretrained weights come
 from, so the rest of the code never special-cases a backbone. Options of a builder are exactly
 the keys of its config file (besides `name`, `weights` and `head`, which `build_classifier`
-takes; `keep_fc` comes from the freeze config, see `build_backbone`).
+takes; `keep_fc` is a key of the vgg16 config, see `build_backbone`).
 
 Builders construct the network with random weights (timm/torchvision constructors with
 pretrained=False); `covid_tl.models.weights` loads weights afterwards, from `Backbone.sources`
@@ -44,8 +44,8 @@ class UnknownBackboneError(ConfigError, KeyError):
 
 
 def builder_options(name: str) -> list[str]:
-    """The config keys a backbone's builder takes (besides keep_fc, which freeze sets)."""
-    return [p for p in inspect.signature(BACKBONES[name]).parameters if p != "keep_fc"]
+    """The config keys a backbone's builder takes (keep_fc only where it has FC layers: vgg16)."""
+    return list(inspect.signature(BACKBONES[name]).parameters)
 
 
 def build_backbone(name: str, keep_fc: int = 0, **options) -> Backbone:

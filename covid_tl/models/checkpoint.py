@@ -29,7 +29,7 @@ def load_run(ckpt_path: str | Path) -> tuple[DictConfig, CovidClassifier]:
     if not config or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path} is not a covid-tl checkpoint: it carries no run config")
     cfg = OmegaConf.create(config)
-    net = build_classifier(cfg.backbone, keep_fc=cfg.get("freeze", {}).get("keep_fc", 0), load_pretrained=False)
+    net = build_classifier(cfg.backbone, keep_fc=cfg.get("freeze", {}).get("keep_fc"), load_pretrained=False)
     model = CovidClassifier(net, optimizer=instantiate(cfg.optimizer), threshold=cfg.threshold, config=config)
     try:
         model.load_state_dict(checkpoint["state_dict"])

@@ -70,18 +70,21 @@ class Classifier(nn.Module):
 
 
 def build_classifier(
-    backbone_cfg: Mapping[str, Any], keep_fc: int = 0, load_pretrained: bool = True
+    backbone_cfg: Mapping[str, Any], keep_fc: int | None = None, load_pretrained: bool = True
 ) -> Classifier:
-    """The classifier a `backbone` config describes: `name`, the builder's options, `weights`, `head`.
+    """The classifier a `backbone` config describes: `name` (a builder in backbones.py), the
+    builder's options, `keep_fc`, `weights`, `head`.
 
-    `keep_fc` (from the freeze config) is how many pretrained FC layers of the backbone stay
-    under the new head. `load_pretrained=False` skips `weights` (the caller loads a checkpoint
-    over the whole model anyway, so nothing is downloaded).
+    `keep_fc` (the argument, else the config's, else 0) is how many pretrained FC layers of
+    the backbone stay under the new head. `load_pretrained=False` skips `weights` (the caller
+    loads a checkpoint over the whole model anyway, so nothing is downloaded).
     """
     options = dict(backbone_cfg)
     name = options.pop("name")
     head_options = dict(options.pop("head", None) or {})
     weights: str | os.PathLike | None = options.pop("weights", None)
+    configured_fc = options.pop("keep_fc", None)
+    keep_fc = keep_fc if keep_fc is not None else configured_fc
     backbone = build_backbone(name, keep_fc=int(keep_fc or 0), **options)
     if load_pretrained:
         load_weights(backbone, weights)

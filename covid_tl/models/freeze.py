@@ -27,11 +27,11 @@ class FreezeError(ConfigError):
 
 
 def apply_freeze(
-    model: nn.Module, policy: str = "none", keep_fc: int = 0, trainable: int | None = None, bn: str = "frozen"
+    model: nn.Module, policy: str = "none", keep_fc: int | None = None, trainable: int | None = None, bn: str = "frozen"
 ) -> tuple[int, int]:
     """Apply `policy` to a `Classifier` in place; returns (trainable, total) parameter counts.
 
-    `keep_fc` must be what the model was built with (`build_classifier(..., keep_fc=...)`);
+    `keep_fc` (None: the model's) must be what the model was built with (`backbone.keep_fc`);
     `trainable` is the number of units `last_n` trains, counted from the end.
     """
     if policy not in POLICIES:
@@ -39,10 +39,10 @@ def apply_freeze(
     if bn not in BN_MODES:
         raise FreezeError(f"freeze.bn must be one of {', '.join(BN_MODES)}, got {bn!r}")
     built_fc = getattr(model, "keep_fc", 0)
-    if keep_fc != built_fc:
+    if keep_fc is not None and keep_fc != built_fc:
         raise FreezeError(
             f"freeze says keep_fc={keep_fc} but the model was built with keep_fc={built_fc}; "
-            "build it with build_classifier(backbone_cfg, keep_fc=freeze.keep_fc)"
+            "keep_fc is set where the model is built: backbone.keep_fc"
         )
     if (trainable is not None) != (policy == "last_n"):
         raise FreezeError("freeze.trainable belongs to policy last_n (and last_n needs it)")

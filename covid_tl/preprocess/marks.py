@@ -33,9 +33,11 @@ import numpy as np
 INPAINT_METHODS = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
 
 
-@dataclass(frozen=True)
+@dataclass
 class DetectorParams:
-    """Mark detector settings; field names are the Hydra keys one to one.
+    """Mark detector settings; field names are the Hydra keys one to one: this dataclass is the
+    structured config `preprocessing.inpaint.detector` (covid_tl/preprocess/schema.py), so its
+    defaults live here only. Not frozen: Hydra overrides write into it.
 
     Fractions of the dynamic range are relative to (dark, top) = (the `dark_quantile`
     intensity, the brightest pixel); lengths are fractions of the image's shorter side.

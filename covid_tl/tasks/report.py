@@ -24,7 +24,7 @@ from covid_tl.plots import confusion_matrices, metric_bars, metric_lines
 #: Overrides that repeat a setting rather than change it: pooled into mean and spread.
 REPEAT_KEYS = ("seed", "data.fold", "data.split_seed", "data.sample_seed")
 #: Numeric settings worth a line plot, in order of preference.
-DEPTH_KEYS = ("freeze.trainable", "freeze.keep_fc")
+DEPTH_KEYS = ("freeze.trainable", "backbone.keep_fc")
 
 
 class ReportError(ValueError):

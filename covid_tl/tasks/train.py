@@ -18,7 +18,6 @@ from covid_tl.console import print_data_summary, print_results
 from covid_tl.data.frozen_features import FeatureDataModule, fast_path_blocker
 from covid_tl.models.checkpoint import load_run
 from covid_tl.models.classifier import build_classifier
-from covid_tl.models.freeze import apply_freeze
 from covid_tl.models.module import CovidClassifier
 from covid_tl.results import evaluate_sets
 
@@ -36,8 +35,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train as `cfg` says, writing everything into `run_dir`; returns results.json's content."""
     run_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.seed, workers=True)
-    net = build_classifier(cfg.backbone, keep_fc=cfg.freeze.get("keep_fc", 0))
-    trainable, total = apply_freeze(net, **cfg.freeze)
+    net = build_classifier(cfg.backbone)
+    trainable, total = instantiate(cfg.freeze)(net)
     log.info("backbone %s: %s of %s parameters trainable", net.backbone_name, f"{trainable:,}", f"{total:,}")
 
     datamodule = build_datamodule(cfg, net.input_spec)
@@ -45,13 +44,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if rank_zero_only.rank == 0:  # under DDP every process runs this; one writes
         print_data_summary(datamodule.write_data_files(run_dir), run_dir)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    model = CovidClassifier(
+    model: CovidClassifier = instantiate(cfg.model)(
         net,
         optimizer=instantiate(cfg.optimizer),
         scheduler=scheduler,
         threshold=cfg.threshold,
         config=OmegaConf.to_container(cfg, resolve=True),
-        **cfg.model,
     )
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=instantiate_all(cfg.get("callbacks")), logger=instantiate_all(cfg.get("logger")) or False

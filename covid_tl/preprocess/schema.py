@@ -1,0 +1,18 @@
+"""Structured configs: dataclasses of the preprocessing code registered with Hydra's ConfigStore,
+so that YAML names them (`defaults: - detector@inpaint.detector: default`) instead of copying
+their fields. Registered on import; everything that composes a config imports this first.
+"""
+from __future__ import annotations
+
+from hydra.core.config_store import ConfigStore
+
+from covid_tl.preprocess.marks import DetectorParams
+
+
+def register() -> None:
+    """`preprocessing/detector/default`: the mark detector's settings, typed and defaulted by
+    DetectorParams (an unknown key or a value of the wrong type is refused at composition)."""
+    ConfigStore.instance().store(group="preprocessing/detector", name="default", node=DetectorParams)
+
+
+register()
