@@ -6,6 +6,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from covid_tl.grid import grid, labelled
+
 OVERLAYS = ("blend", "multiply", "mask")
 
 
@@ -39,28 +41,6 @@ def overlay(image: np.ndarray, cam: np.ndarray, kind: str = "blend", alpha: floa
     else:
         raise ValueError(f"unknown overlay {kind!r}; valid: {', '.join(OVERLAYS)}")
     return np.uint8(np.clip(out, 0, 255))
-
-
-def labelled(tile: np.ndarray, lines: Sequence[str], scale: float = 0.4) -> np.ndarray:
-    """The tile with a black caption band above it (one row per line)."""
-    height = int(16 * scale / 0.4)
-    band = np.zeros((height * len(lines), tile.shape[1], 3), np.uint8)
-    for i, text in enumerate(lines):
-        cv2.putText(band, text, (2, height * (i + 1) - 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
-    return np.vstack([band, tile])
-
-
-def grid(tiles: Sequence[np.ndarray], columns: int = 4, pad: int = 4) -> np.ndarray:
-    """Tiles of equal size in rows of `columns`, on black."""
-    if not tiles:
-        raise ValueError("no tiles to put in a grid")
-    h, w = tiles[0].shape[:2]
-    rows = -(-len(tiles) // columns)
-    canvas = np.zeros((rows * (h + pad) + pad, min(columns, len(tiles)) * (w + pad) + pad, 3), np.uint8)
-    for i, tile in enumerate(tiles):
-        r, c = divmod(i, columns)
-        canvas[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = tile
-    return canvas
 
 
 def cam_grid(

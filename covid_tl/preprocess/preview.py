@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from covid_tl.grid import grid, labelled
 from covid_tl.preprocess.pipeline import Box, Prepared
 
 TILE = 192
@@ -56,8 +57,6 @@ def marks_in_original(original: np.ndarray, box: Box, detector) -> np.ndarray:
 
 def preview_grid(rows: Sequence[list[np.ndarray]], captions: Sequence[str], per_row: int = 2) -> np.ndarray:
     """Triplets of panels, `per_row` images per grid row, each captioned."""
-    from covid_tl.explain.overlay import grid, labelled
-
     triplets = [labelled(np.hstack(p), [c]) for p, c in zip(rows, captions)]
     return grid(triplets, columns=per_row)
 
