@@ -5,6 +5,7 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
+from pytorch_grad_cam.utils.image import show_cam_on_image
 
 from covid_tl.grid import grid, labelled
 
@@ -26,15 +27,16 @@ def heat(cam: np.ndarray) -> np.ndarray:
 def overlay(image: np.ndarray, cam: np.ndarray, kind: str = "blend", alpha: float = 0.4) -> np.ndarray:
     """One of the study's three looks, RGB uint8 at the image's size.
 
-    - blend: transparent superposition; dark lungs stay visible under the colour.
+    - blend: transparent superposition (pytorch-grad-cam's, brightest pixel scaled to white);
+      dark lungs stay visible under the colour.
     - multiply: the image times the heatmap (the study's first look; hides dark lungs).
     - mask: the heatmap alone.
     """
     cam = np.clip(fit(cam, image.shape[:2]), 0, 1)
     gray = np.repeat(image[:, :, None], 3, axis=2).astype(np.float32)
     if kind == "blend":
-        out = (1 - alpha) * gray + alpha * heat(cam)
-    elif kind == "multiply":
+        return show_cam_on_image(gray / 255, cam, use_rgb=True, image_weight=1 - alpha)
+    if kind == "multiply":
         out = gray * cam[:, :, None]
     elif kind == "mask":
         out = heat(cam).astype(np.float32)
