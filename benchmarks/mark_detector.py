@@ -73,6 +73,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from covid_tl.data.synthetic import ShortcutSpec, SyntheticSource
+from covid_tl.grid import grid
 from covid_tl.preprocess.marks import detect_marks, inpaint_marks
 from covid_tl.preprocess.watermark import bank_summary, build_bank
 
@@ -189,12 +190,8 @@ def preview(rows: list, path: Path, box: int = 256) -> None:
             edge = lung & ~(cv2.erode(lung.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
             overlay[edge] = (0, 220, 0)
         painted = cv2.cvtColor(inpaint_marks(image, mask), cv2.COLOR_GRAY2BGR)
-        tiles.append(np.pad(np.hstack([_fit(colour, box), _fit(overlay, box), _fit(painted, box)]),
-                            ((2, 2), (2, 2), (0, 0))))
-    if len(tiles) % 2:
-        tiles.append(np.zeros_like(tiles[0]))
-    grid = np.vstack([np.hstack(tiles[i:i + 2]) for i in range(0, len(tiles), 2)])
-    cv2.imwrite(str(path), grid)
+        tiles.append(np.hstack([_fit(colour, box), _fit(overlay, box), _fit(painted, box)]))
+    cv2.imwrite(str(path), grid(tiles, columns=2))
 
 
 def phantom_preview(path: Path, size: int = 256, n: int = 8) -> None:

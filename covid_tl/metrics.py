@@ -9,9 +9,10 @@ import math
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import torch
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryRecall, BinarySpecificity
+from torchmetrics.functional.classification import binary_auroc, binary_confusion_matrix, binary_roc
 
 from covid_tl.labels import LABELS
 
@@ -33,7 +34,7 @@ def metric_collection(threshold: float = 0.5) -> MetricCollection:
 
 def confusion_matrix(targets: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
     """Counts with named rows (true class) and columns (predicted class)."""
-    matrix = [[int(np.sum((targets == t) & (predicted == p))) for p in range(2)] for t in range(2)]
+    matrix = binary_confusion_matrix(_tensor(predicted), _tensor(targets)).tolist()
     return {"labels": list(LABELS), "rows": "true", "columns": "predicted", "matrix": matrix}
 
 
@@ -47,14 +48,19 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def _tensor(values: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(values))
+
+
+def _both_classes(targets: np.ndarray) -> bool:
+    return bool((targets == 1).any() and (targets == 0).any())
+
+
 def auroc(targets: np.ndarray, scores: np.ndarray) -> float | None:
-    """Area under the ROC curve (Mann-Whitney, ties averaged); None with one class only."""
-    n_pos = int(targets.sum())
-    n_neg = len(targets) - n_pos
-    if n_pos == 0 or n_neg == 0:
+    """Area under the ROC curve (ties averaged), as in training; None with one class only."""
+    if not _both_classes(targets):
         return None
-    ranks = pd.Series(scores).rank(method="average").to_numpy()
-    return float((ranks[targets == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(binary_auroc(_tensor(scores), _tensor(targets)))
 
 
 def summarize(targets: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
@@ -86,15 +92,10 @@ def summarize(targets: np.ndarray, probabilities: np.ndarray, threshold: float =
 def roc_points(targets: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """(false positive rates, true positive rates) at every threshold; None with one class."""
     targets = np.asarray(targets).astype(np.int64)
-    n_pos, n_neg = int(targets.sum()), int((1 - targets).sum())
-    if n_pos == 0 or n_neg == 0:
+    if not _both_classes(targets):
         return None
-    order = np.argsort(-np.asarray(scores), kind="stable")
-    scores_sorted = np.asarray(scores)[order]
-    tp = np.cumsum(targets[order])
-    fp = np.cumsum(1 - targets[order])
-    last_of_tie = np.r_[scores_sorted[1:] != scores_sorted[:-1], True]
-    return np.r_[0.0, fp[last_of_tie] / n_neg], np.r_[0.0, tp[last_of_tie] / n_pos]
+    fpr, tpr, _ = binary_roc(_tensor(scores), _tensor(targets))
+    return fpr.numpy(), tpr.numpy()
 
 
 def bootstrap_intervals(

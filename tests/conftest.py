@@ -1,4 +1,4 @@
-"""Shared test helpers: the repository root and a runner for the entry scripts."""
+"""Shared test helpers: the repository root, a runner for the entry scripts, mask overlap."""
 from __future__ import annotations
 
 import json
@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import covid_tl.preprocess.schema  # noqa: F401  (structured configs, before any test composes one)
@@ -53,3 +54,9 @@ needs_xray_mini = pytest.mark.skipif(
     not (XRAY_MINI / "manifest.csv").is_file(),
     reason=f"xray-mini not found at {XRAY_MINI} (set COVID_TL_XRAY_MINI to its folder)",
 )
+
+
+def mask_iou(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Intersection over union (1.0 when both are empty)."""
+    union = np.logical_or(pred, truth).sum()
+    return 1.0 if union == 0 else float(np.logical_and(pred, truth).sum() / union)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from covid_tl.preprocess.crop import apply_box, crop_borders, crop_fixed, find_border
+from covid_tl.preprocess.crop import apply_box, crop_borders, find_border
 
 
 def texture(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -27,7 +27,7 @@ def framed(seed: int = 0) -> tuple[np.ndarray, tuple[int, int, int, int]]:
 
 def test_fixed_fraction_box_and_shape():
     img = texture(100, 200)
-    out, box = crop_fixed(img, 0.1)
+    out, box = crop_borders(img, fraction=0.1, auto=False)
     assert box == (10, 20, 90, 180)
     assert out.shape == (80, 160)
     assert np.array_equal(out, img[10:90, 20:180])
@@ -35,7 +35,7 @@ def test_fixed_fraction_box_and_shape():
 
 def test_fixed_fraction_per_side():
     img = texture(100, 200)
-    out, box = crop_fixed(img, [0.0, 0.2, 0.05, 0.0])  # top, bottom, left, right
+    out, box = crop_borders(img, fraction=[0.0, 0.2, 0.05, 0.0], auto=False)  # top, bottom, left, right
     assert box == (0, 10, 80, 200)
     assert out.shape == (80, 190)
 
@@ -56,16 +56,14 @@ def test_box_crops_masks_alike():
 @pytest.mark.parametrize("bad", [-0.1, 0.5, 0.7, [0.1, 0.1, 0.1], "wide", [0.1, 0.1, 0.1, 0.6]])
 def test_bad_fractions_raise(bad):
     with pytest.raises(ValueError, match="fraction"):
-        crop_fixed(texture(50, 50), bad)
-    with pytest.raises(ValueError, match="fraction"):
         crop_borders(texture(50, 50), fraction=bad)
 
 
 def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="min_keep"):
-        crop_fixed(texture(50, 50), 0.1, min_keep=0.0)
+        crop_borders(texture(50, 50), fraction=0.1, min_keep=0.0)
     with pytest.raises(ValueError, match="uint8"):
-        crop_fixed(texture(50, 50).astype(np.float32), 0.1)
+        crop_borders(texture(50, 50).astype(np.float32), fraction=0.1)
     with pytest.raises(ValueError, match="max_border"):
         find_border(texture(50, 50), max_border=0.5)
     with pytest.raises(ValueError, match="does not fit"):
@@ -74,7 +72,7 @@ def test_bad_inputs_raise():
 
 def test_min_keep_holds_for_large_fractions():
     img = texture(100, 100)
-    out, box = crop_fixed(img, 0.45, min_keep=0.5)  # would keep 10%
+    out, box = crop_borders(img, fraction=0.45, auto=False, min_keep=0.5)  # would keep 10%
     assert out.shape[0] >= 50 and out.shape[1] >= 50
     y0, _, y1, _ = box
     assert abs(y0 - (100 - y1)) <= 1  # shrunk evenly
@@ -131,11 +129,6 @@ def test_max_border_limits_each_side():
     img[:40] = 0
     y0, _, _, _ = find_border(img, max_border=0.25)
     assert y0 == 25
-
-
-def test_auto_off_is_a_plain_fixed_crop():
-    img, _ = framed()
-    assert crop_borders(img, fraction=0.1, auto=False)[1] == crop_fixed(img, 0.1)[1]
 
 
 @pytest.mark.parametrize("size", [32, 4000])

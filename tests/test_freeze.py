@@ -5,18 +5,17 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from covid_tl.models.classifier import build_classifier
-from covid_tl.models.freeze import (
-    FreezeError,
-    apply_freeze,
-    parameter_counts,
-    trainable_names,
-)
+from covid_tl.models.freeze import FreezeError, apply_freeze, parameter_counts
 from covid_tl.models.module import CovidClassifier
 
 SIZE = 32
 VGG_CONVS = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]  # torchvision's vgg16.features indices
 VGG_FC = [0, 3, 6]  # torchvision's vgg16.classifier indices of the three FC layers
 _NETS = {}
+
+
+def trainable_names(model):
+    return {name for name, p in model.named_parameters() if p.requires_grad}
 
 
 @pytest.fixture(scope="module", autouse=True)

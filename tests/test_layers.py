@@ -60,8 +60,12 @@ def imports_of(path: Path, module: str) -> set[str]:
 
 
 def import_graph(root: Path) -> dict[str, set[str]]:
+    """Module -> the covid_tl modules it imports. A module's own enclosing packages are left out:
+    `from covid_tl.data.synthetic import streams` inside that package needs `streams`, and Python
+    runs the package's __init__ (already under way) as a matter of course, not as a design choice."""
     files = {module_name(p, root): p for p in (root / "covid_tl").rglob("*.py")}
-    return {m: {i for i in imports_of(p, m) if i in files and i != m} for m, p in files.items()}
+    return {m: {i for i in imports_of(p, m) if i in files and i != m and not m.startswith(i + ".")}
+            for m, p in files.items()}
 
 
 def upward_imports(graph: dict[str, set[str]]) -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import XRAY_MINI, needs_xray_mini
+from conftest import XRAY_MINI, mask_iou, needs_xray_mini
 
 from covid_tl.data.synthetic import ShortcutSpec, SyntheticSource
 from covid_tl.preprocess.marks import (
@@ -22,7 +22,6 @@ from covid_tl.preprocess.marks import (
     explain_marks,
     inpaint_marks,
     intensity_range,
-    mask_iou,
     remove_marks,
 )
 

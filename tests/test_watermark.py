@@ -7,10 +7,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import XRAY_MINI, needs_xray_mini
+from conftest import XRAY_MINI, mask_iou, needs_xray_mini
 
 from covid_tl.data.synthetic import ShortcutSpec, SyntheticSource
-from covid_tl.preprocess.marks import detect_marks, mask_iou
+from covid_tl.preprocess.marks import detect_marks
 from covid_tl.preprocess.watermark import (
     Stamp,
     bank_summary,

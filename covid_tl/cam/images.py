@@ -12,7 +12,8 @@ from covid_tl.cam.scores import artifact_region, cam_scores, to_original
 from covid_tl.preprocess.model_input import InputSpec
 from covid_tl.preprocess.marks import detect_marks
 from covid_tl.preprocess.model_input import normalize, resize_square
-from covid_tl.preprocess.pipeline import Box, Prepared
+from covid_tl.preprocess.crop import Box
+from covid_tl.preprocess.pipeline import Prepared
 
 
 @dataclass

@@ -5,6 +5,9 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
+from pytorch_grad_cam.utils.image import show_cam_on_image
+
+from covid_tl.grid import grid, labelled
 
 OVERLAYS = ("blend", "multiply", "mask")
 
@@ -24,43 +27,22 @@ def heat(cam: np.ndarray) -> np.ndarray:
 def overlay(image: np.ndarray, cam: np.ndarray, kind: str = "blend", alpha: float = 0.4) -> np.ndarray:
     """One of the study's three looks, RGB uint8 at the image's size.
 
-    - blend: transparent superposition; dark lungs stay visible under the colour.
+    - blend: transparent superposition (pytorch-grad-cam's, brightest pixel scaled to white);
+      dark lungs stay visible under the colour.
     - multiply: the image times the heatmap (the study's first look; hides dark lungs).
     - mask: the heatmap alone.
     """
     cam = np.clip(fit(cam, image.shape[:2]), 0, 1)
     gray = np.repeat(image[:, :, None], 3, axis=2).astype(np.float32)
     if kind == "blend":
-        out = (1 - alpha) * gray + alpha * heat(cam)
-    elif kind == "multiply":
+        return show_cam_on_image(gray / 255, cam, use_rgb=True, image_weight=1 - alpha)
+    if kind == "multiply":
         out = gray * cam[:, :, None]
     elif kind == "mask":
         out = heat(cam).astype(np.float32)
     else:
         raise ValueError(f"unknown overlay {kind!r}; valid: {', '.join(OVERLAYS)}")
     return np.uint8(np.clip(out, 0, 255))
-
-
-def labelled(tile: np.ndarray, lines: Sequence[str], scale: float = 0.4) -> np.ndarray:
-    """The tile with a black caption band above it (one row per line)."""
-    height = int(16 * scale / 0.4)
-    band = np.zeros((height * len(lines), tile.shape[1], 3), np.uint8)
-    for i, text in enumerate(lines):
-        cv2.putText(band, text, (2, height * (i + 1) - 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
-    return np.vstack([band, tile])
-
-
-def grid(tiles: Sequence[np.ndarray], columns: int = 4, pad: int = 4) -> np.ndarray:
-    """Tiles of equal size in rows of `columns`, on black."""
-    if not tiles:
-        raise ValueError("no tiles to put in a grid")
-    h, w = tiles[0].shape[:2]
-    rows = -(-len(tiles) // columns)
-    canvas = np.zeros((rows * (h + pad) + pad, min(columns, len(tiles)) * (w + pad) + pad, 3), np.uint8)
-    for i, tile in enumerate(tiles):
-        r, c = divmod(i, columns)
-        canvas[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = tile
-    return canvas
 
 
 def cam_grid(

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 import cv2
 import numpy as np
 
-from covid_tl.preprocess.pipeline import Box
+from covid_tl.preprocess.crop import Box
 
 
 def to_original(cam: np.ndarray, box: Box, shape: tuple[int, int]) -> np.ndarray:

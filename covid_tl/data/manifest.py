@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,9 +54,6 @@ class Manifest:
     @classmethod
     def from_records(cls, records: Iterable[Mapping[str, Any]]) -> Manifest:
         return cls(pd.DataFrame(list(records)).reset_index(drop=True))
-
-    def to_csv(self, path: str | Path) -> None:
-        self.frame.to_csv(path, index=False)
 
     def __len__(self) -> int:
         return len(self.frame)

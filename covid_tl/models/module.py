@@ -95,9 +95,6 @@ class CovidClassifier(pl.LightningModule):
     def on_test_start(self) -> None:
         self._use_memory_format()
 
-    def on_predict_start(self) -> None:
-        self._use_memory_format()
-
     @property
     def uses_channels_last(self) -> bool:
         return self.channels_last and self.device.type == "cuda"
@@ -134,10 +131,6 @@ class CovidClassifier(pl.LightningModule):
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._shared_step(batch, "test")
-
-    def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
-        images = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return torch.sigmoid(self(images).float())
 
     def _log_epoch_metrics(self, stage: str) -> None:
         metrics = getattr(self, f"{stage}_metrics")

@@ -64,19 +64,6 @@ def apply_box(array: np.ndarray, box: Box) -> np.ndarray:
     return array[y0:y1, x0:x1]
 
 
-def crop_fixed(image: np.ndarray, fraction: float | Sequence[float] = 0.05,
-               min_keep: float = 0.5) -> tuple[np.ndarray, Box]:
-    """Cut `fraction` of the height/width from each side (one number or [top, bottom, left, right])."""
-    image = check_image(image)
-    top, bottom, left, right = _sides(fraction)
-    min_keep = _check_min_keep(min_keep)
-    height, width = image.shape
-    y0, y1 = _keep_enough(int(round(top * height)), height - int(round(bottom * height)), height, min_keep)
-    x0, x1 = _keep_enough(int(round(left * width)), width - int(round(right * width)), width, min_keep)
-    box = (y0, x0, y1, x1)
-    return apply_box(image, box), box
-
-
 def _uniform(lines: np.ndarray, dark_level: int, bright_level: int, tolerance: int, share: float) -> np.ndarray:
     """Per row of `lines`: is it border (mostly black, mostly white or mostly one grey)?"""
     if lines.shape[0] == 0 or lines.shape[1] == 0:
@@ -156,4 +143,4 @@ def crop_borders(image: np.ndarray, fraction: float | Sequence[float] = 0.0, aut
     return apply_box(image, box), box
 
 
-__all__ = ["Box", "apply_box", "crop_fixed", "find_border", "crop_borders"]
+__all__ = ["Box", "apply_box", "find_border", "crop_borders"]

@@ -501,13 +501,7 @@ def remove_marks(image: np.ndarray, params: DetectorParams | Mapping | None = No
     return inpaint_marks(image, mask, method=method, radius=radius, dilate=0.0, work_size=p.work_size), mask
 
 
-def mask_iou(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Intersection over union (1.0 when both are empty)."""
-    union = np.logical_or(pred, truth).sum()
-    return 1.0 if union == 0 else float(np.logical_and(pred, truth).sum() / union)
-
-
 __all__ = [
     "DetectorParams", "Component", "INPAINT_METHODS", "detect_marks", "explain_marks",
-    "inpaint_marks", "remove_marks", "intensity_range", "white_tophat", "mask_iou", "check_image",
+    "inpaint_marks", "remove_marks", "intensity_range", "white_tophat", "check_image",
 ]

@@ -14,10 +14,8 @@ from typing import Any
 import numpy as np
 
 from covid_tl.errors import ConfigError
-from covid_tl.preprocess.crop import crop_borders
+from covid_tl.preprocess.crop import Box, crop_borders
 from covid_tl.preprocess.marks import DetectorParams, remove_marks
-
-Box = tuple[int, int, int, int]  # y0, x0, y1, x1 in the original image
 
 
 @dataclass(frozen=True)

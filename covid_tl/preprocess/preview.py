@@ -9,7 +9,9 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from covid_tl.preprocess.pipeline import Box, Prepared
+from covid_tl.grid import grid, labelled
+from covid_tl.preprocess.crop import Box
+from covid_tl.preprocess.pipeline import Prepared
 
 TILE = 192
 
@@ -50,7 +52,5 @@ def marks_in_original(original: np.ndarray, box: Box, detector) -> np.ndarray:
 
 def preview_grid(rows: Sequence[list[np.ndarray]], captions: Sequence[str], per_row: int = 2) -> np.ndarray:
     """Triplets of panels, `per_row` images per grid row, each captioned."""
-    from covid_tl.cam.overlay import grid, labelled
-
     triplets = [labelled(np.hstack(p), [c]) for p, c in zip(rows, captions)]
     return grid(triplets, columns=per_row)

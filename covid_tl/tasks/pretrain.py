@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,13 +19,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+from torchmetrics.classification import MultilabelAUROC
+from torchmetrics.utilities import dim_zero_cat
 
 from covid_tl.data.datamodule import EpochShuffle
 from covid_tl.data.images import check_image_file, read_xray
 from covid_tl.data.sources import NIH_FINDINGS, NIHSource
 from covid_tl.data.validate import ON_BAD, BadInputError
 from covid_tl.errors import ConfigError
-from covid_tl.metrics import auroc
 from covid_tl.models.classifier import build_classifier
 from covid_tl.preprocess.model_input import InputSpec
 from covid_tl.preprocess.model_input import to_model_input
@@ -70,6 +73,21 @@ def split_patients(frame: pd.DataFrame, val_fraction: float, seed: int) -> np.nd
     return frame["patient_id"].isin(val).to_numpy()
 
 
+class FindingsAUROC(MultilabelAUROC):
+    """AUROC per finding over every process's validation images; NaN where they hold one class."""
+
+    def __init__(self) -> None:
+        super().__init__(num_labels=len(NIH_FINDINGS), average=None)
+
+    def compute(self) -> torch.Tensor:
+        target = dim_zero_cat(self.target)  # all processes' targets: compute runs on synced states
+        defined = (target == 1).any(0) & (target == 0).any(0)
+        with warnings.catch_warnings():  # torchmetrics warns of each undefined finding; NaN says it
+            warnings.filterwarnings("ignore", "No (positive|negative) samples")
+            values = super().compute()
+        return torch.where(defined, values, torch.nan)
+
+
 class FindingsModule(pl.LightningModule):
     """Backbone plus a 14-way linear layer; BCE per finding, AUROC per finding.
 
@@ -82,7 +100,7 @@ class FindingsModule(pl.LightningModule):
         self.save_hyperparameters(ignore=["net", "optimizer"], logger=False)
         self.net = net
         self.optimizer_factory = optimizer
-        self.val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.val_auroc = FindingsAUROC()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.head(self.net.features(x))
@@ -97,16 +115,15 @@ class FindingsModule(pl.LightningModule):
         x, y = batch
         logits = self(x).float()
         self.log("val/loss", F.binary_cross_entropy_with_logits(logits, y), on_epoch=True, prog_bar=True, batch_size=len(y))
-        self.val_outputs.append((torch.sigmoid(logits).cpu(), y.cpu()))
+        self.val_auroc.update(torch.sigmoid(logits), y.long())
 
     def on_validation_epoch_end(self) -> None:
         """AUROC per finding where the validation images hold both classes; their mean."""
-        if not self.val_outputs:
+        if not self.val_auroc.update_called:
             return
-        probs, targets = (torch.cat(t).numpy() for t in zip(*self.val_outputs))
-        self.val_outputs.clear()
-        values = {name: auroc(targets[:, i], probs[:, i]) for i, name in enumerate(NIH_FINDINGS)}
-        defined = {k: v for k, v in values.items() if v is not None}
+        values = self.val_auroc.compute().tolist()
+        self.val_auroc.reset()
+        defined = {name: v for name, v in zip(NIH_FINDINGS, values) if not math.isnan(v)}
         self.log_dict({f"val/auroc/{k}": v for k, v in defined.items()})
         if defined:
             self.log("val/auroc", float(np.mean(list(defined.values()))), prog_bar=True)

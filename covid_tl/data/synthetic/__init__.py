@@ -1,0 +1,23 @@
+"""Seeded synthetic "phantom" chest X-rays: the embedded default data source.
+
+The phantoms exist so that the whole pipeline (splits, training, transfer learning, shortcut
+audits) can run and be tested without downloading anything. They are built to have the
+properties the research questions need, not photo-realism:
+
+* a label signal with a known location: COVID-19 images carry bilateral, peripheral,
+  lower-zone ground-glass opacities inside the lung fields (``opacity_mask`` says where);
+* a controllable shortcut: burned-in marks (letters, arrows, text) planted per class with the
+  probabilities of a :class:`ShortcutSpec`, with their exact pixels (``mark_mask``), so that
+  saliency and "does the model read the marks?" checks have ground truth;
+* patient structure: anatomy is drawn per patient, so follow-up images look alike and a split
+  that leaks patients is measurably optimistic.
+
+Everything is a pure function of ``(seed, index)`` (``streams``). Only numpy and OpenCV are
+used (no torch). ``anatomy`` draws a patient, ``render`` an image of it, ``marks`` burns in
+the shortcut, ``source`` is the data source, ``preview`` the picture command.
+"""
+from covid_tl.data.synthetic.marks import Mark, ShortcutSpec
+from covid_tl.data.synthetic.preview import main
+from covid_tl.data.synthetic.source import Phantom, SyntheticSource
+
+__all__ = ["Mark", "Phantom", "ShortcutSpec", "SyntheticSource", "main"]

@@ -1,0 +1,3 @@
+from covid_tl.data.synthetic.preview import main
+
+raise SystemExit(main())
