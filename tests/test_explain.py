@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from covid_tl.cam.callback import balanced_rows
-from covid_tl.cam.compute import METHODS, compute_cams
+from covid_tl.cam.compute import METHODS, ActivationGrid, compute_cams
 from covid_tl.cam.overlay import cam_grid, overlay
 from covid_tl.grid import grid, labelled
 from covid_tl.models.classifier import build_classifier
@@ -43,6 +43,29 @@ def test_cam_does_not_touch_gradients_of_a_training_model_and_works_in_inference
 def test_every_method_gives_a_map_in_unit_range(method):
     cams, _ = compute_cams(frozen_cnn(), torch.randn(2, 1, 32, 32), method=method)
     assert cams.shape == (2, 32, 32) and cams.min() >= 0 and cams.max() <= 1 + 1e-6
+
+
+def test_activation_grid_by_hand():
+    # Class and distillation tokens, then a 2 x 3 patch grid; channel 0 of token k holds 2k.
+    tokens = torch.arange(16, dtype=torch.float32).reshape(1, 8, 2)
+    grid = ActivationGrid((2, 3))(tokens)
+    assert grid.shape == (1, 2, 2, 3) and grid[0, 0].tolist() == [[4, 6, 8], [10, 12, 14]]
+    # No patch grid known: the largest square the tokens hold (class + 3 registers, then 3 x 3).
+    assert ActivationGrid()(torch.arange(13.0).reshape(1, 13, 1))[0, 0].tolist() == [[4, 5, 6], [7, 8, 9], [10, 11, 12]]
+    nhwc = torch.arange(12.0).reshape(1, 2, 2, 3)  # Swin's channels-last map
+    assert torch.equal(ActivationGrid(channels_last=True)(nhwc)[0, :, 1, 0], nhwc[0, 1, 0])
+    cnn = torch.randn(1, 3, 4, 4)
+    assert ActivationGrid((2, 2))(cnn) is cnn
+
+
+def test_cam_on_a_vision_transformer_is_not_empty():
+    """Tokens become a 2 x 2 map; the layer is the last block's norm1, whose patch tokens the
+    class token reads (the block's own output reaches the head only through the class token)."""
+    torch.manual_seed(0)
+    net = build_classifier({"name": "timm", "model": "vit_tiny_patch16_224", "input_size": 32, "weights": "none"})
+    cams, probs = compute_cams(net, torch.randn(2, 3, 32, 32), target="covid")
+    assert cams.shape == (2, 32, 32) and probs.shape == (2,) and np.isfinite(cams).all()
+    assert (cams.reshape(2, -1).max(axis=1) > 0).all()
 
 
 def test_targets_explain_opposite_calls():

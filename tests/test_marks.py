@@ -171,6 +171,16 @@ def test_large_image_is_refined_at_full_resolution():
     assert mask_iou(mask, truth) >= 0.6
 
 
+def test_large_unmarked_image_gives_a_mask_of_its_own_size():
+    """Nothing found on a shrunken work copy still means a mask on the full grid (a 1024 px
+    mask for a 4095 px radiograph once stopped CAM scoring and inpainting)."""
+    flat = np.full((2000, 1500), 90, np.uint8)
+    mask = detect_marks(flat)
+    assert mask.shape == (2000, 1500) and not mask.any()
+    painted, replaced = remove_marks(flat)
+    assert np.array_equal(painted, flat) and replaced.shape == flat.shape
+
+
 # ----------------------------------------------------------------------------------- inpaint
 
 

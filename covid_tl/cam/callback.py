@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -30,6 +32,15 @@ def balanced_rows(targets: np.ndarray, n: int) -> list[int]:
     return rows
 
 
+def image_name(row: Mapping[str, Any]) -> str:
+    return str(row.get("path", "?"))
+
+
+def describe(error: Exception) -> str:
+    """One line: the exception's type and message."""
+    return f"{type(error).__name__}: {error}".splitlines()[0]
+
+
 def captions(labels: list[str], probabilities: np.ndarray, threshold: float) -> list[list[str]]:
     return [[f"true {label}", f"pred {LABELS[int(p >= threshold)]} p={p:.2f}"] for label, p in zip(labels, probabilities)]
 
@@ -39,6 +50,8 @@ class GradCAMCallback(pl.Callback):
 
     The same K validation images every time (half COVID-19), so epochs can be compared;
     runs on rank zero only and leaves the model's mode, flags and gradients as they were.
+    A failure costs one warning naming the images, never the run: an image that cannot be
+    prepared is left out at setup, an epoch whose CAMs fail gets no picture.
     """
 
     def __init__(
@@ -69,22 +82,42 @@ class GradCAMCallback(pl.Callback):
             return
         subset = datamodule.subset("val")
         rows = [subset.frame.iloc[i].to_dict() for i in balanced_rows(subset.targets, self.num_images)]
-        self.labels = [row["label"] for row in rows]
-        self.items = scoring_images(rows, datamodule.load_image, datamodule.prepared, datamodule.load_lung_mask,
-                                    datamodule.input_spec)
-        self.inputs = torch.stack([item.input for item in self.items])
+        self.labels, self.items, self.names, failed = [], [], [], []
+        for row in rows:  # one bad image costs its own tile, not the pictures
+            try:
+                self.items += scoring_images([row], datamodule.load_image, datamodule.prepared,
+                                             datamodule.load_lung_mask, datamodule.input_spec)
+            except Exception as error:
+                failed.append(f"{image_name(row)} ({describe(error)})")
+                continue
+            self.labels.append(row["label"])
+            self.names.append(image_name(row))
+        if failed:
+            log.warning("Grad-CAM leaves out %d validation image(s): %s", len(failed), "; ".join(failed))
+        if self.items:
+            self.inputs = torch.stack([item.input for item in self.items])
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or self.inputs is None or (trainer.current_epoch + 1) % self.every_n_epochs:
             return
         if not trainer.is_global_zero:
             return
+        try:
+            self.explain_epoch(trainer, pl_module)
+        except Exception as error:  # a CAM failure never stops training
+            log.warning("no Grad-CAM pictures for epoch %d (images %s): %s; training goes on",
+                        trainer.current_epoch, ", ".join(self.names), describe(error))
+
+    def explain_epoch(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """CAMs of the fixed images: the grid as PNG and TensorBoard image, mean scores as metrics."""
         threshold = getattr(pl_module, "threshold", 0.5)
         cams, probabilities = compute_cams(pl_module.net, self.inputs, self.method, self.target, self.layer, threshold=threshold)
         shown = [item.shown for item in self.items]
         picture, _ = cam_grid(shown, cams, captions(self.labels, probabilities, threshold), self.overlay, self.alpha)
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(self.output_dir / f"epoch_{trainer.current_epoch:03d}.png"), picture[:, :, ::-1])
+        path = self.output_dir / f"epoch_{trainer.current_epoch:03d}.png"
+        if not cv2.imwrite(str(path), picture[:, :, ::-1]):
+            raise OSError(f"cannot write {path}")
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_image("cam/validation", picture, trainer.global_step, dataformats="HWC")

@@ -5,6 +5,8 @@ inference-mode hooks, and leaves the model exactly as it found it.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM, XGradCAM
@@ -31,6 +33,33 @@ class LogitTarget:
 
     def __call__(self, output: torch.Tensor) -> torch.Tensor:
         return self.sign * output
+
+
+class ActivationGrid:
+    """pytorch-grad-cam's `reshape_transform`: a layer's output as the (B, C, H, W) map it expects.
+
+    Token models give (B, N, C): the patch tokens are the last H*W (timm puts class,
+    distillation and register tokens first), on the model's patch grid where it has one that
+    fits, else on the largest square the token count holds. Channels-last maps (timm's Swin,
+    `output_fmt="NHWC"`) are turned channels-first; CNN maps pass unchanged.
+    """
+
+    def __init__(self, grid: tuple[int, int] | None = None, channels_last: bool = False) -> None:
+        self.grid, self.channels_last = grid, channels_last
+
+    @classmethod
+    def of(cls, net: Classifier) -> ActivationGrid:
+        grid = getattr(getattr(net.features, "patch_embed", None), "grid_size", None)
+        return cls(tuple(int(g) for g in grid) if grid else None, getattr(net.features, "output_fmt", "NCHW") == "NHWC")
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 4 and self.channels_last:
+            return x.permute(0, 3, 1, 2)
+        if x.ndim != 3:
+            return x
+        n = x.shape[1]
+        h, w = self.grid if self.grid and self.grid[0] * self.grid[1] <= n else (math.isqrt(n),) * 2
+        return x[:, n - h * w :].reshape(x.shape[0], h, w, x.shape[2]).permute(0, 3, 1, 2)
 
 
 def target_layer(net: Classifier, layer: str | None = None) -> torch.nn.Module:
@@ -74,7 +103,9 @@ def compute_cams(
         net.eval()
         for p in net.parameters():
             p.requires_grad_(False)
-        with torch.inference_mode(False), torch.enable_grad(), METHODS[method](model=net, target_layers=[module]) as cam:
+        with torch.inference_mode(False), torch.enable_grad(), METHODS[method](
+            model=net, target_layers=[module], reshape_transform=ActivationGrid.of(net)
+        ) as cam:
             for start in range(0, len(images), batch_size):
                 # A fresh tensor: ones made under inference mode cannot enter autograd.
                 batch = images[start : start + batch_size].detach().clone().to(device).requires_grad_(True)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from covid_tl.cam.scores import artifact_region, cam_scores, to_original
+from covid_tl.cam.scores import artifact_region, cam_scores, on_grid, to_original
 from covid_tl.preprocess.model_input import InputSpec
 from covid_tl.preprocess.marks import detect_marks
 from covid_tl.preprocess.model_input import normalize, resize_square
@@ -28,6 +28,11 @@ class ScoringImage:
     lungs: np.ndarray | None  # bool, original grid
 
 
+def same_aspect(a: tuple[int, int], b: tuple[int, int], tolerance: float = 0.02) -> bool:
+    """Whether two grids have the same height/width ratio, within `tolerance` of it."""
+    return abs(a[0] * b[1] - b[0] * a[1]) <= tolerance * b[0] * a[1]
+
+
 def scoring_images(
     rows: Sequence[Mapping[str, Any]],
     load_image: Callable[[Mapping[str, Any]], np.ndarray],
@@ -44,8 +49,8 @@ def scoring_images(
         prepared = prepare(row)
         shown = resize_square(prepared.image, spec.size)
         lungs = load_lung_mask(row)
-        if lungs is not None and lungs.shape != original.shape:
-            lungs = None  # a mask for another image size cannot be scored against
+        if lungs is not None:  # a mask made at another size of this film is resized; one of another film dropped
+            lungs = on_grid(lungs, original.shape) if same_aspect(lungs.shape, original.shape) else None
         items.append(ScoringImage(torch.from_numpy(np.ascontiguousarray(normalize(shown, spec))), shown, prepared.box,
                                   original.shape, artifact_region(detect_marks(original, detector)), lungs))
     return items

@@ -40,10 +40,18 @@ def artifact_region(marks: np.ndarray, dilate_fraction: float = 0.01, border_fra
     return grown | border_band(marks.shape, border_fraction)
 
 
+def on_grid(region: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """`region` resized (nearest) to `shape` where it was made on another grid, so a mask of
+    another size costs precision, never the run."""
+    if region.shape == shape:
+        return region
+    return cv2.resize(region.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+
+
 def mass_fraction(cam: np.ndarray, region: np.ndarray) -> float | None:
     """Share of the CAM's total mass inside `region`; None for an all-zero CAM."""
     total = float(cam.sum())
-    return float(cam[region].sum()) / total if total > 0 else None
+    return float(cam[on_grid(region, cam.shape)].sum()) / total if total > 0 else None
 
 
 def cam_scores(cam: np.ndarray, artifacts: np.ndarray, lungs: np.ndarray | None) -> dict[str, float | None]:

@@ -214,7 +214,7 @@ def timm_backbone(
 
     Input size, mean and std come from the model's `pretrained_cfg`; `input_size` overrides
     the size (for models with a fixed input size, such as ViTs, the model is built for it).
-    The Grad-CAM layer defaults to the last stage of timm's `feature_info`.
+    The Grad-CAM layer defaults to `_timm_cam_layer`.
     """
     import timm
 
@@ -237,11 +237,22 @@ def timm_backbone(
         net,
         net.num_features,
         InputSpec(size, 3, tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))),
-        cam_layer or net.feature_info[-1]["module"],
+        cam_layer or _timm_cam_layer(net),
         units=_timm_units(net),
         sources=sources,
         ignore_keys=ignore,
     )
+
+
+def _timm_cam_layer(net: nn.Module) -> str:
+    """The last stage of timm's `feature_info`; for token models (ViT, DeiT, EVA) the last
+    block's first norm, as in pytorch-grad-cam's ViT recipe: the head reads only the class
+    token of the last block's output, so its patch tokens get no gradient there."""
+    blocks = getattr(net, "blocks", None)
+    tokens = getattr(net, "num_prefix_tokens", 0) and isinstance(blocks, (nn.Sequential, nn.ModuleList))
+    if tokens and hasattr(blocks[-1], "norm1"):
+        return f"blocks.{len(blocks) - 1}.norm1"
+    return net.feature_info[-1]["module"]
 
 
 @register("resnet50")

@@ -407,8 +407,8 @@ def detect_marks(image: np.ndarray, params: DetectorParams | Mapping | None = No
     else:
         work = image
     mask, _, _ = _detect_work(work, p)
-    if scale < 1.0 and mask.any():
-        mask = _refine(image, mask, scale, p)
+    if scale < 1.0:  # back on the image's own grid, marks or none
+        mask = _refine(image, mask, scale, p) if mask.any() else np.zeros(image.shape, bool)
     return _dilate(mask, p.dilate_fraction)
 
 
