@@ -51,3 +51,9 @@ needs_xray_mini = pytest.mark.skipif(
     not (XRAY_MINI / "manifest.csv").is_file(),
     reason=f"xray-mini not found at {XRAY_MINI} (set COVID_TL_XRAY_MINI to its folder)",
 )
+
+PUBLISHED_MINI = Path(os.environ.get("COVID_TL_PUBLISHED_MINI", ROOT.parent / "shared" / "data" / "published-mini"))
+needs_published_mini = pytest.mark.skipif(
+    not (PUBLISHED_MINI / "nih" / "Data_Entry_2017.csv").is_file(),
+    reason=f"published-mini not found at {PUBLISHED_MINI} (set COVID_TL_PUBLISHED_MINI to its folder)",
+)
