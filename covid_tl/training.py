@@ -16,6 +16,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from covid_tl.data.datamodule import XrayDataModule
 from covid_tl.data.features import FeatureDataModule, fast_path_blocker
+from covid_tl.data.validate import BadInputError
 from covid_tl.checkpoint import load_run
 from covid_tl.errors import ConfigError
 from covid_tl.evaluation import evaluate_sets, pick_device
@@ -81,7 +82,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     log.info("backbone %s: %s of %s parameters trainable", net.backbone_name, f"{trainable:,}", f"{total:,}")
 
     datamodule = build_datamodule(cfg, net)
-    datamodule.setup("fit")
+    try:
+        datamodule.setup("fit")
+    except BadInputError as error:  # the full list goes where the user looks for the run's files
+        raise (error.written_to(run_dir) if rank_zero_only.rank == 0 else error) from None
     if rank_zero_only.rank == 0:  # under DDP every process runs this; one writes
         print_data_summary(datamodule.write_data_files(run_dir), run_dir)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
