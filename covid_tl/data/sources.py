@@ -83,6 +83,7 @@ class FileSource:
     """Base for sources whose rows point at image files."""
 
     reads_files = True
+    listing: str  # the CSV (or folder) whose lines `source_line` counts, named in bad-input reports
 
     def load_image(self, row: Mapping[str, Any]) -> np.ndarray:
         return read_xray(row["path"])
