@@ -17,7 +17,7 @@ from covid_tl.data.dataset import PreparedImages, XrayDataset
 from covid_tl.labels import LABELS
 from covid_tl.data.manifest import Manifest
 from covid_tl.data.sources import ManifestSource
-from covid_tl.data.validate import drop_bad_rows, find_bad_rows
+from covid_tl.data.validate import drop_bad_rows, find_bad_rows, find_undecodable
 from covid_tl.metrics import bootstrap_intervals, roc_points, summarize
 from covid_tl.plots import confusion_matrices, roc_curves
 
@@ -87,6 +87,9 @@ def external_set(path: str, run_cfg: DictConfig, prepare_with: PreparedImages, s
     """A manifest CSV evaluated in full, with the checkpoint's preprocessing."""
     source = ManifestSource(path, name=Path(path).stem)
     frame = source.frame()
-    manifest = Manifest(drop_bad_rows(frame, find_bad_rows(frame), run_cfg.data.get("on_bad", "raise")))
+    on_bad = run_cfg.data.get("on_bad", "raise")
+    frame = drop_bad_rows(frame, find_bad_rows(frame), on_bad)
     prepare = PreparedImages(source.load_image, prepare_with.preprocess, prepare_with.cache, lambda row: True)
+    # Every image decoded now, as training's setup does, so nothing fails mid-evaluation.
+    manifest = Manifest(drop_bad_rows(frame, find_undecodable(frame, range(len(frame)), prepare.check), on_bad))
     return f"external:{Path(path).stem}", (manifest, XrayDataset(manifest, prepare, spec))

@@ -60,3 +60,10 @@ def mask_iou(pred: np.ndarray, truth: np.ndarray) -> float:
     """Intersection over union (1.0 when both are empty)."""
     union = np.logical_or(pred, truth).sum()
     return 1.0 if union == 0 else float(np.logical_and(pred, truth).sum() / union)
+
+
+PUBLISHED_MINI = Path(os.environ.get("COVID_TL_PUBLISHED_MINI", ROOT.parent / "shared" / "data" / "published-mini"))
+needs_published_mini = pytest.mark.skipif(
+    not (PUBLISHED_MINI / "nih" / "Data_Entry_2017.csv").is_file(),
+    reason=f"published-mini not found at {PUBLISHED_MINI} (set COVID_TL_PUBLISHED_MINI to its folder)",
+)

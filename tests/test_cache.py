@@ -66,3 +66,16 @@ def test_generated_rows_and_identity_preprocessing_skip_the_cache(tmp_path):
     prepared = PreparedImages(lambda row: np.zeros((4, 4), np.uint8), invert, cache, lambda row: False)
     prepared({"path": "synthetic/00001"})
     assert not list(tmp_path.rglob("*.npz"))
+
+
+def test_an_entry_of_another_image_in_its_place_is_rebuilt_not_used(tmp_path):
+    a, b = write_image(tmp_path / "a.png", 10), write_image(tmp_path / "b.png", 20)
+    cache = PreprocessCache(tmp_path / "cache", {"step": "invert"})
+    prepared = PreparedImages(lambda row: cv2.imread(row["path"], 0), invert, cache, lambda row: True)
+    for path in (a, b):
+        prepared({"path": path})
+    key_a, key_b = cache.file_key(a), cache.file_key(b)
+    cache._path(key_b).write_bytes(cache._path(key_a).read_bytes())  # a valid entry, of the wrong image
+    assert cache.get(key_b) is None
+    assert prepared({"path": b}).image[0, 0] == 255 - 20
+    assert cache.get(key_b).image[0, 0] == 235 and cache.get(key_a).image[0, 0] == 245

@@ -56,8 +56,10 @@ def test_on_bad_skip_leaves_them_out_with_one_warning_per_kind(tmp_path, caplog)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     summary = dm.write_data_files(run_dir)
-    skipped = pd.read_csv(run_dir / "skipped.csv")
-    assert len(skipped) == summary["skipped"] == 6 and "reason" in skipped.columns
+    bad = pd.read_csv(run_dir / "bad_rows.csv")
+    assert len(bad) == summary["skipped"] == 6 and not (run_dir / "skipped.csv").exists()
+    assert list(bad["line"]) == list(range(10, 16)) and list(bad["path"].map(lambda p: p.split("/")[-1])) == [
+        "missing.png", "empty.png", "junk.png", "cut.png", "ok_extra1.png", "ok_extra2.png"]
     # Every image that is left loads: no surprise mid-epoch.
     assert all(dm.dataloader(s).dataset[0][0].shape == (1, 16, 16) for s in ("train", "val", "test"))
 

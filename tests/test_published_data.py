@@ -8,22 +8,17 @@ absent Cohen image and nothing of the NIH images that were never downloaded.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import ROOT, run_script
+from conftest import PUBLISHED_MINI as PUBLISHED
+from conftest import needs_published_mini, run_script
 
-PUBLISHED = Path(os.environ.get("COVID_TL_PUBLISHED_MINI", ROOT.parent / "shared" / "data" / "published-mini"))
 ABSENT = "covid-19-pneumonia-14-PA.png"
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not (PUBLISHED / "cohen" / "metadata.csv").is_file(),
-                       reason=f"published-mini not found at {PUBLISHED} (set COVID_TL_PUBLISHED_MINI to its folder)"),
-]
+pytestmark = [pytest.mark.slow, needs_published_mini]
 
 STUDY = [
     "data=cohen_nih", f"data.sources.cohen.root={PUBLISHED / 'cohen'}", f"data.sources.nih.root={PUBLISHED / 'nih'}",

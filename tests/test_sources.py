@@ -1,6 +1,9 @@
+import logging
+
 import pandas as pd
 import pytest
 
+from conftest import PUBLISHED_MINI, needs_published_mini
 from data_fixtures import cohen, image, nih
 from covid_tl.data.sources import CohenSource, FolderSource, ManifestSource, NIHSource, SourceError
 
@@ -73,3 +76,47 @@ def test_class_folders_with_and_without_a_patient_table(tmp_path):
     (tmp_path / "patients.csv").write_text("file,patient_id\ncovid/a.png,P1\ncovid/b.png,P1\nno_finding/c.png,P2\n")
     frame = FolderSource(tmp_path, patients=tmp_path / "patients.csv").frame()
     assert sorted(frame["patient_id"]) == ["folders:P1", "folders:P1", "folders:P2"]
+
+
+def test_nih_partial_download_uses_the_present_images_and_says_in_one_line_how_many_are_not(tmp_path, caplog):
+    root = nih(tmp_path)  # 41 No Finding PA rows (see the count in the test above)
+    for p in range(1, 7):  # patients 1-6 not downloaded: 9 of those rows (p=5 is not No Finding, (6, 1) is AP)
+        for k in range(2):
+            next(root.glob(f"images_*/images/{p:08d}_{k:03d}.png")).unlink()
+    with caplog.at_level(logging.INFO, logger="covid_tl.data.sources"):
+        frame = NIHSource(root).frame()
+    assert len(frame) == 32 and frame["path"].map(lambda p: pd.io.common.file_exists(p)).all()
+    assert [r.getMessage() for r in caplog.records if "not under" in r.getMessage()] == [
+        f"nih: 9 of the 41 listed No Finding PA images are not under {root} (a partial download): using the 32 present"]
+    lines = (root / "Data_Entry_2017.csv").read_text().splitlines()
+    assert all(lines[n - 1].startswith(name + ",") for n, name in zip(frame["source_line"], frame["Image Index"]))
+    for path in root.glob("images_*/images/*.png"):
+        path.unlink()
+    with pytest.raises(SourceError, match="none of the 41 No Finding PA images that Data_Entry_2017.csv lists"):
+        NIHSource(root).frame()
+
+
+def test_source_line_is_the_line_a_text_editor_shows(tmp_path):
+    image(tmp_path / "a.png")
+    image(tmp_path / "b.png")
+    # header = line 1; a's quoted note spans lines 2-3; line 4 is blank; b is on line 5
+    (tmp_path / "m.csv").write_text('path,label,patient_id,notes\na.png,covid,1,"two\nlines"\n\nb.png,no_finding,2,plain\n')
+    assert ManifestSource(tmp_path / "m.csv").frame()["source_line"].tolist() == [2, 5]
+    frame = CohenSource(cohen(tmp_path / "cohen")).frame()  # rows 1-3 of the fixture are the PA X-rays
+    assert frame["source_line"].tolist() == [2, 3, 4, 5]
+    for name in ("covid/x.png", "covid/y.png", "no_finding/z.png"):
+        image(tmp_path / "folders" / name)
+    folders = FolderSource(tmp_path / "folders").frame()  # no CSV: the place in the sorted file list
+    assert dict(zip(folders["file"], folders["source_line"])) == {"covid/x.png": 1, "covid/y.png": 2, "no_finding/z.png": 3}
+
+
+@needs_published_mini
+def test_published_mini_nih_is_a_partial_download_and_cohen_lists_one_absent_file(caplog):
+    with caplog.at_level(logging.INFO, logger="covid_tl.data.sources"):
+        frame = NIHSource(PUBLISHED_MINI / "nih").frame()
+    assert len(frame) == 30  # the README: 30 No Finding PA images of 112,120 listed
+    # awk -F, '$2=="No Finding" && $7=="PA"' Data_Entry_2017.csv | wc -l  ->  39302
+    assert any("39,272 of the 39,302 listed No Finding PA images" in r.getMessage() for r in caplog.records)
+    cohen_frame = CohenSource(PUBLISHED_MINI / "cohen").frame()
+    absent = cohen_frame[cohen_frame["path"].str.endswith("covid-19-pneumonia-14-PA.png")]
+    assert absent["source_line"].tolist() == [13]  # grep -n pneumonia-14 metadata.csv

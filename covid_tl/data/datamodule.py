@@ -17,7 +17,8 @@ from covid_tl.data.manifest import Manifest
 from covid_tl.data.sampling import balance_no_finding
 from covid_tl.data.split import SPLITS, assign_splits
 from covid_tl.data.summary import data_summary
-from covid_tl.data.validate import drop_bad_rows, find_bad_rows
+from covid_tl.data.images import ImageReadError
+from covid_tl.data.validate import find_bad_rows, find_undecodable, report_bad_rows, write_bad_rows
 from covid_tl.preprocess.model_input import InputSpec
 from covid_tl.preprocess.cache import PreprocessCache, config_digest
 from covid_tl.preprocess.watermark import Stamp, bank_summary, build_bank, load_bank, save_bank
@@ -66,6 +67,9 @@ class ReadsFiles:
 
 class XrayDataModule(pl.LightningDataModule):
     """Combines sources, checks every image, balances, splits by patient, serves loaders.
+
+    Setup decodes every file the run uses (see validate.py), so nothing fails after it;
+    `bad_rows` lists what it found (the caller writes it as bad_rows.csv).
 
     `input_spec` and `preprocess` come from the backbone and preprocessing configs, not the
     data config, so switching backbone needs no data change. Evaluation sets are the splits
@@ -125,7 +129,7 @@ class XrayDataModule(pl.LightningDataModule):
         self.manifest: Manifest | None = None
         self.split_names: np.ndarray | None = None
         self.extra_sets: dict[str, Manifest] = {}
-        self.skipped = pd.DataFrame()
+        self.bad_rows = pd.DataFrame()
 
     def _read_sources(self) -> pd.DataFrame:
         frames = [source.frame().assign(reader=name) for name, source in self.sources.items()]
@@ -134,14 +138,7 @@ class XrayDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.manifest is not None:
             return
-        frame = self._read_sources()
-        reads_files = [self.sources[name].reads_files for name in frame["reader"]]
-        self.skipped = find_bad_rows(frame, reads_files)
-        manifest = Manifest(drop_bad_rows(frame, self.skipped, self.on_bad))
-        if self.balance:
-            manifest, extra = balance_no_finding(manifest, self.extra_no_finding, self.sample_seed)
-            if self.extra_no_finding:
-                self.extra_sets = {"extra_no_finding": extra}
+        manifest, self.extra_sets = self._checked_selection(self._read_sources())
         self.split_names = assign_splits(
             manifest, self.val_fraction, self.test_fraction, self.split_seed, self.num_folds, self.fold, self.holdout_source
         )
@@ -154,6 +151,49 @@ class XrayDataModule(pl.LightningDataModule):
             options = dict(self.watermark_options)
             bank = self._watermark_bank(options.pop("max_area_fraction"), options.pop("max_side_fraction"))
             self.watermark = WatermarkTransplant(bank, **options)
+
+    def _select(self, usable: pd.DataFrame) -> tuple[Manifest, dict[str, Manifest]]:
+        """The rows a run uses: all usable ones, or a balanced sample plus the extra set."""
+        manifest = Manifest(usable.reset_index(drop=True))
+        if not self.balance:
+            return manifest, {}
+        manifest, extra = balance_no_finding(manifest, self.extra_no_finding, self.sample_seed)
+        return manifest, ({"extra_no_finding": extra} if self.extra_no_finding else {})
+
+    def _checked_selection(self, frame: pd.DataFrame) -> tuple[Manifest, dict[str, Manifest]]:
+        """The selection from rows that pass the cheap checks, each of its files decoded.
+
+        Only selected files are decoded (under balance a few hundred of NIH's 39,000). Under
+        on_bad=skip a file that fails is dropped and the selection made again; files it then
+        picks are decoded in turn.
+        """
+        listings = {name: getattr(source, "listing", name) for name, source in self.sources.items()}
+        reads_files = frame["reader"].map(lambda name: bool(self.sources[name].reads_files)).to_numpy()
+        bad = find_bad_rows(frame, reads_files, listings)
+        decoded = np.zeros(len(frame), bool)
+        while True:
+            usable = np.ones(len(frame), bool)
+            usable[bad["row"].to_numpy()] = False
+            manifest, extra = self._select(frame[usable])
+            position = pd.Series(np.flatnonzero(usable), index=frame.loc[usable, "path"].to_numpy())
+            chosen = position[pd.concat([manifest.frame, *(e.frame for e in extra.values())])["path"]].to_numpy()
+            todo = chosen[reads_files[chosen] & ~decoded[chosen]]
+            new = find_undecodable(frame, todo, self._read_files, listings)
+            decoded[todo] = True
+            bad = pd.concat([bad, new], ignore_index=True)
+            if new.empty or self.on_bad == "raise":
+                break
+        self.bad_rows = bad.sort_values("row").drop(columns="row").reset_index(drop=True)
+        report_bad_rows(bad, len(frame), self.on_bad)
+        return manifest, extra
+
+    def _read_files(self, row: Mapping[str, Any]) -> None:
+        """Read a row's files as the epochs and the Grad-CAM callback will (ImageReadError if not)."""
+        self.prepared.check(row)
+        try:
+            self.load_lung_mask(row)
+        except ImageReadError as error:
+            raise ImageReadError(f"lung mask {error}") from None
 
     def _watermark_bank(self, max_area_fraction: float, max_side_fraction: float) -> list[Stamp]:
         """Marks cut from the COVID-19 training images (as preprocessed), cached on disk."""
@@ -200,14 +240,14 @@ class XrayDataModule(pl.LightningDataModule):
         return pd.concat(frames, ignore_index=True)
 
     def write_data_files(self, run_dir: Path) -> dict[str, Any]:
-        """splits.csv, data_summary.json and (if any) skipped.csv; returns the summary."""
+        """splits.csv, data_summary.json and (if any) bad_rows.csv; returns the summary."""
         frame = self.splits_frame()
         frame.to_csv(run_dir / "splits.csv", index=False)
-        summary = data_summary(frame, skipped=len(self.skipped))
+        summary = data_summary(frame, skipped=len(self.bad_rows))
         if self.watermark is not None:
             summary["watermark_bank"] = bank_summary(self.watermark.bank)
-        if len(self.skipped):
-            self.skipped.to_csv(run_dir / "skipped.csv", index=False)
+        if len(self.bad_rows):
+            write_bad_rows(self.bad_rows, run_dir)
         return summary
 
     def load_image(self, row: Mapping[str, Any]) -> np.ndarray:

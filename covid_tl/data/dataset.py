@@ -36,6 +36,15 @@ class PreparedImages:
         self.cache = cache if preprocess is not identity else None
         self.reads_files = reads_files
 
+    def check(self, row: Mapping[str, Any]) -> None:
+        """Decode the row's image as an epoch will, raising ImageReadError if it cannot be; with
+        a cache, also preprocess and store it, so the setup check is the only decode and the
+        first epoch reads entries."""
+        if self.cache is None or not self.reads_files(row):
+            self.load_image(row)
+        else:
+            self(row)
+
     def __call__(self, row: Mapping[str, Any]) -> Prepared:
         if self.cache is None or not self.reads_files(row):
             return self.preprocess(self.load_image(row))

@@ -96,7 +96,8 @@ def _png_problem(head: bytes, tail: bytes) -> str | None:
 def check_image_file(path: str | Path) -> str | None:
     """Why this file cannot be used (missing, empty, unreadable, corrupt), or None.
 
-    Reads only the first and last bytes, so thousands of files are checked in seconds.
+    Reads only the first and last bytes, so every listed file is checked in seconds; it is the
+    cheap first pass, and a file it passes may still not decode (validate.py decodes them).
     """
     path = Path(path)
     try:

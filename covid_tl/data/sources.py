@@ -3,9 +3,14 @@
 Each reader returns a raw table (the Manifest's columns plus the source's own columns, kept
 for later breakdowns); validation and bad-file handling happen once, in `validate.py`.
 Roots are plain arguments: the configs fill them from keys with environment-variable defaults.
+Every row carries `source_line`, where the source lists it: the line of its CSV as a text editor
+numbers it (header = line 1), or for class folders the file's place in the sorted listing, so a
+bad-input report points at the line to fix.
 """
 from __future__ import annotations
 
+import csv
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,6 +27,8 @@ from covid_tl.errors import ConfigError
 NIH_FINDINGS = ("Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
                 "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom")
+
+log = logging.getLogger(__name__)
 
 
 class SourceError(ConfigError):
@@ -42,6 +49,30 @@ def _first_column(frame: pd.DataFrame, names: Sequence[str], where: Path) -> str
     raise SourceError(f"{where} has none of the columns {list(names)}")
 
 
+def _record_lines(path: Path) -> list[int]:
+    """The line each data record of a CSV starts on (header = line 1), skipping blank lines as
+    pandas does; a quoted field may span lines, so this is not simply position + 2."""
+    starts = []
+    with path.open(newline="", encoding="utf-8-sig") as stream:
+        reader = csv.reader(stream)
+        next(reader, None)
+        start = reader.line_num + 1
+        for record in reader:
+            if record and not (len(record) == 1 and not record[0].strip()):
+                starts.append(start)
+            start = reader.line_num + 1
+    return starts
+
+
+def read_listing(path: Path) -> pd.DataFrame:
+    """A CSV as published, every value a string, plus `source_line` (see the module docstring)."""
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    lines = _record_lines(path)
+    if len(lines) != len(frame):
+        raise SourceError(f"{path}: {len(frame)} rows read but {len(lines)} records counted; is it a CSV file?")
+    return frame.assign(source_line=lines)
+
+
 def _as_list(value: str | Sequence[str] | None) -> list[str] | None:
     if value is None:
         return None
@@ -52,6 +83,7 @@ class FileSource:
     """Base for sources whose rows point at image files."""
 
     reads_files = True
+    listing: str  # the CSV (or folder) whose lines `source_line` counts, named in bad-input reports
 
     def load_image(self, row: Mapping[str, Any]) -> np.ndarray:
         return read_xray(row["path"])
@@ -89,6 +121,7 @@ class CohenSource(FileSource):
         self.root = _existing_dir(root, name)
         self.name = name
         self.metadata = self.root / metadata
+        self.listing = str(self.metadata)
         self.views = _as_list(views)
         self.modality = modality
         self.findings = dict(findings) if findings is not None else {"COVID-19": "covid"}
@@ -113,7 +146,7 @@ class CohenSource(FileSource):
     def frame(self) -> pd.DataFrame:
         if not self.metadata.is_file():
             raise SourceError(f"{self.name}: no {self.metadata.name} in {self.root}")
-        raw = pd.read_csv(self.metadata, dtype=str, keep_default_na=False)
+        raw = read_listing(self.metadata)
         patient_column = _first_column(raw, ["patientid", "Patientid", "patient_id", "PatientID"], self.metadata)
         keep = pd.Series(True, index=raw.index)
         if self.modality is not None and "modality" in raw.columns:
@@ -141,7 +174,9 @@ class NIHSource(FileSource):
     """NIH ChestX-ray14 as published: `Data_Entry_2017.csv` and images under the root,
     its `images/` folder or the `images_0NN/images/` folders of the split download.
 
-    Only rows whose finding is exactly "No Finding" are kept (as `no_finding`).
+    Only rows whose finding is exactly "No Finding" are kept (as `no_finding`). Most users hold a
+    few of its 12 archives, so rows whose image is not under the root are left out with one info
+    line saying how many; a root holding none of the listed images is an error.
     """
 
     def __init__(
@@ -154,6 +189,7 @@ class NIHSource(FileSource):
         self.root = _existing_dir(root, name)
         self.name = name
         self.metadata = self.root / metadata
+        self.listing = str(self.metadata)
         self.views = _as_list(views)
 
     def _index_images(self) -> dict[str, str]:
@@ -170,21 +206,32 @@ class NIHSource(FileSource):
     def _rows(self, no_finding_only: bool) -> pd.DataFrame:
         if not self.metadata.is_file():
             raise SourceError(f"{self.name}: no {self.metadata.name} in {self.root}")
-        raw = pd.read_csv(self.metadata, dtype=str, keep_default_na=False)
+        raw = read_listing(self.metadata)
         for column in ("Image Index", "Finding Labels", "Patient ID", "View Position"):
             _first_column(raw, [column], self.metadata)
         keep = raw["Finding Labels"].str.strip() == "No Finding" if no_finding_only else pd.Series(True, index=raw.index)
         if self.views is not None:
             keep &= raw["View Position"].str.strip().isin(self.views)
-        frame = raw[keep].copy()
         images = self._index_images()
-        # A file not found keeps its expected path, so validation reports it as missing.
-        frame.insert(0, "path", frame["Image Index"].map(lambda n: images.get(n, str(self.root / "images" / n))))
+        frame = self._present(raw[keep], images, "No Finding " if no_finding_only else "")
+        frame.insert(0, "path", frame["Image Index"].map(images))
         frame.insert(1, "label", "no_finding")
         frame.insert(2, "patient_id", self.name + ":" + frame["Patient ID"].str.strip())
         frame.insert(3, "source", self.name)
         frame.insert(4, "view", frame["View Position"].str.strip())
         return frame.reset_index(drop=True)
+
+    def _present(self, listed: pd.DataFrame, images: Mapping[str, str], finding: str) -> pd.DataFrame:
+        """The listed rows whose image is under the root (a partial download is normal)."""
+        present = listed["Image Index"].isin(images)
+        what = f"{finding}{'/'.join(self.views) + ' ' if self.views else ''}images"
+        if len(listed) and not present.any():
+            raise SourceError(f"{self.name}: none of the {len(listed):,} {what} that {self.metadata.name} lists is in "
+                              f"{self.root}, its images/ or its images_NNN/images/ folders: is the root right?")
+        if not present.all():
+            log.info("%s: %s of the %s listed %s are not under %s (a partial download): using the %s present",
+                     self.name, f"{int((~present).sum()):,}", f"{len(listed):,}", what, self.root, f"{int(present.sum()):,}")
+        return listed[present].copy()
 
     def frame(self) -> pd.DataFrame:
         return self._rows(no_finding_only=True)
@@ -207,6 +254,7 @@ class ManifestSource(FileSource):
 
     def __init__(self, path: str | Path, root: str | Path | None = None, name: str = "manifest", view: str = "PA") -> None:
         self.path = Path(path).expanduser()
+        self.listing = str(self.path)
         self.root = Path(root).expanduser() if root is not None else self.path.parent
         self.name = name
         self.view = view
@@ -214,7 +262,7 @@ class ManifestSource(FileSource):
     def frame(self) -> pd.DataFrame:
         if not self.path.is_file():
             raise SourceError(f"manifest {str(self.path)!r} does not exist")
-        frame = pd.read_csv(self.path, dtype=str, keep_default_na=False)
+        frame = read_listing(self.path)
         for column in ("path", "label", "patient_id"):
             _first_column(frame, [column], self.path)
         frame["path"] = frame["path"].map(lambda p: p if os.path.isabs(p) else str(self.root / p))
@@ -232,11 +280,13 @@ class FolderSource(FileSource):
     """Class folders: `root/covid/*` and `root/no_finding/*`.
 
     Each file is its own patient (its stem) unless `patients` names a CSV with
-    columns file,patient_id (file relative to root, e.g. `covid/a.png`).
+    columns file,patient_id (file relative to root, e.g. `covid/a.png`). With no CSV listing the
+    images, `source_line` is the file's place (from 1) among all its files sorted by that name.
     """
 
     def __init__(self, root: str | Path, name: str = "folders", view: str = "PA", patients: str | Path | None = None) -> None:
         self.root = _existing_dir(root, name)
+        self.listing = f"{self.root} (sorted file list)"
         self.name = name
         self.view = view
         self.patients = Path(patients).expanduser() if patients else None
@@ -253,6 +303,7 @@ class FolderSource(FileSource):
         if not rows:
             raise SourceError(f"{self.root} has no images in {' or '.join(f'{l}/' for l in LABELS)}")
         frame = pd.DataFrame(rows)
+        frame["source_line"] = 1 + np.argsort(np.argsort(frame["file"].to_numpy(), kind="stable"))
         if self.patients is not None:
             table = pd.read_csv(self.patients, dtype=str)
             mapping = dict(zip(table["file"], table["patient_id"]))

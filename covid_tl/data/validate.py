@@ -1,74 +1,157 @@
-"""Check every listed image before training, so a bad file stops the run at setup, never mid-epoch.
+"""Check every listed image at setup, so a bad file stops the run there, never mid-epoch.
 
-`on_bad=raise` stops with one message naming every bad row; `on_bad=skip` drops them with one
-warning line per kind, and the caller writes the dropped rows to the run dir.
+Two passes. `find_bad_rows` is cheap and sees every listed row: label, patient id, duplicate
+path, file present, non-empty, header and trailer intact. `find_undecodable` then decodes the
+files a run will use, in threads (cv2 and zlib release the GIL), through the very reader the
+epochs use, so a file that passes is one they can read. `on_bad=raise` stops with one short
+message (counts per kind, the first rows); `on_bad=skip` drops the rows with one warning per
+kind. Either way the caller writes the full list to `bad_rows.csv` in the run dir.
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
 
+import cv2
+import numpy as np
 import pandas as pd
+from rich.progress import track
 
-from covid_tl.data.images import check_image_file
-from covid_tl.labels import LABELS
+from covid_tl.data.images import ImageReadError, check_image_file
 from covid_tl.data.manifest import REQUIRED_COLUMNS
+from covid_tl.labels import LABELS
 from covid_tl.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 ON_BAD = ("raise", "skip")
+#: What bad_rows.csv holds: where the row is listed (file and line, see sources.py), the row, why.
+COLUMNS = ["listed_in", "line", "path", "label", "patient_id", "source", "kind", "reason"]
+SHOWN = 20  # rows named in an error message; bad_rows.csv has them all
+PROGRESS_FROM = 200  # files; fewer are checked before a progress bar would draw
+
+T = TypeVar("T")
 
 
 class BadInputError(ConfigError):
-    """Rows that cannot be used; the message lists each with its reason."""
+    """Rows that cannot be used: the message counts them per kind and names the first;
+    `rows` holds them all (the columns of bad_rows.csv)."""
+
+    def __init__(self, message: str, rows: pd.DataFrame | None = None) -> None:
+        super().__init__(message)
+        self.rows = rows if rows is not None else pd.DataFrame(columns=COLUMNS)
+
+    def written_to(self, run_dir: Path) -> BadInputError:
+        """This error with its rows written to `run_dir/bad_rows.csv`, which the message names."""
+        if self.rows.empty:
+            return self
+        path = write_bad_rows(self.rows, run_dir)
+        return BadInputError(f"{self}\nall {len(self.rows)} listed in {path}", self.rows)
 
 
-def _row_problem(row: pd.Series, check_file: Callable[[str], str | None] | None) -> str | None:
-    if row["label"] not in LABELS:
-        return f"unknown label {row['label']!r}"
-    if pd.isna(row["patient_id"]) or str(row["patient_id"]).strip() == "":
-        return "no patient id"
-    return check_file(str(row["path"])) if check_file else None
+def write_bad_rows(bad: pd.DataFrame, run_dir: Path) -> Path:
+    path = Path(run_dir) / "bad_rows.csv"
+    bad.reindex(columns=COLUMNS).to_csv(path, index=False)
+    return path
 
 
-def find_bad_rows(frame: pd.DataFrame, check_files: bool | Sequence[bool] = True) -> pd.DataFrame:
-    """One row per unusable input: its position, path and reason (empty when all is well).
+def kind(reason: str) -> str:
+    """The reason's kind, for counts and one warning line per kind: 'corrupt (PNG truncated)' -> 'corrupt'."""
+    return reason.split(" (")[0] if not reason.startswith("unknown label") else "unknown label"
+
+
+def in_threads(function: Callable[[Any], T], items: Sequence[Any], description: str) -> list[T]:
+    """`function` over `items` in a thread pool, results in order, a progress bar on long work."""
+    with ThreadPoolExecutor() as pool:
+        results = pool.map(function, items)
+        return list(track(results, description=description, total=len(items), transient=True,
+                          disable=len(items) < PROGRESS_FROM))
+
+
+def _bad_table(frame: pd.DataFrame, reasons: pd.Series, listings: Mapping[str, str] | None) -> pd.DataFrame:
+    """Rows of `frame` with a reason, as `row` (position in frame) plus COLUMNS."""
+    by_reader = "reader" in frame.columns
+    # A source without a listing (generated images) numbers its rows in its own table.
+    place = frame.groupby("reader").cumcount() + 1 if by_reader else pd.Series(np.arange(1, len(frame) + 1))
+    lines = frame["source_line"].fillna(place) if "source_line" in frame.columns else place
+    where = frame["reader"].map(listings) if listings and by_reader else frame["source"]
+    table = frame.assign(listed_in=where, line=lines.astype(int), reason=reasons, row=np.arange(len(frame)))
+    bad = table[table["reason"].notna()].copy()
+    bad["kind"] = bad["reason"].map(kind)
+    return bad[["row", *COLUMNS]].reset_index(drop=True)
+
+
+def find_bad_rows(frame: pd.DataFrame, check_files: bool | Sequence[bool] = True,
+                  listings: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One row per unusable input (empty when all is well): `row`, its position in `frame`, and
+    COLUMNS. The cheap pass: labels, patient ids, duplicates, file headers (not decoded).
 
     `check_files` says, for all rows or row by row, whether `path` is a file to check
-    (generated images have no file).
+    (generated images have no file); `listings` names each `reader`'s listing (its CSV).
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise BadInputError(f"the data has no column(s) {missing}; every source must give {list(REQUIRED_COLUMNS)}")
-    per_row = [check_files] * len(frame) if isinstance(check_files, bool) else list(check_files)
-    reasons = [
-        _row_problem(row, check_image_file if check else None)
-        for (_, row), check in zip(frame.iterrows(), per_row)
-    ]
-    duplicated = frame["path"].duplicated()
-    reasons = [r or ("listed twice" if dup else None) for r, dup in zip(reasons, duplicated)]
-    bad = frame.assign(reason=reasons).dropna(subset=["reason"])
-    return bad[["path", "label", "patient_id", "source", "reason"]].rename_axis("row").reset_index()
+    frame = frame.reset_index(drop=True)
+    check = np.full(len(frame), check_files) if isinstance(check_files, bool) else np.asarray(check_files, bool)
+    reasons = pd.Series(None, index=frame.index, dtype=object)
+    no_patient = frame["patient_id"].isna() | (frame["patient_id"].astype(str).str.strip() == "")
+    reasons[no_patient] = "no patient id"
+    unknown = ~frame["label"].isin(LABELS)
+    reasons[unknown] = [f"unknown label {label!r}" for label in frame.loc[unknown, "label"]]
+    to_check = np.flatnonzero(reasons.isna().to_numpy() & check)
+    reasons.iloc[to_check] = in_threads(check_image_file, [str(p) for p in frame["path"].iloc[to_check]], "checking files")
+    reasons[reasons.isna() & frame["path"].duplicated()] = "listed twice"
+    return _bad_table(frame, reasons, listings)
 
 
-def kind(reason: str) -> str:
-    """The reason's kind, for one warning line per kind: 'corrupt (PNG truncated)' -> 'corrupt'."""
-    return reason.split(" (")[0] if not reason.startswith("unknown label") else "unknown label"
+def _read_problem(read: Callable[[Mapping[str, Any]], Any], row: Mapping[str, Any]) -> str | None:
+    try:
+        read(row)
+    except (ImageReadError, cv2.error) as error:
+        text = str(error).removeprefix(str(row["path"])).lstrip(": ")
+        return f"undecodable ({text})"
+    return None
 
 
-def drop_bad_rows(frame: pd.DataFrame, bad: pd.DataFrame, on_bad: str) -> pd.DataFrame:
-    """The usable rows; raises BadInputError naming each bad row when on_bad is 'raise'."""
+def find_undecodable(frame: pd.DataFrame, positions: Sequence[int], read: Callable[[Mapping[str, Any]], Any],
+                     listings: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """The rows at `positions` whose files `read` cannot decode (it raises ImageReadError), as
+    find_bad_rows gives them. `read` is the epochs' own reader, so what passes here never fails there."""
+    frame = frame.reset_index(drop=True)
+    rows = frame.iloc[list(positions)].to_dict("records")
+    started = time.perf_counter()
+    problems = in_threads(lambda row: _read_problem(read, row), rows, "decoding images")
+    if rows:
+        log.info("decoded %d image(s) in %.1f s", len(rows), time.perf_counter() - started)
+    reasons = pd.Series(None, index=frame.index, dtype=object)
+    reasons.iloc[list(positions)] = problems
+    return _bad_table(frame, reasons, listings)
+
+
+def report_bad_rows(bad: pd.DataFrame, listed: int, on_bad: str) -> None:
+    """Raise BadInputError (on_bad='raise') or warn once per kind (on_bad='skip') about `bad`."""
     if on_bad not in ON_BAD:
         raise ConfigError(f"unknown data.on_bad {on_bad!r}; valid: {', '.join(ON_BAD)}")
     if bad.empty:
-        return frame.reset_index(drop=True)
+        return
+    bad = bad.sort_values("row")
     if on_bad == "raise":
-        lines = [f"  row {r.row}: {r.path} ({r.source}): {r.reason}" for r in bad.itertuples()]
-        raise BadInputError(
-            f"{len(bad)} of {len(frame)} listed images cannot be used (data.on_bad=skip leaves them out):\n"
-            + "\n".join(lines)
-        )
-    for reason_kind, group in bad.groupby(bad["reason"].map(kind)):
+        counts = ", ".join(f"{n} {k}" for k, n in bad["kind"].value_counts().items())
+        lines = [f"  {Path(str(r.listed_in)).name} line {r.line}: {r.path} ({r.source}): {r.reason}"
+                 for r in bad.head(SHOWN).itertuples()]
+        more = [f"  ... and {len(bad) - SHOWN} more"] if len(bad) > SHOWN else []
+        raise BadInputError(f"{len(bad)} of {listed} listed images cannot be used ({counts}; data.on_bad=skip "
+                            "leaves them out):\n" + "\n".join(lines + more), bad.drop(columns="row"))
+    for reason_kind, group in bad.groupby("kind"):
         log.warning("skipping %d image(s): %s, e.g. %s", len(group), reason_kind, group["path"].iloc[0])
-    return frame.drop(index=frame.index[bad["row"].to_numpy()]).reset_index(drop=True)
+
+
+def drop_bad_rows(frame: pd.DataFrame, bad: pd.DataFrame, on_bad: str) -> pd.DataFrame:
+    """The usable rows; raises BadInputError when on_bad is 'raise' and a row is bad."""
+    report_bad_rows(bad, len(frame), on_bad)
+    return frame.reset_index(drop=True).drop(index=bad["row"].to_numpy()).reset_index(drop=True)

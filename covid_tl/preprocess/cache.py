@@ -2,8 +2,9 @@
 
 Several DataLoader workers and several runs may fill the same cache at once: every entry is
 written to a temporary file and renamed into place, so a reader sees a whole entry or none.
-A changed preprocessing config (or algorithm version) lands in another folder, so a stale
-entry is never read.
+A changed preprocessing config (or algorithm version) lands in another folder, and every entry
+records the content hash of its image, so a stale entry, or one of another image put in its
+place, is never read: it is computed again.
 """
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ import numpy as np
 
 from covid_tl.preprocess.pipeline import Prepared
 
-#: Bump when a preprocessing algorithm changes in a way the config does not show.
-ALGORITHM_VERSION = 1
+#: Bump when a preprocessing algorithm, or the entry format, changes in a way the config does not show.
+ALGORITHM_VERSION = 2
 
 
 def config_digest(config: Mapping[str, Any]) -> str:
@@ -30,7 +31,8 @@ def config_digest(config: Mapping[str, Any]) -> str:
 
 
 class PreprocessCache:
-    """Prepared images stored as .npz files under `directory/<config digest>/<content hash>.npz`."""
+    """Prepared images stored as .npz files under `directory/<config digest>/<content hash>.npz`,
+    each holding the image, its crop box and the content hash (`key`) of the file it came from."""
 
     def __init__(self, directory: str | Path, config: Mapping[str, Any]) -> None:
         self.directory = Path(directory).expanduser() / config_digest(config)
@@ -48,11 +50,15 @@ class PreprocessCache:
         return self.directory / key[:2] / f"{key}.npz"
 
     def get(self, key: str) -> Prepared | None:
+        """The entry of the file whose content hash is `key`; None when there is none, or when
+        the entry there is damaged or records another file (either is computed again)."""
         try:
             with np.load(self._path(key), allow_pickle=False) as stored:
+                if str(stored["key"]) != key:
+                    return None
                 return Prepared(stored["image"], tuple(int(v) for v in stored["box"]))
         except (FileNotFoundError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
-            return None  # absent, or damaged by a crash elsewhere: computed again
+            return None
 
     def put(self, key: str, prepared: Prepared) -> None:
         target = self._path(key)
@@ -60,7 +66,7 @@ class PreprocessCache:
         handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
         try:
             with os.fdopen(handle, "wb") as stream:
-                np.savez(stream, image=np.ascontiguousarray(prepared.image), box=np.asarray(prepared.box))
+                np.savez(stream, image=np.ascontiguousarray(prepared.image), box=np.asarray(prepared.box), key=np.asarray(key))
             os.replace(temporary, target)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)

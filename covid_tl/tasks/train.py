@@ -16,6 +16,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from covid_tl.build import build_datamodule, instantiate_all, pick_device
 from covid_tl.console import print_data_summary, print_results
 from covid_tl.data.frozen_features import FeatureDataModule, fast_path_blocker
+from covid_tl.data.validate import BadInputError
 from covid_tl.models.checkpoint import load_run
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.module import CovidClassifier
@@ -40,7 +41,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     log.info("backbone %s: %s of %s parameters trainable", net.backbone_name, f"{trainable:,}", f"{total:,}")
 
     datamodule = build_datamodule(cfg, net.input_spec)
-    datamodule.setup("fit")
+    try:
+        datamodule.setup("fit")
+    except BadInputError as error:  # the full list goes where the user looks for the run's files
+        raise (error.written_to(run_dir) if rank_zero_only.rank == 0 else error) from None
     if rank_zero_only.rank == 0:  # under DDP every process runs this; one writes
         print_data_summary(datamodule.write_data_files(run_dir), run_dir)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
