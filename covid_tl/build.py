@@ -9,10 +9,11 @@ from collections.abc import Collection
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from covid_tl.data.datamodule import XrayDataModule
+from covid_tl.data.findings import FindingsDataModule
 from covid_tl.errors import ConfigError
 from covid_tl.preprocess.cache import PreprocessCache
 from covid_tl.preprocess.model_input import InputSpec
@@ -35,8 +36,8 @@ DATA_ANCHORS = ("path", "root")
 def build_datamodule(cfg: DictConfig, input_spec: InputSpec) -> XrayDataModule:
     """The DataModule of `cfg.data` (its `_target_`), given what the other groups decide: the
     backbone's input spec, the preprocessing and its cache, the augmentation."""
-    if "sources" not in cfg.data:
-        raise ConfigError("this data config has no `sources`: it is for task=pretrain (data=nih14)")
+    if issubclass(get_class(cfg.data._target_), FindingsDataModule):
+        raise ConfigError("this data config holds ChestX-ray14's 14 findings: it is for task=pretrain (data=nih14)")
     data = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k not in DATA_ANCHORS}
     data["sources"] = {name: source for name, source in data["sources"].items() if source is not None}
     augment = OmegaConf.to_container(cfg.augment, resolve=True)

@@ -5,10 +5,15 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import run_script
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from conftest import ROOT, run_script
 from data_fixtures import image
+from covid_tl.data.findings import FindingsDataModule
 from covid_tl.data.sources import NIH_FINDINGS, NIHSource
 from covid_tl.models.classifier import build_classifier
+from covid_tl.preprocess.model_input import InputSpec
 
 
 def nih_findings(root, n_patients=16):
@@ -28,6 +33,34 @@ def test_findings_frame_has_one_column_per_finding(tmp_path):
     assert len(frame) == 32 and set(NIH_FINDINGS) <= set(frame.columns)
     first = frame.iloc[0]
     assert first[NIH_FINDINGS[1]] == 1 and first[list(NIH_FINDINGS)].sum() == 1  # patient 1, image 0: one finding
+
+
+def test_nih14_names_the_findings_datamodule_which_splits_by_patient(tmp_path):
+    root = nih_findings(tmp_path / "nih")
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["data=nih14", f"data.root={root}", "data.val_fraction=0.25", "data.batch_size=8"])
+    assert cfg.data._target_ == "covid_tl.data.findings.FindingsDataModule"
+    datamodule = instantiate(cfg.data, _partial_=True)(input_spec=InputSpec(size=32))
+    assert isinstance(datamodule, FindingsDataModule)
+    datamodule.setup("fit")
+    # 16 patients of 2 images each: round(0.25 * 16) = 4 patients, 8 images, validate.
+    assert datamodule.sizes() == {"train": 24, "val": 8}
+    patients = datamodule.frame.groupby("split")["patient_id"].apply(set)
+    assert len(patients["val"]) == 4 and not patients["val"] & patients["train"]
+    x, y = next(iter(datamodule.train_dataloader()))
+    assert x.shape == (8, 1, 32, 32) and y.shape == (8, 14)
+    datamodule.write_splits(tmp_path / "splits.csv")
+    assert pd.read_csv(tmp_path / "splits.csv")["split"].value_counts().to_dict() == {"train": 24, "val": 8}
+
+
+def test_findings_data_and_the_classify_task_refuse_each_other_in_one_line(tmp_path):
+    root = nih_findings(tmp_path / "nih")
+    for overrides, says in [(["data=nih14", f"data.root={root}"], "it is for task=pretrain (data=nih14)"),
+                            (["task=pretrain", "data=synthetic"], "task=pretrain needs findings data: data=nih14")]:
+        proc = run_script("train.py", *overrides, "backbone=simple_cnn", "logger=none", f"hydra.run.dir={tmp_path / 'run'}")
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: ") and says in last
 
 
 @pytest.mark.slow
