@@ -13,9 +13,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from covid_tl.data.datamodule import EpochShuffle
-from covid_tl.data.images import check_image_file, read_xray
+from covid_tl.data.images import read_xray
 from covid_tl.data.sources import NIH_FINDINGS, NIHSource
-from covid_tl.data.validate import ON_BAD, BadInputError
+from covid_tl.data.validate import ON_BAD, drop_bad_rows, find_undecodable
 from covid_tl.errors import ConfigError
 from covid_tl.preprocess.model_input import InputSpec, to_model_input
 
@@ -36,16 +36,11 @@ class FindingsDataset(Dataset):
 
 
 def usable_rows(frame: pd.DataFrame, on_bad: str) -> pd.DataFrame:
-    """The rows whose image file can be read; bad ones raise or are skipped as `on_bad` says."""
-    reasons = frame["path"].map(check_image_file)
-    bad = reasons.notna()
-    if bad.any() and on_bad == "raise":
-        lines = [f"  {p}: {r}" for p, r in zip(frame.loc[bad, "path"], reasons[bad])]
-        raise BadInputError(f"{int(bad.sum())} of {len(frame)} images cannot be used (data.on_bad=skip leaves them out):\n"
-                            + "\n".join(lines))
-    if bad.any():
-        log.warning("skipping %d unreadable image(s), e.g. %s", int(bad.sum()), frame.loc[bad, "path"].iloc[0])
-    return frame[~bad].reset_index(drop=True)
+    """The rows whose image decodes, checked as classification checks them (every file decoded
+    before training, so nothing fails mid-epoch); bad ones raise or are skipped as `on_bad` says."""
+    frame = frame.reset_index(drop=True)
+    bad = find_undecodable(frame, range(len(frame)), lambda row: read_xray(row["path"]))
+    return drop_bad_rows(frame, bad, on_bad)
 
 
 def split_patients(frame: pd.DataFrame, val_fraction: float, seed: int) -> np.ndarray:

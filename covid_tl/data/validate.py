@@ -82,7 +82,7 @@ def _bad_table(frame: pd.DataFrame, reasons: pd.Series, listings: Mapping[str, s
     table = frame.assign(listed_in=where, line=lines.astype(int), reason=reasons, row=np.arange(len(frame)))
     bad = table[table["reason"].notna()].copy()
     bad["kind"] = bad["reason"].map(kind)
-    return bad[["row", *COLUMNS]].reset_index(drop=True)
+    return bad.reindex(columns=["row", *COLUMNS]).reset_index(drop=True)  # findings rows have no label
 
 
 def find_bad_rows(frame: pd.DataFrame, check_files: bool | Sequence[bool] = True,
