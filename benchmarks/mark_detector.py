@@ -74,7 +74,8 @@ sys.path.insert(0, str(ROOT))
 
 from covid_tl.data.synthetic import ShortcutSpec, SyntheticSource
 from covid_tl.grid import grid
-from covid_tl.preprocess.marks import detect_marks, inpaint_marks
+from covid_tl.preprocess.marks import detect_marks
+from covid_tl.preprocess.inpaint import inpaint_marks
 from covid_tl.preprocess.watermark import bank_summary, build_bank
 
 

@@ -16,14 +16,9 @@ import pytest
 from conftest import XRAY_MINI, mask_iou, needs_xray_mini
 
 from covid_tl.data.synthetic import ShortcutSpec, SyntheticSource
-from covid_tl.preprocess.marks import (
-    DetectorParams,
-    detect_marks,
-    explain_marks,
-    inpaint_marks,
-    intensity_range,
-    remove_marks,
-)
+from covid_tl.preprocess.detector_params import DetectorParams
+from covid_tl.preprocess.marks import detect_marks, explain_marks, intensity_range
+from covid_tl.preprocess.inpaint import inpaint_marks, remove_marks
 
 ROOT = Path(__file__).resolve().parents[1]
 N_IMAGES = 40

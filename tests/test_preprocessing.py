@@ -12,7 +12,7 @@ from conftest import ROOT
 from covid_tl.data.datamodule import XrayDataModule
 from covid_tl.data.synthetic import ShortcutSpec, SyntheticSource
 from covid_tl.preprocess.model_input import InputSpec
-from covid_tl.preprocess.marks import DetectorParams
+from covid_tl.preprocess.detector_params import DetectorParams
 from covid_tl.preprocess.pipeline import build_preprocess, identity
 from covid_tl.tasks.preview import main as preview
 

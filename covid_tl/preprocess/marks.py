@@ -1,4 +1,5 @@
-"""Find burned-in marks (letters, captions, digits, arrows, symbols) and paint them out.
+"""Find burned-in marks (letters, captions, digits, arrows, symbols); covid_tl.preprocess.inpaint
+paints them out, covid_tl.preprocess.detector_params holds the knobs.
 
 A global threshold (what the original study used) also takes bright bone, the spine, metal
 and over-exposed body parts. Here a mark has to pass four tests, each relative to the
@@ -25,104 +26,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
-INPAINT_METHODS = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
-
-
-@dataclass
-class DetectorParams:
-    """Mark detector settings; field names are the Hydra keys one to one: this dataclass is the
-    structured config `preprocessing.inpaint.detector` (covid_tl/preprocess/schema.py), so its
-    defaults live here only. Not frozen: Hydra overrides write into it.
-
-    Fractions of the dynamic range are relative to (dark, top) = (the `dark_quantile`
-    intensity, the brightest pixel); lengths are fractions of the image's shorter side.
-    """
-
-    # what counts as "bright and standing out"
-    tophat_size: float = 0.035  # element diameter: strokes thinner than this stand out
-    bright_fraction: float = 0.85  # seeds at least this far up the range (near saturated)
-    contrast_fraction: float = 0.28  # seeds at least this much brighter than the opening
-    strong_contrast_fraction: float = 0.45  # ... or, if only fairly bright, this much
-    weak_bright_fraction: float = 0.6  # hysteresis: grow seeds into pixels this bright ...
-    weak_contrast_fraction: float = 0.14  # ... and standing out this much (rest of a glyph)
-    dark_quantile: float = 0.01  # the range's dark end: this quantile, robust to a few black pixels
-    min_range: float = 40.0  # grey levels; flatter images have no marks to find
-    # what a glyph looks like (per connected component)
-    min_area_fraction: float = 4e-5  # of the image area (and at least min_area_px)
-    min_area_px: int = 4
-    max_area_fraction: float = 0.012
-    max_side_fraction: float = 0.6  # bbox long side: longer is a wire, an edge, a frame
-    max_height_fraction: float = 0.2  # bbox short side: text lines are long but low
-    long_fraction: float = 0.25  # components longer than this must be dense (a word) ...
-    long_min_fill: float = 0.3  # ... a curved wire or an edge is not
-    max_stroke_fraction: float = 0.04  # twice the largest inner distance: thicker is anatomy
-    max_aspect: float = 12.0  # bbox long/short side: straighter-longer is a line
-    min_fill: float = 0.08  # area / bbox area: sparser is a curved wire
-    border_fraction: float = 0.01  # this close to the image edge: a frame, a collimator edge
-    frame_fraction: float = 0.05  # this close to an edge and ...
-    frame_aspect: float = 4.0  # ... this elongated along it ...
-    frame_width_fraction: float = 0.025  # ... and this thin (or solid: stroke >= frame_solid
-    frame_solid: float = 0.6  # of its width, not letters): a film frame or collimator band
-    ring_fraction: float = 0.02  # width of the ring around a glyph that is its background ...
-    ring_contrast_fraction: float = 0.35  # ... which a glyph must outshine by this much, ...
-    saturated_fraction: float = 0.9  # ... unless the glyph is this close to the top ...
-    saturated_ring_contrast_fraction: float = 0.1  # ... where this much will do
-    # text lines, rims
-    group_gap_fraction: float = 0.02  # small bright bits this close to a glyph join it
-    group_rounds: int = 3  # how many times a text line may grow by one gap
-    group_tolerance: float = 0.1  # a joining bit may be this much darker than its neighbours
-    rim_width_fraction: float = 0.004  # grow (at least 1 px) into anti-aliased rims ...
-    rim_contrast_fraction: float = 0.07  # ... where pixels still stand out this much
-    fill_level: float = 0.6  # completion: between inpainted ground (0) and glyph value (1) ...
-    fill_reach: float = 0.3  # ... within this fraction of the glyph's size from it ...
-    plateau_reach: float = 0.6  # further out, pixels as bright as the glyph join ...
-    plateau_tolerance: float = 0.03  # ... within this much of its value (arrow heads)
-    max_growth: float = 3.0  # a completion that grows a glyph beyond this many times is undone
-    dilate_fraction: float = 0.0  # then dilate unconditionally (>0: at least 1 px)
-    work_size: int = 1024  # longer side analysed; larger images are shrunk, mask refined
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-                raise ValueError(f"DetectorParams.{f.name} must be a number, got {value!r}")
-            if value < 0:
-                raise ValueError(f"DetectorParams.{f.name} must be >= 0, got {value!r}")
-        for name in ("min_area_px", "group_rounds", "work_size"):
-            if not isinstance(getattr(self, name), (int, np.integer)):
-                raise ValueError(f"DetectorParams.{name} must be an integer, got {getattr(self, name)!r}")
-        for name in ("bright_fraction", "contrast_fraction", "weak_bright_fraction",
-                     "weak_contrast_fraction", "dark_quantile", "max_area_fraction", "min_fill"):
-            if getattr(self, name) > 1:
-                raise ValueError(f"DetectorParams.{name} must be in [0, 1], got {getattr(self, name)!r}")
-        if self.weak_bright_fraction > self.bright_fraction or self.weak_contrast_fraction > self.contrast_fraction:
-            raise ValueError("DetectorParams: the weak (hysteresis) thresholds must not exceed the seed ones")
-        if self.work_size < 32:
-            raise ValueError(f"DetectorParams.work_size must be >= 32, got {self.work_size!r}")
-
-    @classmethod
-    def coerce(cls, params: DetectorParams | Mapping | None = None, **overrides: object) -> DetectorParams:
-        """Params from params, a mapping (a Hydra DictConfig) or None, with keyword overrides."""
-        if params is None:
-            base: dict = {}
-        elif isinstance(params, DetectorParams):
-            base = asdict(params)
-        elif isinstance(params, Mapping):
-            base = {str(k): v for k, v in params.items() if str(k) != "_target_"}
-        else:
-            raise ValueError(f"params must be DetectorParams, a mapping or None, got {params!r}")
-        base.update(overrides)
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(base) - set(valid))
-        if unknown:
-            raise ValueError(f"unknown mark detector parameter(s) {unknown}; valid: {valid}")
-        return cls(**base)
-
+from covid_tl.preprocess.detector_params import DetectorParams
 
 def check_image(image: np.ndarray) -> np.ndarray:
     """uint8 (H, W) only: silently casting a float or RGB image would change every threshold."""
@@ -409,10 +318,10 @@ def detect_marks(image: np.ndarray, params: DetectorParams | Mapping | None = No
     mask, _, _ = _detect_work(work, p)
     if scale < 1.0:  # back on the image's own grid, marks or none
         mask = _refine(image, mask, scale, p) if mask.any() else np.zeros(image.shape, bool)
-    return _dilate(mask, p.dilate_fraction)
+    return dilate_mask(mask, p.dilate_fraction)
 
 
-def _dilate(mask: np.ndarray, fraction: float) -> np.ndarray:
+def dilate_mask(mask: np.ndarray, fraction: float) -> np.ndarray:
     """Widen a mask by `fraction` of the shorter side, at least 1 px (0: unchanged)."""
     if not mask.any() or fraction <= 0:
         return mask
@@ -454,54 +363,6 @@ def explain_marks(image: np.ndarray, params: DetectorParams | Mapping | None = N
     return _detect_work(check_image(image), p)[2]
 
 
-def inpaint_marks(image: np.ndarray, mask: np.ndarray, method: str = "telea", radius: float = 0.01,
-                  dilate: float = 0.002, work_size: int = 1024) -> np.ndarray:
-    """Fill masked pixels from their surroundings (cv2.inpaint).
-
-    `radius` (the neighbourhood cv2.inpaint looks at) and `dilate` (how far the mask is
-    widened first, at least 1 px when > 0, so no bright halo of a glyph is left to be
-    smeared inwards) are fractions of the shorter side. Images larger than `work_size`
-    are inpainted on a shrunken copy (the fill is smooth anyway) and only the masked
-    pixels are taken from it, which keeps a 4000 px radiograph to a fraction of a second.
-    """
-    image = check_image(image)
-    if method not in INPAINT_METHODS:
-        raise ValueError(f"unknown inpaint method {method!r}; valid: {sorted(INPAINT_METHODS)}")
-    mask = np.asarray(mask)
-    if mask.shape != image.shape:
-        raise ValueError(f"mask shape {mask.shape} differs from image shape {image.shape}")
-    if radius < 0 or dilate < 0:
-        raise ValueError(f"radius and dilate must be >= 0, got {radius!r}, {dilate!r}")
-    if work_size < 32:
-        raise ValueError(f"work_size must be >= 32, got {work_size!r}")
-    mask = _dilate(mask.astype(bool), dilate)
-    if not mask.any():
-        return image.copy()
-    height, width = image.shape
-    scale = min(1.0, work_size / max(height, width))
-    r = max(1.0, radius * min(height, width) * scale)
-    if scale == 1.0:
-        return cv2.inpaint(image, mask.astype(np.uint8), r, INPAINT_METHODS[method])
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    small_mask = cv2.resize(mask.astype(np.uint8) * 255, size, interpolation=cv2.INTER_AREA) > 0
-    filled = cv2.inpaint(small, small_mask.astype(np.uint8), r, INPAINT_METHODS[method])
-    up = cv2.resize(filled, (width, height), interpolation=cv2.INTER_LINEAR)
-    out = image.copy()
-    out[mask] = up[mask]
-    return out
-
-
-def remove_marks(image: np.ndarray, params: DetectorParams | Mapping | None = None,
-                 method: str = "telea", radius: float = 0.01, dilate: float = 0.002,
-                 **overrides: object) -> tuple[np.ndarray, np.ndarray]:
-    """Detect and inpaint in one go: (clean image, mask of the pixels that were replaced)."""
-    p = DetectorParams.coerce(params, **overrides)
-    mask = _dilate(detect_marks(image, p), dilate)
-    return inpaint_marks(image, mask, method=method, radius=radius, dilate=0.0, work_size=p.work_size), mask
-
-
 __all__ = [
-    "DetectorParams", "Component", "INPAINT_METHODS", "detect_marks", "explain_marks",
-    "inpaint_marks", "remove_marks", "intensity_range", "white_tophat", "check_image",
+    "Component", "detect_marks", "dilate_mask", "explain_marks", "intensity_range", "white_tophat", "check_image",
 ]

@@ -15,7 +15,8 @@ import numpy as np
 
 from covid_tl.errors import ConfigError
 from covid_tl.preprocess.crop import Box, crop_borders
-from covid_tl.preprocess.marks import DetectorParams, remove_marks
+from covid_tl.preprocess.detector_params import DetectorParams
+from covid_tl.preprocess.inpaint import remove_marks
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from hydra.core.config_store import ConfigStore
 
-from covid_tl.preprocess.marks import DetectorParams
+from covid_tl.preprocess.detector_params import DetectorParams
 
 
 def register() -> None:

@@ -23,7 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from covid_tl.preprocess.marks import DetectorParams, check_image, detect_marks, local_background
+from covid_tl.preprocess.detector_params import DetectorParams
+from covid_tl.preprocess.marks import check_image, detect_marks, local_background
 
 POSITIONS: tuple[str, ...] = ("corner", "edge", "mid")
 #: How often each place is drawn unless position_weights says otherwise: real letters and
