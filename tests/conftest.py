@@ -67,3 +67,18 @@ needs_published_mini = pytest.mark.skipif(
     not (PUBLISHED_MINI / "nih" / "Data_Entry_2017.csv").is_file(),
     reason=f"published-mini not found at {PUBLISHED_MINI} (set COVID_TL_PUBLISHED_MINI to its folder)",
 )
+
+
+@pytest.fixture
+def without_pydicom(monkeypatch):
+    """Imports of pydicom fail, as on an install without the dicom extra."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_pydicom(name, *args, **kwargs):
+        if name.startswith("pydicom"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pydicom)

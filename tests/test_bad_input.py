@@ -1,5 +1,4 @@
 """Bad input is found at setup: every file the run uses is decoded there, so nothing fails after."""
-import builtins
 import json
 import logging
 import struct
@@ -86,17 +85,9 @@ def test_skip_leaves_undecodable_files_out_and_every_image_left_loads(tmp_path, 
     assert set(bad["kind"]) == {"undecodable"} and (bad["listed_in"] == str(tmp_path / "m.csv")).all()
 
 
-def test_dicom_without_pydicom_is_found_at_setup(tmp_path, monkeypatch):
+def test_dicom_without_pydicom_is_found_at_setup(tmp_path, without_pydicom):
     files = {"scan.dcm": lambda path: path.write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 64)}
     dm = XrayDataModule({"m": manifest_with(tmp_path, files)}, SPEC, val_fraction=0.25, test_fraction=0.25)
-    real_import = builtins.__import__
-
-    def no_pydicom(name, *args, **kwargs):
-        if name.startswith("pydicom"):
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_pydicom)
     with pytest.raises(BadInputError, match=r"m.csv line 10: .*scan.dcm \(manifest\): undecodable \(is DICOM, which needs pydicom"):
         dm.setup()
 

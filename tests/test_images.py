@@ -66,19 +66,9 @@ def test_dicom_monochrome1_is_inverted_and_window_applied(tmp_path):
     assert windowed[0, 0] == 0 and windowed[0, -1] == 255 and (windowed[0] == 0).sum() > 5
 
 
-def test_dicom_without_pydicom_says_how_to_get_it(tmp_path, monkeypatch):
+def test_dicom_without_pydicom_says_how_to_get_it(tmp_path, without_pydicom):
     path = tmp_path / "x.dcm"
     path.write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 64)
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_pydicom(name, *args, **kwargs):
-        if name.startswith("pydicom"):
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_pydicom)
     with pytest.raises(ImageReadError, match="pip install pydicom"):
         read_xray(path)
 
