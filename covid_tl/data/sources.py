@@ -214,7 +214,10 @@ class ManifestSource(FileSource):
     def frame(self) -> pd.DataFrame:
         if not self.path.is_file():
             raise SourceError(f"manifest {str(self.path)!r} does not exist")
-        frame = pd.read_csv(self.path, dtype=str, keep_default_na=False)
+        try:
+            frame = pd.read_csv(self.path, dtype=str, keep_default_na=False)
+        except pd.errors.EmptyDataError:  # 0 bytes, or blank lines only: not even a header
+            raise SourceError(f"manifest {str(self.path)!r} is empty: it needs a header path,label,patient_id") from None
         for column in ("path", "label", "patient_id"):
             _first_column(frame, [column], self.path)
         frame["path"] = frame["path"].map(lambda p: p if os.path.isabs(p) else str(self.root / p))

@@ -71,7 +71,8 @@ class Classifier(nn.Module):
 def build_classifier(
     backbone_cfg: Mapping[str, Any], keep_fc: int = 0, load_pretrained: bool = True
 ) -> Classifier:
-    """The classifier a `backbone` config describes: `name`, the builder's options, `weights`, `head`.
+    """The classifier a `backbone` config describes: `name`, the builder's options, `weights`
+    (`trust_weights`: let a weights file unpickle any object), `head`.
 
     `keep_fc` (from the freeze config) is how many pretrained FC layers of the backbone stay
     under the new head. `load_pretrained=False` skips `weights` (the caller loads a checkpoint
@@ -81,7 +82,8 @@ def build_classifier(
     name = options.pop("name")
     head_options = dict(options.pop("head", None) or {})
     weights: str | os.PathLike | None = options.pop("weights", None)
+    trust_weights = bool(options.pop("trust_weights", False))
     backbone = build_backbone(name, keep_fc=int(keep_fc or 0), **options)
     if load_pretrained:
-        load_weights(backbone, weights)
+        load_weights(backbone, weights, trust_weights)
     return Classifier(backbone, Head(backbone.num_features, **head_options))
