@@ -18,6 +18,7 @@ def main(cfg: DictConfig) -> None:
     from covid_tl.errors import ConfigError
     from covid_tl.pretraining import pretrain  # heavy imports after Hydra has parsed the command line
     from covid_tl.run_checks import check_train_config
+    from covid_tl.run_dir import run_lock
     from covid_tl.training import train
 
     tasks = {"classify": train, "pretrain": pretrain}
@@ -26,7 +27,8 @@ def main(cfg: DictConfig) -> None:
         if cfg.task not in tasks:
             raise ConfigError(f"unknown task {cfg.task!r}; valid: {', '.join(tasks)}")
         check_train_config(cfg)  # before the run dir holds anything beyond Hydra's .hydra/ and log
-        tasks[cfg.task](cfg, run_dir)
+        with run_lock(run_dir):
+            tasks[cfg.task](cfg, run_dir)
     except ConfigError as error:
         sys.exit(f"error: {error}")
 
