@@ -17,14 +17,19 @@ CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> None:
     from covid_tl.errors import ConfigError
+    from covid_tl.run_checks import check_train_config
+    from covid_tl.run_dir import run_lock
     from covid_tl.tasks.pretrain import pretrain  # heavy imports after Hydra has parsed the command line
     from covid_tl.tasks.train import train
 
     tasks = {"classify": train, "pretrain": pretrain}
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         if cfg.task not in tasks:
             raise ConfigError(f"unknown task {cfg.task!r}; valid: {', '.join(tasks)}")
-        tasks[cfg.task](cfg, Path(HydraConfig.get().runtime.output_dir))
+        check_train_config(cfg)  # before the run dir holds anything beyond Hydra's .hydra/ and log
+        with run_lock(run_dir):
+            tasks[cfg.task](cfg, run_dir)
     except ConfigError as error:
         sys.exit(f"error: {error}")
 

@@ -104,9 +104,10 @@ def test_backbone_configs_mirror_their_builders():
     assert set(files) == set(BACKBONES)
     for option, cfg in files.items():
         assert cfg["name"] == option
-        assert set(cfg) - {"name", "weights", "head"} == set(builder_options(option)), option
+        assert set(cfg) - {"name", "weights", "trust_weights", "head"} == set(builder_options(option)), option
         assert set(cfg["head"]) == {"hidden", "dropout"}
         assert "weights" in cfg
+        assert cfg["trust_weights"] is False, option  # weights files load weights only unless asked
 
 
 def test_freeze_configs_mirror_apply_freeze():

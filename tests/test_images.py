@@ -25,6 +25,25 @@ def test_16bit_png_is_stretched_to_8bit(tmp_path):
     assert np.all(np.diff(image[0].astype(int)) >= 0)
 
 
+@pytest.mark.parametrize("orientation, marked", [(6, "top right"), (8, "bottom left")])
+def test_jpeg_exif_orientation_turns_the_image_upright_as_viewers_do(tmp_path, orientation, marked):
+    """Stored 40x60 with a white block at its top left. EXIF 6: the stored top row is the
+    viewer's right side and the stored left column its top, so the block shows top right;
+    EXIF 8: stored top row on the left, left column at the bottom, block bottom left."""
+    pil = pytest.importorskip("PIL.Image", reason="Pillow writes the EXIF tag")
+    stored = np.zeros((40, 60), np.uint8)
+    stored[:10, :10] = 255
+    picture = pil.fromarray(stored)
+    exif = picture.getexif()
+    exif[0x0112] = orientation
+    picture.save(tmp_path / "film.jpg", exif=exif, quality=95)
+    image = read_xray(tmp_path / "film.jpg")
+    assert image.shape == (60, 40)
+    corners = {"top left": image[:10, :10], "top right": image[:10, -10:],
+               "bottom left": image[-10:, :10], "bottom right": image[-10:, -10:]}
+    assert {name for name, block in corners.items() if block.mean() > 200} == {marked}
+
+
 def test_rgb_rgba_and_palette_become_single_channel(tmp_path):
     rgb = np.dstack([GRADIENT] * 3)
     rgba = np.dstack([GRADIENT] * 3 + [np.full_like(GRADIENT, 255)])

@@ -65,8 +65,13 @@ def read_dicom(path: Path) -> np.ndarray:
     return image
 
 
+#: Any bit depth and colour layout, turned upright by the file's EXIF orientation as viewers do
+#: (a phone photo of a film is stored sideways); IMREAD_UNCHANGED would ignore the orientation.
+DECODE_FLAGS = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
+
+
 def read_xray(path: str | Path) -> np.ndarray:
-    """uint8 (H, W) from a PNG, JPEG, BMP, TIFF or DICOM file."""
+    """uint8 (H, W) from a PNG, JPEG, BMP, TIFF or DICOM file, upright as an image viewer shows it."""
     path = Path(path)
     try:
         data = np.fromfile(path, dtype=np.uint8)  # imdecode copes with non-ASCII paths, imread not
@@ -74,7 +79,7 @@ def read_xray(path: str | Path) -> np.ndarray:
         raise ImageReadError(f"{path}: {error.strerror or error}") from None
     if _is_dicom(path, data[:132].tobytes()):
         return read_dicom(path)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    image = cv2.imdecode(data, DECODE_FLAGS) if data.size else None
     if image is None:
         raise ImageReadError(f"{path}: not a readable image")
     return to_uint8(image)

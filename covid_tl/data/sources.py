@@ -66,7 +66,10 @@ def _record_lines(path: Path) -> list[int]:
 
 def read_listing(path: Path) -> pd.DataFrame:
     """A CSV as published, every value a string, plus `source_line` (see the module docstring)."""
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:  # 0 bytes, or blank lines only: not even a header
+        raise SourceError(f"{str(path)!r} is empty: not even a header line") from None
     lines = _record_lines(path)
     if len(lines) != len(frame):
         raise SourceError(f"{path}: {len(frame)} rows read but {len(lines)} records counted; is it a CSV file?")

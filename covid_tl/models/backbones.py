@@ -4,8 +4,8 @@ Each entry knows its feature extractor, the size of the feature vector it emits,
 expects, the layer Grad-CAM should look at, its ordered trainable units (what `freeze=last_n`
 counts from the end), the pretrained FC layers it kept, and where its pretrained weights come
 from, so the rest of the code never special-cases a backbone. Options of a builder are exactly
-the keys of its config file (besides `name`, `weights` and `head`, which `build_classifier`
-takes; `keep_fc` is a key of the vgg16 config, see `build_backbone`).
+the keys of its config file (besides `name`, `weights`, `trust_weights` and `head`, which
+`build_classifier` takes; `keep_fc` is a key of the vgg16 config, see `build_backbone`).
 
 Builders construct the network with random weights (timm/torchvision constructors with
 pretrained=False); `covid_tl.models.weights` loads weights afterwards, from `Backbone.sources`

@@ -3,28 +3,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from covid_tl.errors import ConfigError
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.module import CovidClassifier
+from covid_tl.torch_files import TRUST_CHECKPOINT, load_torch_file, reason
 
 
 class CheckpointError(ConfigError):
     """A checkpoint path that cannot give back a covid-tl model; the message says why."""
 
 
-def load_run(ckpt_path: str | Path) -> tuple[DictConfig, CovidClassifier]:
-    """The run config recorded in the checkpoint and the model with its weights, in eval mode."""
+def load_run(ckpt_path: str | Path, trust: bool = False) -> tuple[DictConfig, CovidClassifier]:
+    """The run config recorded in the checkpoint and the model with its weights, in eval mode.
+
+    Weights only (see covid_tl.torch_files) unless `trust`: checkpoints are shared files."""
     path = Path(ckpt_path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint file at {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # torch raises many types for a file that is not a checkpoint
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({error})") from None
+    checkpoint = load_torch_file(path, "PyTorch checkpoint", TRUST_CHECKPOINT, trust, CheckpointError)
     config = checkpoint.get("hyper_parameters", {}).get("config") if isinstance(checkpoint, dict) else None
     if not config or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path} is not a covid-tl checkpoint: it carries no run config")
@@ -34,5 +33,5 @@ def load_run(ckpt_path: str | Path) -> tuple[DictConfig, CovidClassifier]:
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:
-        raise CheckpointError(f"{path} does not match the {cfg.backbone.name} model its config describes: {error}") from None
+        raise CheckpointError(f"{path} does not match the {cfg.backbone.name} model its config describes ({reason(error)})") from None
     return cfg, model.eval()

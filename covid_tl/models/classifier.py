@@ -73,7 +73,8 @@ def build_classifier(
     backbone_cfg: Mapping[str, Any], keep_fc: int | None = None, load_pretrained: bool = True
 ) -> Classifier:
     """The classifier a `backbone` config describes: `name` (a builder in backbones.py), the
-    builder's options, `keep_fc`, `weights`, `head`.
+    builder's options, `keep_fc`, `weights` (`trust_weights`: let a weights file unpickle any
+    object), `head`.
 
     `keep_fc` (the argument, else the config's, else 0) is how many pretrained FC layers of
     the backbone stay under the new head. `load_pretrained=False` skips `weights` (the caller
@@ -85,7 +86,8 @@ def build_classifier(
     weights: str | os.PathLike | None = options.pop("weights", None)
     configured_fc = options.pop("keep_fc", None)
     keep_fc = keep_fc if keep_fc is not None else configured_fc
+    trust_weights = bool(options.pop("trust_weights", False))
     backbone = build_backbone(name, keep_fc=int(keep_fc or 0), **options)
     if load_pretrained:
-        load_weights(backbone, weights)
+        load_weights(backbone, weights, trust_weights)
     return Classifier(backbone, Head(backbone.num_features, **head_options))

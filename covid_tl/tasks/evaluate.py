@@ -16,7 +16,7 @@ from covid_tl.results import evaluate_sets, external_set
 
 def evaluate(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     """What evaluate.py does: the checkpoint on its test split, extra sets and external data."""
-    run_cfg, model = load_run(cfg.ckpt_path)
+    run_cfg, model = load_run(cfg.ckpt_path, cfg.trust_checkpoint)
     if cfg.get("data") is not None:  # other data, the checkpoint's preprocessing and input spec
         run_cfg.data = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=False))
     datamodule = build_datamodule(run_cfg, model.net.input_spec)

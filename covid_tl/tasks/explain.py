@@ -50,7 +50,7 @@ def explain(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
     """Writes cams/<n>_<name>.png per image, grid.png, cams.csv and cam_scores.json into output_dir."""
     if cfg.n < 1:
         raise ConfigError(f"n must be at least 1, got {cfg.n}")
-    run_cfg, model = load_run(cfg.ckpt_path)
+    run_cfg, model = load_run(cfg.ckpt_path, cfg.trust_checkpoint)
     if cfg.get("data") is not None:  # a split of other data, with the checkpoint's preprocessing
         run_cfg.data = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=False))
     net = model.net

@@ -37,9 +37,10 @@ def pretrain(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     # The Grad-CAM callback explains the COVID-19 logit, which this task does not have.
     callbacks = instantiate_all(cfg.get("callbacks"), skip=("grad_cam",))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=instantiate_all(cfg.get("logger")) or False)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=not cfg.trust_checkpoint)
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    metrics = trainer.validate(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)[0]
+    metrics = trainer.validate(module, datamodule=datamodule, ckpt_path=best or None, verbose=False,
+                               weights_only=True)[0]
     results = {
         "val_auroc": metrics.get("val/auroc"),
         "val_auroc_per_finding": {f: metrics.get(f"val/auroc/{f}") for f in NIH_FINDINGS},

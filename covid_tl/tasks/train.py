@@ -67,12 +67,13 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             model.head_only = True
         else:
             log.info("frozen fast path off: %s", blocker)
-    trainer.fit(model, datamodule=fit_data, ckpt_path=cfg.get("ckpt_path"))
+    # Explicit: torch's default for weights_only can be flipped by an environment variable.
+    trainer.fit(model, datamodule=fit_data, ckpt_path=cfg.get("ckpt_path"), weights_only=not cfg.trust_checkpoint)
     log.info("training took %.1f s (features included)", time.perf_counter() - started)
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if len(datamodule.subset("test")):
-        trainer.test(model, datamodule=fit_data, ckpt_path=best or None, verbose=False)
+        trainer.test(model, datamodule=fit_data, ckpt_path=best or None, verbose=False, weights_only=True)
     model.head_only = False
     if not trainer.is_global_zero:
         return {}

@@ -1,0 +1,115 @@
+"""Checks of a composed config that would otherwise fail mid-run, after files are written.
+
+They run first in a task. Hydra itself has by then created the run dir with `.hydra/` (the
+composed config and overrides) and opened `<job>.log`; nothing of covid-tl's is written yet.
+"""
+from __future__ import annotations
+
+import inspect
+import typing
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import get_object
+from omegaconf import DictConfig, OmegaConf
+from pydantic import ConfigDict, PydanticUserError, TypeAdapter, ValidationError
+
+from covid_tl.errors import ConfigError
+from covid_tl.torch_files import TRUST_CHECKPOINT, check_loadable
+
+#: No coercion ("3" stays a string, as the target would receive it); any class is a type.
+STRICT = ConfigDict(strict=True, arbitrary_types_allowed=True)
+HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
+
+
+def check_required(cfg: DictConfig) -> None:
+    """Every mandatory (`???`) key has a value."""
+    missing = missing_keys(OmegaConf.to_container(cfg, resolve=False))
+    if missing:
+        keys = " ".join(f"{key}=..." for key in missing)
+        raise ConfigError(f"missing required value{'s' * (len(missing) > 1)}: add {keys} to the command line")
+
+
+def missing_keys(node: Any, prefix: str = "") -> list[str]:
+    """Dotted keys of `???` values in an unresolved container (OmegaConf.missing_keys resolves
+    interpolations, and fails on one that points at a missing key)."""
+    if isinstance(node, dict):
+        return [k for key, value in node.items() for k in missing_keys(value, f"{prefix}{key}.")]
+    if isinstance(node, list):
+        return [k for i, value in enumerate(node) for k in missing_keys(value, f"{prefix}{i}.")]
+    return [prefix[:-1]] if node == "???" else []
+
+
+def check_arguments(entry: DictConfig, where: str) -> None:
+    """Every key of a `_target_` config (at `where`) is an argument of its target, of the type it declares."""
+    target = get_object(entry._target_)
+    parameters = inspect.signature(target).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    try:
+        hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
+    except NameError:  # an annotation names what only type checkers import: check the names alone
+        hints = {}
+    name = getattr(target, "__name__", entry._target_)
+    for key, value in OmegaConf.to_container(entry, resolve=True).items():
+        if key in HYDRA_KEYS or (key not in parameters and takes_any):
+            continue
+        if key not in parameters:
+            valid = ", ".join(p for p in parameters if p != "self")
+            raise ConfigError(f"{where}.{key} is not an argument of {name}; valid: {valid}")
+        if key in hints and not _fits(hints[key], value):
+            shown = str(hints[key]).replace("typing.", "")
+            raise ConfigError(f"{where}.{key}={value!r} does not fit {name}'s {key} ({shown})")
+
+
+def _fits(annotation: Any, value: Any) -> bool:
+    try:
+        adapter = TypeAdapter(annotation, config=STRICT)
+    except PydanticUserError:  # an annotation pydantic cannot express: leave it to the target
+        return True
+    try:
+        adapter.validate_python(value)
+    except ValidationError:
+        return False
+    return True
+
+
+def check_threshold(threshold: Any) -> None:
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise ConfigError(f"threshold must be a probability in [0, 1] (of COVID-19, at or above which an image is "
+                          f"called COVID-19), got {threshold!r}")
+
+
+def resume_files(cfg: DictConfig) -> list[Path]:
+    """The files `trainer.fit(ckpt_path=...)` may load: the path given, or for `last` every
+    `last*.ckpt` in the ModelCheckpoint folders (Lightning takes the newest; none: a fresh start)."""
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path is None:
+        return []
+    if str(ckpt_path) != "last":
+        path = Path(str(ckpt_path)).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"ckpt_path={ckpt_path}: no such checkpoint file (ckpt_path=last resumes from the "
+                              "run dir's last.ckpt, with hydra.run.dir=<that run dir>)")
+        return [path]
+    folders = [Path(entry.dirpath) for entry in (cfg.get("callbacks") or {}).values()
+               if entry is not None and str(entry.get("_target_", "")).endswith("ModelCheckpoint") and entry.get("dirpath")]
+    return sorted(p for folder in folders for p in folder.glob("last*.ckpt"))
+
+
+def instantiated_entries(cfg: DictConfig) -> dict[str, DictConfig]:
+    """The `_target_` configs that training instantiates as they are, by dotted key."""
+    entries = {"trainer": cfg.trainer}
+    for group in ("callbacks", "logger"):
+        entries.update({f"{group}.{name}": entry for name, entry in (cfg.get(group) or {}).items()})
+    return {key: entry for key, entry in entries.items() if entry is not None and "_target_" in entry}
+
+
+def check_train_config(cfg: DictConfig) -> None:
+    """What train.py checks before a task writes anything."""
+    check_required(cfg)
+    check_threshold(cfg.threshold)
+    for key, entry in instantiated_entries(cfg).items():
+        check_arguments(entry, key)
+    if not cfg.trust_checkpoint:
+        for path in resume_files(cfg):
+            check_loadable(path, TRUST_CHECKPOINT)

@@ -1,0 +1,57 @@
+"""Checks of the composed config that train.py runs before a task writes anything."""
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf, open_dict
+
+from covid_tl.config_check import group_options
+from covid_tl.errors import ConfigError
+from covid_tl.run_checks import check_train_config, missing_keys
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def composed(*overrides, run_dir="/tmp/covid-tl-run"):
+    """The task config as train.py's task sees it (the `hydra:` resolver answering)."""
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=[f"hydra.run.dir={run_dir}", *overrides], return_hydra_config=True)
+    cfg.hydra.runtime.output_dir = run_dir
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+@pytest.mark.parametrize("group", ["trainer", "logger", "callbacks", "experiment"])
+def test_every_shipped_option_passes(group):
+    for option in group_options(CONF, group):
+        check_train_config(composed(f"{group}={option}"))
+
+
+@pytest.mark.parametrize("override, says", [
+    ("trainer.max_epochs=abc", "trainer.max_epochs='abc' does not fit Trainer's max_epochs (Optional[int])"),
+    ("trainer.max_epochs=2.5", "trainer.max_epochs=2.5 does not fit"),
+    ("trainer.precision=31", "trainer.precision=31 does not fit"),
+    ("+trainer.max_epoch=3", "trainer.max_epoch is not an argument of Trainer; valid: accelerator,"),
+    ("callbacks.model_checkpoint.save_top_k=one", "callbacks.model_checkpoint.save_top_k='one' does not fit"),
+    ("threshold=2", "threshold must be a probability in [0, 1]"),
+    ("threshold=true", "threshold must be a probability in [0, 1]"),
+    ("data=manifest", "missing required value: add data.path=... to the command line"),
+])
+def test_mistakes_are_one_line_that_names_the_key(override, says):
+    with pytest.raises(ConfigError) as excinfo:
+        check_train_config(composed(override))
+    assert says in str(excinfo.value) and "\n" not in str(excinfo.value)
+
+
+def test_resume_needs_an_existing_file_and_last_may_find_none(tmp_path):
+    with pytest.raises(ConfigError, match="ckpt_path=.*missing.ckpt: no such checkpoint file"):
+        check_train_config(composed(f"ckpt_path={tmp_path / 'missing.ckpt'}"))
+    check_train_config(composed("ckpt_path=last", run_dir=str(tmp_path)))  # no last.ckpt yet: a fresh start
+
+
+def test_missing_keys_reads_the_unresolved_config():
+    cfg = OmegaConf.create({"a": "???", "b": {"c": "${a}", "d": ["x", "???"]}, "e": 1})
+    assert missing_keys(OmegaConf.to_container(cfg, resolve=False)) == ["a", "b.d.1"]

@@ -1,0 +1,38 @@
+"""Mistakes on the command line stop the scripts with one line, before a run writes anything.
+
+Hydra itself creates the run dir with `.hydra/` and the job log before the task starts."""
+import pytest
+
+from conftest import run_script
+
+pytestmark = pytest.mark.slow
+
+HYDRA_OWN = [".hydra", "train.log"]
+
+
+def one_line_error(proc) -> str:
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and len(lines[0]) < 300, proc.stderr[-3000:]
+    return lines[0]
+
+
+@pytest.mark.parametrize("overrides, says", [
+    (["trainer.max_epochs=abc"], "error: trainer.max_epochs='abc' does not fit Trainer's max_epochs (Optional[int])"),
+    (["threshold=2"], "error: threshold must be a probability in [0, 1]"),
+    (["ckpt_path={tmp}/missing.ckpt"], "error: ckpt_path={tmp}/missing.ckpt: no such checkpoint file"),
+    (["data=manifest", "data.path={tmp}/empty.csv"], "error: manifest '{tmp}/empty.csv' is empty"),
+])
+def test_train_py_mistakes(tmp_path, overrides, says):
+    (tmp_path / "empty.csv").write_bytes(b"")
+    run_dir = tmp_path / "run"
+    proc = run_script("train.py", *[o.format(tmp=tmp_path) for o in overrides], f"hydra.run.dir={run_dir}")
+    assert one_line_error(proc).startswith(says.format(tmp=tmp_path))
+    assert sorted(p.name for p in run_dir.iterdir()) == HYDRA_OWN
+
+
+@pytest.mark.parametrize("script", ["evaluate.py", "explain.py"])
+def test_evaluate_and_explain_without_a_checkpoint(tmp_path, script):
+    proc = run_script(script, f"hydra.run.dir={tmp_path / 'out'}")
+    assert one_line_error(proc) == "error: missing required value: add ckpt_path=... to the command line"

@@ -1,0 +1,96 @@
+"""Checkpoints and weights files run no code of theirs unless the user says the file is trusted."""
+import pathlib
+
+import pytest
+import torch
+from conftest import TINY, run_script
+
+from covid_tl.models.backbones import build_backbone
+from covid_tl.models.classifier import build_classifier
+from covid_tl.models.weights import WeightsError
+from covid_tl.torch_files import unsafe_globals
+
+SIZE = 32
+
+
+class TouchOnLoad:
+    """Unpickling this creates `path`: what a crafted file could do instead (run any code)."""
+
+    def __init__(self, path):
+        self.path = pathlib.Path(path)
+
+    def __reduce__(self):
+        return pathlib.Path.touch, (self.path,)
+
+
+def crafted_checkpoint(path, marker, **save_options):
+    """Shaped like a covid-tl checkpoint (state dict, run config), with the payload inside."""
+    checkpoint = {"state_dict": {}, "hyper_parameters": {"config": {"threshold": 0.5}}, "payload": TouchOnLoad(marker)}
+    torch.save(checkpoint, path, **save_options)
+    return path
+
+
+def assert_refused(proc, marker, trust_key):
+    assert not marker.exists(), "the file's code ran"
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and f"{trust_key}=true" in lines[0], proc.stderr[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["evaluate.py", "explain.py"])
+def test_a_crafted_checkpoint_runs_nothing_under_evaluate_and_explain(tmp_path, script):
+    marker = tmp_path / "pwned"
+    ckpt = crafted_checkpoint(tmp_path / "model.ckpt", marker)
+    proc = run_script(script, f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'out'}")
+    assert_refused(proc, marker, "trust_checkpoint")
+    assert "pathlib" in proc.stderr  # names what the file would have called
+
+
+@pytest.mark.slow
+def test_a_crafted_weights_file_or_resume_checkpoint_runs_nothing_under_train(tmp_path):
+    marker = tmp_path / "pwned"
+    weights = crafted_checkpoint(tmp_path / "weights.pth", marker)
+    proc = run_script("train.py", f"backbone.weights={weights}", *TINY, f"hydra.run.dir={tmp_path / 'run'}")
+    assert_refused(proc, marker, "backbone.trust_weights")
+    assert not (tmp_path / "run" / "splits.csv").exists()
+    run_dir = tmp_path / "resume"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    crafted_checkpoint(run_dir / "checkpoints" / "last.ckpt", marker)
+    proc = run_script("train.py", "ckpt_path=last", *TINY, f"hydra.run.dir={run_dir}")
+    assert_refused(proc, marker, "trust_checkpoint")
+    assert not (run_dir / "splits.csv").exists()
+
+
+def test_a_crafted_file_in_the_legacy_format_runs_nothing_either(tmp_path):
+    marker = tmp_path / "pwned"
+    path = crafted_checkpoint(tmp_path / "old.pth", marker, _use_new_zipfile_serialization=False)
+    with pytest.raises(WeightsError) as excinfo:
+        build_classifier({"name": "simple_cnn", "input_size": SIZE, "weights": str(path)})
+    assert not marker.exists()
+    message = str(excinfo.value)
+    assert "\n" not in message and "is not a readable PyTorch weights file" in message
+    assert message.endswith("a trusted pickle loads with backbone.trust_weights=true")
+
+
+def test_a_pickled_model_loads_only_when_trusted(tmp_path):
+    torch.manual_seed(0)
+    source = build_backbone("simple_cnn", input_size=SIZE)
+    torch.save(source.features, tmp_path / "model.pt")  # a whole pickled module, as torchxrayvision ships
+    config = {"name": "simple_cnn", "input_size": SIZE, "weights": str(tmp_path / "model.pt")}
+    with pytest.raises(WeightsError, match="simple.*backbone.trust_weights=true"):
+        build_classifier(config)
+    net = build_classifier({**config, "trust_weights": True})
+    assert all(torch.equal(net.features.state_dict()[k], v) for k, v in source.features.state_dict().items())
+
+
+@pytest.mark.slow
+def test_covid_tl_checkpoints_hold_only_plain_types(train_run, tmp_path):
+    """SGD state, a cosine schedule, a balanced pos_weight and the callbacks' states included."""
+    _, run_dir, results = train_run(*TINY, "trainer.max_epochs=2", "optimizer=sgd", "scheduler=cosine",
+                                    "model.pos_weight=balanced", "bootstrap=20")
+    checkpoints = sorted((run_dir / "checkpoints").glob("*.ckpt"))
+    assert len(checkpoints) == 2 and all(unsafe_globals(path) == [] for path in checkpoints)
+    proc = run_script("evaluate.py", f"ckpt_path={run_dir / results['run']['best_checkpoint']}", "bootstrap=20",
+                      f"hydra.run.dir={tmp_path / 'eval'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
