@@ -64,12 +64,13 @@ def _record_lines(path: Path) -> list[int]:
     return starts
 
 
-def read_listing(path: Path) -> pd.DataFrame:
-    """A CSV as published, every value a string, plus `source_line` (see the module docstring)."""
+def read_listing(path: Path, what: str = "metadata") -> pd.DataFrame:
+    """A CSV as published, every value a string, plus `source_line` (see the module docstring);
+    `what` names the file in errors."""
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:  # 0 bytes, or blank lines only: not even a header
-        raise SourceError(f"{str(path)!r} is empty: not even a header line") from None
+        raise SourceError(f"{what} {str(path)!r} is empty: not even a header line") from None
     lines = _record_lines(path)
     if len(lines) != len(frame):
         raise SourceError(f"{path}: {len(frame)} rows read but {len(lines)} records counted; is it a CSV file?")
@@ -265,7 +266,7 @@ class ManifestSource(FileSource):
     def frame(self) -> pd.DataFrame:
         if not self.path.is_file():
             raise SourceError(f"manifest {str(self.path)!r} does not exist")
-        frame = read_listing(self.path)
+        frame = read_listing(self.path, "manifest")
         for column in ("path", "label", "patient_id"):
             _first_column(frame, [column], self.path)
         frame["path"] = frame["path"].map(lambda p: p if os.path.isabs(p) else str(self.root / p))
