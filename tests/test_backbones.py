@@ -103,7 +103,7 @@ def test_backbone_configs_mirror_their_builders():
     files = {p.stem: yaml.safe_load(p.read_text()) for p in (CONF / "backbone").glob("*.yaml")}
     assert set(files) == set(BACKBONES)
     for option, cfg in files.items():
-        assert cfg["name"] == option
+        assert cfg["name"] == option == BACKBONES[option].__name__  # the key is the builder's own name
         assert set(cfg) - {"name", "weights", "trust_weights", "head"} == set(builder_options(option)), option
         assert set(cfg["head"]) == {"hidden", "dropout"}
         assert "weights" in cfg

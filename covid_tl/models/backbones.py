@@ -30,12 +30,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 BACKBONES: dict[str, Callable[..., Backbone]] = {}
 
 
-def register(name: str) -> Callable[[Callable[..., Backbone]], Callable[..., Backbone]]:
-    def decorate(builder: Callable[..., Backbone]) -> Callable[..., Backbone]:
-        BACKBONES[name] = builder
-        return builder
-
-    return decorate
+def register(builder: Callable[..., Backbone]) -> Callable[..., Backbone]:
+    """Registers a builder under its own name, so `backbone.name` is the function's name (one hop
+    from the config to the code, as timm's @register_model)."""
+    BACKBONES[builder.__name__] = builder
+    return builder
 
 
 class UnknownBackboneError(ConfigError, KeyError):
@@ -114,13 +113,13 @@ def _timm_units(model: nn.Module, matcher: Mapping | None = None) -> tuple[Unit,
 # --- the study's from-scratch networks -------------------------------------------------------
 
 
-@register("simple_fc")
+@register
 def simple_fc(input_size: int = 64, channels: int = 1) -> Backbone:
     features = SimpleFCFeatures(channels, input_size)
     return Backbone("simple_fc", features, features.num_features, InputSpec(input_size, channels), None)
 
 
-@register("simple_cnn")
+@register
 def simple_cnn(
     input_size: int = 64, channels: int = 1, conv_channels: int = 16, kernel_size: int = 3, pool: int = 2
 ) -> Backbone:
@@ -180,7 +179,7 @@ class VGG16Features(nn.Module):
         return self.classifier(self.flatten(self.avgpool(self.features(x))))
 
 
-@register("vgg16")
+@register
 def vgg16(input_size: int = 224, keep_fc: int = 0) -> Backbone:
     from torchvision.models import VGG16_Weights
 
@@ -255,17 +254,17 @@ def _timm_cam_layer(net: nn.Module) -> str:
     return net.feature_info[-1]["module"]
 
 
-@register("resnet50")
+@register
 def resnet50(input_size: int | None = None) -> Backbone:
     return timm_backbone("resnet50", input_size, "resnet50", cam_layer="layer4")
 
 
-@register("mobilenetv2")
+@register
 def mobilenetv2(input_size: int | None = None) -> Backbone:
     return timm_backbone("mobilenetv2_100", input_size, "mobilenetv2", cam_layer="bn2")
 
 
-@register("efficientnet_lite0")
+@register
 def efficientnet_lite0(input_size: int | None = None) -> Backbone:
     return timm_backbone(
         "efficientnet_lite0",
@@ -276,13 +275,13 @@ def efficientnet_lite0(input_size: int | None = None) -> Backbone:
     )
 
 
-@register("densenet121")
+@register
 def densenet121(input_size: int | None = None) -> Backbone:
     return timm_backbone("densenet121", input_size, "densenet121", cam_layer="features.norm5")
 
 
-@register("timm")
-def timm_model(model: str = "convnext_tiny", input_size: int | None = None) -> Backbone:
+@register
+def timm(model: str = "convnext_tiny", input_size: int | None = None) -> Backbone:
     """Any timm model by name (`backbone=timm backbone.model=convnext_tiny`)."""
     return timm_backbone(model, input_size)
 
@@ -311,7 +310,7 @@ XRV_UNITS = {
 }
 
 
-@register("xrv_densenet121")
+@register
 def xrv_densenet121(input_size: int = 224) -> Backbone:
     """torchxrayvision's DenseNet121 (weights: NIH ChestX-ray14, CheXpert, ... or all).
 
