@@ -86,7 +86,8 @@ def data_section(summary: Mapping[str, Any], config: Mapping[str, Any]) -> list[
              + (f"; {summary['skipped']} listed images left out as unusable (bad_rows.csv)" if summary.get("skipped") else "")
              + ". Sources as configured: " + ", ".join(f"`{n}` ({t})" for n, t in readers.items()) + ".", ""]
     lines += _table(["split", "label", "source", "view", "images", "patients"],
-                    [[r["split"], r["label"], r["source"], r["view"] or "-", r["images"], r["patients"]] for r in summary["rows"]])
+                    [[r["split"], r["label"], r["source"], r["view"] or "-", r["images"], r["patients"]]
+                     for r in summary["rows"]])
     if data.get("num_folds"):
         rule = f"{data['num_folds']}-fold cross-validation by patient, fold {data.get('fold', 0)} is the test split"
     elif data.get("holdout_source"):
@@ -114,7 +115,8 @@ def risks_section(summary: Mapping[str, Any], config: Mapping[str, Any]) -> list
         here = ("**In this run each class comes from one source** (" + "; ".join(f"{l}: `{s}`" for l, s in single.items())
                 + "): the numbers above measure source recognition as much as disease.")
     else:
-        mix = "; ".join(f"{label}: " + ", ".join(f"`{s}` {n}" for s, n in sources.items()) for label, sources in by_label.items())
+        mix = "; ".join(f"{label}: " + ", ".join(f"`{s}` {n}" for s, n in sources.items())
+                        for label, sources in by_label.items())
         here = (f"Images per class and source in this run: {mix}. Where a source holds mostly one class the same "
                 "risk applies; the per-source results show whether the model holds within a source.")
     confounding = ("In the study's data each class came from one source, so the label could be read off the source "
@@ -154,7 +156,8 @@ def model_section(results: Mapping[str, Any], config: Mapping[str, Any]) -> list
     steps = [step for step in ("inpaint", "crop") if preprocessing.get(step)] or ["none"]
     freeze = config.get("freeze", {})
     return ["## Model", "",
-            f"- backbone `{backbone.get('name')}`, weights `{backbone.get('weights')}`, input {backbone.get('input_size', '?')} px",
+            f"- backbone `{backbone.get('name')}`, weights `{backbone.get('weights')}`, "
+            f"input {backbone.get('input_size', '?')} px",
             f"- freeze policy `{freeze.get('policy')}`"
             + (f", {params['trainable']:,} of {params['total']:,} parameters trained" if params else ""),
             f"- preprocessing: {', '.join(steps)}; seed {run.get('seed', config.get('seed'))}",
@@ -166,7 +169,9 @@ def model_card(results: Mapping[str, Any], config: Mapping[str, Any], summary: M
     """The card's markdown. `cam_scores`: (which epoch, {score: value}) rows, as cam_rows gives them."""
     threshold = next((results[name]["threshold"] for name in _sets(results)), config.get("threshold"))
     made = provenance()
-    commit = f", commit {made['git_commit'][:12]}" + (" with local changes" if made["git_dirty"] else "") if made["git_commit"] else ""
+    commit = ""
+    if made["git_commit"]:
+        commit = f", commit {made['git_commit'][:12]}" + (" with local changes" if made["git_dirty"] else "")
     lines = [f"# Model card: {results.get('run', {}).get('backbone', 'covid-tl model')}, COVID-19 vs no finding", "",
              f"Written by covid-tl {made['covid_tl_version']}{commit} at the end of training. Details: results.json, "
              "data_summary.json, splits.csv, .hydra/config.yaml in this folder.", "",

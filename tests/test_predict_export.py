@@ -13,8 +13,10 @@ from covid_tl.data.images import read_xray
 from covid_tl.data.synthetic.source import SyntheticSource
 from covid_tl.errors import ConfigError
 from covid_tl.models.checkpoint import load_run
+from covid_tl.models.classifier import build_classifier
 from covid_tl.preprocess.model_input import to_model_input
 from covid_tl.tasks.export import export
+import covid_tl.tasks.predict as task
 from covid_tl.tasks.predict import predict
 
 pytestmark = pytest.mark.slow
@@ -109,7 +111,8 @@ def test_predict_streams_every_readable_file_and_lists_the_broken_ones(trained, 
 
 
 def predict_config(ckpt, images, **overrides):
-    cfg = OmegaConf.merge(OmegaConf.load(ROOT / "conf" / "predict.yaml"), {"ckpt_path": str(ckpt), "images": images, "num_workers": 0})
+    settings = {"ckpt_path": str(ckpt), "images": images, "num_workers": 0}
+    cfg = OmegaConf.merge(OmegaConf.load(ROOT / "conf" / "predict.yaml"), settings)
     return OmegaConf.merge(cfg, overrides)
 
 
@@ -158,3 +161,17 @@ def test_export_runs_without_covid_tl_and_matches_the_checkpoint(trained, scans,
     np.testing.assert_allclose(run(batch), expected, atol=1e-4)
     np.testing.assert_allclose(run(batch[:1]), expected[:1], atol=1e-4)
     assert info["largest_difference_to_checkpoint"] <= 1e-4
+
+
+def test_a_cam_failure_costs_the_pictures_not_the_predictions(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("hook failed")
+
+    monkeypatch.setattr(task, "compute_cams", broken)
+    net = build_classifier({"name": "simple_cnn", "input_size": 32}).eval()
+    inputs = torch.randn(3, 1, 32, 32)
+    cfg = OmegaConf.merge(OmegaConf.load(ROOT / "conf" / "predict.yaml"), {"cams": True})
+    probabilities, cams = task.probabilities_of(net, inputs, cfg, 0.5, torch.device("cpu"))
+    with torch.inference_mode():
+        np.testing.assert_allclose(probabilities, torch.sigmoid(net(inputs)).numpy(), atol=1e-7)
+    assert cams is None

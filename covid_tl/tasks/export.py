@@ -142,7 +142,8 @@ def export(cfg: DictConfig, output_dir: Path) -> Path:
     """Writes the model file and model.json into output_dir; returns the model file's path."""
     if cfg.format not in FORMATS:
         raise ConfigError(f"unknown format {cfg.format!r}; valid: {', '.join(FORMATS)}")
-    missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if cfg.format == "onnx" and importlib.util.find_spec(m) is None]
+    needed = ("onnx", "onnxscript", "onnxruntime") if cfg.format == "onnx" else ()
+    missing = [m for m in needed if importlib.util.find_spec(m) is None]
     if missing:
         raise ConfigError(f"format=onnx needs {', '.join(missing)}: pip install 'covid-tl[export]'")
     run_cfg, classifier = load_run(cfg.ckpt_path)

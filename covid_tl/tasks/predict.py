@@ -22,6 +22,7 @@ from rich.progress import track
 from torch.utils.data import DataLoader
 
 from covid_tl.build import build_preprocessing, pick_device
+from covid_tl.cam.callback import describe
 from covid_tl.cam.compute import METHODS, TARGETS, compute_cams, target_layer
 from covid_tl.cam.overlay import OVERLAYS, overlay
 from covid_tl.data.dataset import ImageFiles, PreparedImages, file_images
@@ -69,7 +70,8 @@ def write_overlays(shown: np.ndarray, cams: np.ndarray, probabilities: np.ndarra
                    names: list[str], cam: DictConfig, folder: Path) -> None:
     """One captioned overlay per image, `cam.size` pixels a side, as cams/<name>."""
     for image, heatmap, probability, call, name in zip(shown, cams, probabilities, calls, names):
-        tile = cv2.resize(image, (cam.size, cam.size), interpolation=cv2.INTER_AREA if image.shape[0] > cam.size else cv2.INTER_LINEAR)
+        shrink = image.shape[0] > cam.size
+        tile = cv2.resize(image, (cam.size, cam.size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
         picture = labelled(overlay(tile, heatmap, cam.overlay, cam.alpha), [f"{call} p={probability:.3f}"])
         if not cv2.imwrite(str(folder / name), picture[:, :, ::-1]):
             raise OSError(f"cannot write {folder / name}")
@@ -77,10 +79,15 @@ def write_overlays(shown: np.ndarray, cams: np.ndarray, probabilities: np.ndarra
 
 def probabilities_of(net: Classifier, inputs: torch.Tensor, cfg: DictConfig, threshold: float,
                      device: torch.device) -> tuple[np.ndarray, np.ndarray | None]:
-    """(COVID-19 probabilities, CAMs or None) of one batch; with CAMs, from the same forward pass."""
+    """(COVID-19 probabilities, CAMs or None) of one batch; with CAMs, from the same forward
+    pass. A CAM failure costs the batch its pictures (one warning), never its predictions."""
     if cfg.cams:
-        cams, probabilities = compute_cams(net, inputs, cfg.cam.method, cfg.cam.target, cfg.cam.layer, len(inputs), threshold)
-        return probabilities, cams
+        cam = cfg.cam
+        try:
+            cams, probabilities = compute_cams(net, inputs, cam.method, cam.target, cam.layer, len(inputs), threshold)
+            return probabilities, cams
+        except Exception as error:
+            log.warning("no CAMs for a batch of %d file(s): %s", len(inputs), describe(error))
     with torch.inference_mode():
         return torch.sigmoid(net(inputs.to(device)).float()).cpu().numpy(), None
 
@@ -114,9 +121,11 @@ def predict(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
             calls = [LABELS[int(p >= threshold)] for p in probabilities]
             done = range(start, start + len(inputs))
             if cams is not None:
-                write_overlays(shown.numpy(), cams, probabilities, calls, names[start : done.stop], cfg.cam, output_dir / "cams")
+                write_overlays(shown.numpy(), cams, probabilities, calls, names[start : done.stop], cfg.cam,
+                               output_dir / "cams")
             for i, probability, call in zip(done, probabilities, calls):
-                writer.writerow([rows[i]["path"], f"{probability:.6f}", call] + ([f"cams/{names[i]}"] if cfg.cams else []))
+                cam = ([f"cams/{names[i]}" if cams is not None else ""] if cfg.cams else [])
+                writer.writerow([rows[i]["path"], f"{probability:.6f}", call, *cam])
             handle.flush()
             start = done.stop
     return pd.read_csv(output_dir / "predictions.csv")
