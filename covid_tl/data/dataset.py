@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from covid_tl.data.images import read_xray
 from covid_tl.data.manifest import Manifest
 from covid_tl.preprocess.model_input import InputSpec
 from covid_tl.preprocess.cache import PreprocessCache
@@ -54,6 +55,20 @@ class PreparedImages:
             prepared = self.preprocess(self.load_image(row))
             self.cache.put(key, prepared)
         return prepared
+
+
+def read_path(row: Mapping[str, Any]) -> np.ndarray:
+    """The image file a row names (module level, so DataLoader workers can take it along)."""
+    return read_xray(row["path"])
+
+
+def names_a_file(row: Mapping[str, Any]) -> bool:
+    return True
+
+
+def file_images(preprocess: Preprocess = identity, cache: PreprocessCache | None = None) -> PreparedImages:
+    """PreparedImages of rows whose `path` is an image file (files given on the command line)."""
+    return PreparedImages(read_path, preprocess, cache, names_a_file)
 
 
 def worker_seed() -> int:
@@ -129,3 +144,20 @@ class XrayDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.from_numpy(np.ascontiguousarray(normalize(self.image(i), self.input_spec)))
         return x, torch.tensor(self.targets[i], dtype=torch.long)
+
+
+class ImageFiles(Dataset):
+    """(model input, picture shown) per row, as XrayDataset prepares them for evaluation, for
+    files without labels (predict.py). The shown picture is the uint8 (size, size) image the
+    input was normalised from, for overlays."""
+
+    def __init__(self, rows: Sequence[Mapping[str, Any]], prepare: Callable[[Mapping[str, Any]], Prepared],
+                 input_spec: InputSpec) -> None:
+        self.rows, self.prepare, self.input_spec = list(rows), prepare, input_spec
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        shown = resize_square(self.prepare(self.rows[i]).image, self.input_spec.size)
+        return torch.from_numpy(np.ascontiguousarray(normalize(shown, self.input_spec))), torch.from_numpy(shown)

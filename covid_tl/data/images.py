@@ -5,12 +5,15 @@ DICOM. Everything becomes uint8 (H, W) here so the rest of covid-tl sees one kin
 """
 from __future__ import annotations
 
+import glob
 import struct
 import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from covid_tl.errors import ConfigError
 
 DICOM_SUFFIXES = {".dcm", ".dicom"}
 
@@ -83,6 +86,14 @@ def read_xray(path: str | Path) -> np.ndarray:
     if image is None:
         raise ImageReadError(f"{path}: not a readable image")
     return to_uint8(image)
+
+
+def image_files(pattern: str) -> list[str]:
+    """The files a glob names (`scans/*.png`, `scans/**/*` recursively), sorted; folders left out."""
+    paths = [p for p in sorted(glob.glob(str(Path(pattern).expanduser()), recursive=True)) if Path(p).is_file()]
+    if not paths:
+        raise ConfigError(f"images={pattern!r} matches no file")
+    return paths
 
 
 def _png_problem(head: bytes, tail: bytes) -> str | None:

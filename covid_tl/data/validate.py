@@ -133,6 +133,17 @@ def find_undecodable(frame: pd.DataFrame, positions: Sequence[int], read: Callab
     return _bad_table(frame, reasons, listings)
 
 
+def find_bad_files(frame: pd.DataFrame, read: Callable[[Mapping[str, Any]], Any]) -> pd.DataFrame:
+    """Bad rows, as find_bad_rows gives them, of a table of image files with no labels or
+    patients (`path`, `source`; predict.py): the cheap file check, then a decode of the rest."""
+    frame = frame.reset_index(drop=True)
+    reasons = pd.Series(in_threads(check_image_file, [str(p) for p in frame["path"]], "checking files"),
+                        index=frame.index, dtype=object)
+    unchecked = find_undecodable(frame, np.flatnonzero(reasons.isna().to_numpy()), read)
+    bad = pd.concat([_bad_table(frame, reasons, None), unchecked], ignore_index=True)
+    return bad.sort_values("row").reset_index(drop=True)
+
+
 def report_bad_rows(bad: pd.DataFrame, listed: int, on_bad: str) -> None:
     """Raise BadInputError (on_bad='raise') or warn once per kind (on_bad='skip') about `bad`."""
     if on_bad not in ON_BAD:

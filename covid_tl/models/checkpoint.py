@@ -1,7 +1,9 @@
 """Rebuild a trained model, and the run config it was trained with, from a checkpoint."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -29,9 +31,23 @@ def load_run(ckpt_path: str | Path, trust: bool = False) -> tuple[DictConfig, Co
         raise CheckpointError(f"{path} is not a covid-tl checkpoint: it carries no run config")
     cfg = OmegaConf.create(config)
     net = build_classifier(cfg.backbone, keep_fc=cfg.get("freeze", {}).get("keep_fc"), load_pretrained=False)
-    model = CovidClassifier(net, optimizer=instantiate(cfg.optimizer), threshold=cfg.threshold, config=config)
+    model = CovidClassifier(net, optimizer=instantiate(cfg.optimizer), threshold=decision_threshold(checkpoint),
+                            config=config)
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:
         raise CheckpointError(f"{path} does not match the {cfg.backbone.name} model its config describes ({reason(error)})") from None
     return cfg, model.eval()
+
+
+def decision_threshold(checkpoint: Mapping[str, Any]) -> float:
+    """The probability at or above which the checkpoint's model calls COVID-19 (`model.threshold`
+    after load_run). Read here only, so a threshold the checkpoint itself carries (one chosen on
+    validation) takes the run config's place in one line."""
+    return float(checkpoint["hyper_parameters"]["config"]["threshold"])
+
+
+def saved_epoch(ckpt_path: str | Path) -> int:
+    """The epoch a Lightning checkpoint was saved at (0-based, as metrics.csv counts), read
+    without loading the weights into memory."""
+    return int(torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)["epoch"])

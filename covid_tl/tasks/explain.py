@@ -1,7 +1,6 @@
 """CAM pictures and a table for a checkpoint, on files or on a split of its data (explain.py)."""
 from __future__ import annotations
 
-import glob
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -15,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from covid_tl.models.checkpoint import load_run
 from covid_tl.data.dataset import PreparedImages
-from covid_tl.data.images import read_xray
+from covid_tl.data.images import image_files, read_xray
 from covid_tl.data.sources import read_mask
 from covid_tl.labels import LABELS
 from covid_tl.errors import ConfigError
@@ -25,14 +24,6 @@ from covid_tl.cam.overlay import cam_grid
 from covid_tl.cam.scores import mean_scores
 from covid_tl.cam.images import score_cams, scoring_images
 from covid_tl.build import build_datamodule, build_preprocessing
-
-
-def rows_from_glob(pattern: str) -> list[dict[str, Any]]:
-    """Rows for image files given by a glob; their labels are unknown."""
-    paths = sorted(glob.glob(str(Path(pattern).expanduser()), recursive=True))
-    if not paths:
-        raise ConfigError(f"images={pattern!r} matches no file")
-    return [{"path": p, "label": None} for p in paths]
 
 
 def mask_finder(masks: str | None) -> Callable[[Mapping[str, Any]], np.ndarray | None]:
@@ -55,7 +46,7 @@ def explain(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
         run_cfg.data = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=False))
     net = model.net
     if cfg.images:
-        rows = rows_from_glob(cfg.images)
+        rows = [{"path": path, "label": None} for path in image_files(cfg.images)]
         preprocess, cache = build_preprocessing(run_cfg)
         load = lambda row: read_xray(row["path"])  # noqa: E731
         prepare = PreparedImages(load, preprocess, cache, lambda row: True)

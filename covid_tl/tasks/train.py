@@ -11,13 +11,15 @@ from typing import Any
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from covid_tl.build import build_datamodule, instantiate_all, pick_device
 from covid_tl.console import print_data_summary, print_results
 from covid_tl.data.frozen_features import FeatureDataModule, fast_path_blocker
 from covid_tl.data.validate import BadInputError
-from covid_tl.models.checkpoint import load_run
+from covid_tl.model_card import write_model_card
+from covid_tl.models.checkpoint import load_run, saved_epoch
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.module import CovidClassifier
 from covid_tl.results import evaluate_sets
@@ -45,15 +47,17 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         datamodule.setup("fit")
     except BadInputError as error:  # the full list goes where the user looks for the run's files
         raise (error.written_to(run_dir) if rank_zero_only.rank == 0 else error) from None
-    if rank_zero_only.rank == 0:  # under DDP every process runs this; one writes
-        print_data_summary(datamodule.write_data_files(run_dir), run_dir)
+    summary = datamodule.write_data_files(run_dir) if rank_zero_only.rank == 0 else {}  # under DDP one process writes
+    if summary:
+        print_data_summary(summary, run_dir)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    config = OmegaConf.to_container(cfg, resolve=True)
     model: CovidClassifier = instantiate(cfg.model)(
         net,
         optimizer=instantiate(cfg.optimizer),
         scheduler=scheduler,
         threshold=cfg.threshold,
-        config=OmegaConf.to_container(cfg, resolve=True),
+        config=config,
     )
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=instantiate_all(cfg.get("callbacks")), logger=instantiate_all(cfg.get("logger")) or False
@@ -84,10 +88,13 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     results["run"] = {
         "backbone": net.backbone_name,
         "best_checkpoint": str(Path(best).relative_to(run_dir)) if best and Path(best).is_relative_to(run_dir) else best or None,
+        "best_epoch": saved_epoch(best) if best else None,
         "epochs_trained": trainer.current_epoch,
         "parameters": {"trainable": trainable, "total": total},
         "seed": cfg.seed,
     }
     (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    metrics_csv = next((lg.experiment.metrics_file_path for lg in trainer.loggers if isinstance(lg, CSVLogger)), None)
+    write_model_card(run_dir, results, config, summary, metrics_csv)
     print_results(results, run_dir)
     return results

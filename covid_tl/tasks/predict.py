@@ -1,0 +1,131 @@
+"""predict.py: COVID-19 probabilities of image files, with the model, preprocessing, input spec
+and threshold recorded in a checkpoint; Grad-CAM overlays on request.
+
+Every file is decoded before the first prediction (as training's setup does), so an unreadable
+one is listed in bad_rows.csv and left out instead of stopping the run half-way. Predictions go
+to predictions.csv batch by batch: thousands of files stream through a DataLoader, and a run
+that stops keeps what it wrote.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import DictConfig
+from rich.progress import track
+from torch.utils.data import DataLoader
+
+from covid_tl.build import build_preprocessing, pick_device
+from covid_tl.cam.callback import describe
+from covid_tl.cam.compute import METHODS, TARGETS, compute_cams, target_layer
+from covid_tl.cam.overlay import OVERLAYS, overlay
+from covid_tl.data.dataset import ImageFiles, PreparedImages, file_images
+from covid_tl.data.images import image_files
+from covid_tl.data.validate import find_bad_files, report_bad_rows, write_bad_rows
+from covid_tl.errors import ConfigError
+from covid_tl.grid import labelled
+from covid_tl.labels import LABELS
+from covid_tl.models.checkpoint import load_run
+from covid_tl.models.classifier import Classifier
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["path", "prob_covid", "predicted"]
+
+
+def readable_rows(paths: list[str], prepare: PreparedImages, pattern: str, output_dir: Path) -> list[dict[str, Any]]:
+    """Rows of the files that decode; the others go to bad_rows.csv (line: place among the
+    files sorted by path) with one warning per kind. ConfigError when none is left.
+
+    The file check comes first because a truncated JPEG still decodes (its end grey); the
+    decode is the DataLoader's own, so a file that passes does not fail mid-run."""
+    frame = pd.DataFrame({"path": paths, "source": pattern})
+    bad = find_bad_files(frame, prepare.check)
+    if not bad.empty:
+        report_bad_rows(bad, len(frame), "skip")
+        written = write_bad_rows(bad.drop(columns="row"), output_dir)
+        log.warning("%d of %d file(s) left out, listed in %s", len(bad), len(frame), written)
+    if len(bad) == len(frame):
+        raise ConfigError(f"none of the {len(frame)} file(s) of images={pattern!r} can be read (see bad_rows.csv)")
+    return frame.drop(index=bad["row"].to_numpy())[["path"]].to_dict("records")
+
+
+def check_cam_options(cam: DictConfig, net: Classifier) -> None:
+    """Refuse a CAM setting before the first file, not after the first batch."""
+    for key, valid in (("method", METHODS), ("target", TARGETS), ("overlay", OVERLAYS)):
+        if cam[key] not in valid:
+            raise ConfigError(f"unknown cam.{key} {cam[key]!r}; valid: {', '.join(valid)}")
+    if cam.size < 8:
+        raise ConfigError(f"cam.size must be at least 8 pixels, got {cam.size}")
+    target_layer(net, cam.layer)
+
+
+def write_overlays(shown: np.ndarray, cams: np.ndarray, probabilities: np.ndarray, calls: list[str],
+                   names: list[str], cam: DictConfig, folder: Path) -> None:
+    """One captioned overlay per image, `cam.size` pixels a side, as cams/<name>."""
+    for image, heatmap, probability, call, name in zip(shown, cams, probabilities, calls, names):
+        shrink = image.shape[0] > cam.size
+        tile = cv2.resize(image, (cam.size, cam.size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        picture = labelled(overlay(tile, heatmap, cam.overlay, cam.alpha), [f"{call} p={probability:.3f}"])
+        if not cv2.imwrite(str(folder / name), picture[:, :, ::-1]):
+            raise OSError(f"cannot write {folder / name}")
+
+
+def probabilities_of(net: Classifier, inputs: torch.Tensor, cfg: DictConfig, threshold: float,
+                     device: torch.device) -> tuple[np.ndarray, np.ndarray | None]:
+    """(COVID-19 probabilities, CAMs or None) of one batch; with CAMs, from the same forward
+    pass. A CAM failure costs the batch its pictures (one warning), never its predictions."""
+    if cfg.cams:
+        cam = cfg.cam
+        try:
+            cams, probabilities = compute_cams(net, inputs, cam.method, cam.target, cam.layer, len(inputs), threshold)
+            return probabilities, cams
+        except Exception as error:
+            log.warning("no CAMs for a batch of %d file(s): %s", len(inputs), describe(error))
+    with torch.inference_mode():
+        return torch.sigmoid(net(inputs.to(device)).float()).cpu().numpy(), None
+
+
+def predict(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
+    """Writes predictions.csv (path, prob_covid, predicted[, cam]), bad_rows.csv when a file
+    cannot be read, and cams/ with cams=true; returns the predictions."""
+    if cfg.batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {cfg.batch_size}")
+    run_cfg, model = load_run(cfg.ckpt_path)
+    net, threshold = model.net, model.threshold
+    if cfg.cams:
+        check_cam_options(cfg.cam, net)
+    paths = image_files(cfg.images)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    prepare = file_images(*build_preprocessing(run_cfg))
+    rows = readable_rows(paths, prepare, cfg.images, output_dir)
+    loader = DataLoader(ImageFiles(rows, prepare, net.input_spec), batch_size=cfg.batch_size, num_workers=cfg.num_workers)
+    device = pick_device(cfg.device)
+    net.eval().to(device)
+    width = len(str(len(rows)))
+    names = [f"{i:0{width}d}_{Path(row['path']).stem}.png" for i, row in enumerate(rows)]
+    if cfg.cams:
+        (output_dir / "cams").mkdir(exist_ok=True)
+    with (output_dir / "predictions.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(COLUMNS + (["cam"] if cfg.cams else []))
+        start = 0
+        for inputs, shown in track(loader, description="predicting", total=len(loader)):
+            probabilities, cams = probabilities_of(net, inputs, cfg, threshold, device)
+            calls = [LABELS[int(p >= threshold)] for p in probabilities]
+            done = range(start, start + len(inputs))
+            if cams is not None:
+                write_overlays(shown.numpy(), cams, probabilities, calls, names[start : done.stop], cfg.cam,
+                               output_dir / "cams")
+            for i, probability, call in zip(done, probabilities, calls):
+                cam = ([f"cams/{names[i]}" if cams is not None else ""] if cfg.cams else [])
+                writer.writerow([rows[i]["path"], f"{probability:.6f}", call, *cam])
+            handle.flush()
+            start = done.stop
+    return pd.read_csv(output_dir / "predictions.csv")

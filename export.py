@@ -1,0 +1,26 @@
+"""A checkpoint's network as a file others can run: `python export.py ckpt_path=<path> format=onnx|torchscript`."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="export")
+def main(cfg: DictConfig) -> None:
+    from covid_tl.errors import ConfigError
+    from covid_tl.tasks.export import export
+
+    output_dir = Path(cfg.output_dir or HydraConfig.get().runtime.output_dir)
+    try:
+        path = export(cfg, output_dir)
+    except ConfigError as error:
+        sys.exit(f"error: {error}")
+    print(f"wrote {path} and {path.parent / 'model.json'} (how to prepare its input, its threshold)")
+
+
+if __name__ == "__main__":
+    main()

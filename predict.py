@@ -1,0 +1,27 @@
+"""COVID-19 probabilities of image files: `python predict.py ckpt_path=<path> images='scans/*'`."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    from covid_tl.errors import ConfigError
+    from covid_tl.tasks.predict import predict
+
+    output_dir = Path(cfg.output_dir or HydraConfig.get().runtime.output_dir)
+    try:
+        table = predict(cfg, output_dir)
+    except ConfigError as error:
+        sys.exit(f"error: {error}")
+    called = int((table["predicted"] == "covid").sum())
+    print(f"{len(table)} image(s), {called} called covid; wrote {output_dir / 'predictions.csv'}")
+
+
+if __name__ == "__main__":
+    main()
