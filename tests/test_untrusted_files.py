@@ -38,11 +38,13 @@ def assert_refused(proc, marker, trust_key):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script", ["evaluate.py", "explain.py"])
-def test_a_crafted_checkpoint_runs_nothing_under_evaluate_and_explain(tmp_path, script):
+@pytest.mark.parametrize("script", ["evaluate.py", "explain.py", "predict.py", "export.py"])
+def test_a_crafted_checkpoint_runs_nothing_under_evaluate_explain_predict_export(tmp_path, script):
     marker = tmp_path / "pwned"
     ckpt = crafted_checkpoint(tmp_path / "model.ckpt", marker)
-    proc = run_script(script, f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'out'}")
+    (tmp_path / "scan.png").write_bytes(b"")  # predict.py needs images=; the checkpoint is refused first
+    proc = run_script(script, f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'out'}", *(
+        [f"images={tmp_path / 'scan.png'}"] if script == "predict.py" else []))
     assert_refused(proc, marker, "trust_checkpoint")
     assert "pathlib" in proc.stderr  # names what the file would have called
 

@@ -146,7 +146,7 @@ def export(cfg: DictConfig, output_dir: Path) -> Path:
     missing = [m for m in needed if importlib.util.find_spec(m) is None]
     if missing:
         raise ConfigError(f"format=onnx needs {', '.join(missing)}: pip install 'covid-tl[export]'")
-    run_cfg, classifier = load_run(cfg.ckpt_path)
+    run_cfg, classifier = load_run(cfg.ckpt_path, cfg.trust_checkpoint)
     file, write, run = FORMATS[cfg.format]
     spec = classifier.net.input_spec
     model = ProbabilityOutput(classifier.net).eval()

@@ -97,7 +97,7 @@ def predict(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
     cannot be read, and cams/ with cams=true; returns the predictions."""
     if cfg.batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {cfg.batch_size}")
-    run_cfg, model = load_run(cfg.ckpt_path)
+    run_cfg, model = load_run(cfg.ckpt_path, cfg.trust_checkpoint)
     net, threshold = model.net, model.threshold
     if cfg.cams:
         check_cam_options(cfg.cam, net)
