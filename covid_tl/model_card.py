@@ -144,7 +144,7 @@ def cam_section(cam_scores: Sequence[tuple[str, Mapping[str, float]]]) -> list[s
     if not cam_scores:
         return lines + ["No CAM scores were logged (callbacks without grad_cam, or a backbone without a spatial layer).", ""]
     names = sorted({name for _, scores in cam_scores for name in scores})
-    lines += [f"Mean over the fixed validation images of cams/epoch_XXX.png: " + "; ".join(
+    lines += ["Mean over the fixed validation images of cams/epoch_XXX.png: " + "; ".join(
         f"`{n}`: {CAM_SCORES.get(n, n)}" for n in names) + ".", ""]
     return lines + _table(["epoch", *names], [[when, *(_number(s.get(n)) for n in names)] for when, s in cam_scores]) + [""]
 
