@@ -9,27 +9,31 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 import covid_tl.preprocess.schema  # noqa: F401  (structured configs, registered before Hydra composes)
-from covid_tl.config_check import unknown_group_option
+from covid_tl.config_check import unknown_group_option, unknown_key
 
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
+    """Runs the task; returns `optimized_metric` of its results, for a sweeper (hparams_search)."""
     from covid_tl.errors import ConfigError
     from covid_tl.tasks.pretrain import pretrain  # heavy imports after Hydra has parsed the command line
     from covid_tl.tasks.train import train
+    from covid_tl.tracking import metric_value
 
     tasks = {"classify": train, "pretrain": pretrain}
     try:
         if cfg.task not in tasks:
             raise ConfigError(f"unknown task {cfg.task!r}; valid: {', '.join(tasks)}")
-        tasks[cfg.task](cfg, Path(HydraConfig.get().runtime.output_dir))
+        results = tasks[cfg.task](cfg, Path(HydraConfig.get().runtime.output_dir))
+        # Only the process that wrote results.json has results (under DDP the others return {}).
+        return metric_value(results, cfg.optimized_metric) if cfg.get("optimized_metric") and results else None
     except ConfigError as error:
         sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":
-    if error := unknown_group_option(sys.argv[1:], CONFIG_DIR):
+    if error := unknown_group_option(sys.argv[1:], CONFIG_DIR) or unknown_key(sys.argv[1:], CONFIG_DIR, "train"):
         sys.exit(error)
     main()

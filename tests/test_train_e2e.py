@@ -23,7 +23,7 @@ def test_train_writes_results_splits_checkpoints_and_logs(train_run):
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     # The logged test metrics (torchmetrics, in metrics.csv) agree with results.json (numpy).
-    logged = pd.read_csv(run_dir / "metrics.csv")
+    logged = pd.read_csv(run_dir / "csv" / "metrics.csv")
     test_row = logged.dropna(subset=["test/accuracy"]).iloc[-1]
     for name in ("accuracy", "sensitivity", "specificity"):
         assert test_row[f"test/{name}"] == pytest.approx(results["test"][name], abs=1e-6)
