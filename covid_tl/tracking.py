@@ -9,8 +9,8 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
 from lightning_fabric.loggers.logger import rank_zero_experiment
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 
@@ -51,8 +51,9 @@ class _AppendingWriter(ExperimentWriter):
 
 
 class AppendingCSVLogger(CSVLogger):
-    """Lightning's CSVLogger, except that a resumed run (`ckpt_path=last`) appends to its
-    metrics.csv: Lightning's deletes the rows of the epochs before the crash, with a warning."""
+    """Lightning's CSVLogger, except that it appends to a metrics.csv already there (a resumed
+    run, `ckpt_path=last`) where Lightning's deletes those rows, and warns about any file in its
+    folder (here the run dir, which always holds the config and log)."""
 
     @property
     @rank_zero_experiment

@@ -48,7 +48,7 @@ def test_study_setup_trains_evaluates_and_explains_at_original_size(tmp_path):
     results = json.loads((run_dir / "results.json").read_text())
     assert results["test"]["n"] > 0 and results["extra_no_finding"]["n"] == 7  # 30 NIH images, 23 balanced
     assert (run_dir / "cams" / "epoch_000.png").is_file()
-    metrics = pd.read_csv(run_dir / "csv" / "metrics.csv")
+    metrics = pd.read_csv(run_dir / "metrics.csv")
     assert metrics["cam/artifact_fraction"].dropna().between(0, 1).all()
     checkpoint = run_dir / "checkpoints" / "last.ckpt"
 
