@@ -11,7 +11,7 @@ from typing import Any
 
 from lightning_fabric.loggers.logger import rank_zero_experiment
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
+from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 
 from covid_tl.errors import ConfigError
@@ -62,6 +62,16 @@ class AppendingCSVLogger(CSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _AppendingWriter(log_dir=self.log_dir)
         return self._experiment
+
+
+class QuietWandbLogger(WandbLogger):
+    """Lightning's WandbLogger without the `anonymous=None` it always hands to wandb.init, which
+    wandb (0.2x on) answers with a deprecation warning on every run."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if self._wandb_init.get("anonymous") is None:
+            self._wandb_init.pop("anonymous", None)
 
 
 def flat_config(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ def test_every_logger_at_once_offline_with_minimal_callbacks_and_lr_monitor(trai
     assert "status: 3" in (mlflow_run / "meta.yaml").read_text()  # FINISHED
     # W&B: an offline run folder (a login attempt would have failed without network).
     assert len(list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))) == 1
+    assert "anonymous" not in proc.stderr and "not found. Creating it" not in proc.stderr + proc.stdout
     # CSV and the learning rate monitor: one lr value per epoch, the optimizer's.
     logged = pd.read_csv(run_dir / "metrics.csv")
     assert logged["lr-Adam/all"].dropna().tolist() == [0.002]
