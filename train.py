@@ -9,18 +9,20 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 import covid_tl.preprocess.schema  # noqa: F401  (structured configs, registered before Hydra composes)
-from covid_tl.config_check import unknown_group_option
+from covid_tl.config_check import unknown_group_option, unknown_key
 
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
+    """Runs the task; returns `optimized_metric` of its results, for a sweeper (hparams_search)."""
     from covid_tl.errors import ConfigError
     from covid_tl.run_checks import check_train_config
     from covid_tl.run_dir import run_lock
     from covid_tl.tasks.pretrain import pretrain  # heavy imports after Hydra has parsed the command line
     from covid_tl.tasks.train import train
+    from covid_tl.tracking import metric_value
 
     tasks = {"classify": train, "pretrain": pretrain}
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -29,12 +31,14 @@ def main(cfg: DictConfig) -> None:
             raise ConfigError(f"unknown task {cfg.task!r}; valid: {', '.join(tasks)}")
         check_train_config(cfg)  # before the run dir holds anything beyond Hydra's .hydra/ and log
         with run_lock(run_dir):
-            tasks[cfg.task](cfg, run_dir)
+            results = tasks[cfg.task](cfg, run_dir)
+        # Only the process that wrote results.json has results (under DDP the others return {}).
+        return metric_value(results, cfg.optimized_metric) if cfg.get("optimized_metric") and results else None
     except ConfigError as error:
         sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":
-    if error := unknown_group_option(sys.argv[1:], CONFIG_DIR):
+    if error := unknown_group_option(sys.argv[1:], CONFIG_DIR) or unknown_key(sys.argv[1:], CONFIG_DIR, "train"):
         sys.exit(error)
     main()

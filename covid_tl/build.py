@@ -1,4 +1,5 @@
-"""Config -> objects: the DataModule, preprocessing and its cache, callbacks and loggers, the device.
+"""Config -> objects: the DataModule, preprocessing and its cache, the Trainer with its callbacks
+and loggers, the device.
 
 Every task builds what it needs through here, so a config key reaches its code the same way
 in training, evaluation, explanation and previews.
@@ -8,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -19,6 +21,7 @@ from covid_tl.preprocess.cache import PreprocessCache
 from covid_tl.preprocess.model_input import InputSpec
 from covid_tl.preprocess.pipeline import Preprocess
 from covid_tl.preprocess.schema import register as register_configs
+from covid_tl.tracking import log_config, quiet_lightning
 
 register_configs()  # structured configs, before anything composes one
 
@@ -27,6 +30,16 @@ def instantiate_all(group: DictConfig | None, skip: Collection[str] = ()) -> lis
     """Instantiate every entry of a name -> config mapping (callbacks, loggers); null and
     names in `skip` are left out."""
     return [instantiate(entry) for name, entry in (group or {}).items() if entry is not None and name not in skip]
+
+
+def build_trainer(cfg: DictConfig, skip_callbacks: Collection[str] = ()) -> pl.Trainer:
+    """The Trainer of `cfg.trainer` with the callbacks and loggers their groups name; the
+    loggers start with the run config."""
+    quiet_lightning()
+    trainer = instantiate(cfg.trainer, callbacks=instantiate_all(cfg.get("callbacks"), skip_callbacks),
+                          logger=instantiate_all(cfg.get("logger")) or False)
+    log_config(trainer.loggers, cfg)
+    return trainer
 
 
 #: Keys of a data config that only feed interpolations (`data=manifest data.path=...`).

@@ -1,16 +1,21 @@
-"""Catch a misspelled config group option before Hydra does, and say it in one line.
+"""Catch a misspelled config group option or key before Hydra does, and say it in one line.
 
-Hydra's own message for `backbone=nope` spans a screen with search paths; researchers
-sweeping many runs want the one fact: which options exist.
+Hydra's own message for `backbone=nope` spans a screen with search paths, and for
+`trainer.max_epoch=3` it advises `+` (adding a key nobody reads); researchers sweeping many runs
+want the one fact: which options exist, which key was meant.
 """
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
+from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ValueType
 from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
 
 
 def group_options(config_dir: Path, group: str) -> list[str]:
@@ -21,11 +26,11 @@ def group_options(config_dir: Path, group: str) -> list[str]:
 
 
 def _chosen_values(override) -> Iterable[str]:
+    """Option names an override picks: one, a sweep's, or a list's (`callbacks=[default,lr_monitor]`)."""
     if override.is_delete() or override.value_type == ValueType.GLOB_CHOICE_SWEEP:
         return []
-    if override.is_sweep_override():
-        return list(override.sweep_string_iterator())
-    return [override.get_value_element_as_str()]
+    values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+    return [str(v) for value in values for v in (value if isinstance(value, list) else [value]) if v is not None]
 
 
 def unknown_group_option(args: Sequence[str], config_dir: Path) -> str | None:
@@ -41,6 +46,78 @@ def unknown_group_option(args: Sequence[str], config_dir: Path) -> str | None:
             continue
         options = group_options(config_dir, group)
         for value in _chosen_values(override):
-            if value != "null" and value not in options:
+            if value not in options:
                 return f"error: unknown {group} {value!r}; valid {group} options: {', '.join(options)}"
+    return None
+
+
+def _key_paths(node: Any, prefix: str = "") -> Iterable[str]:
+    """Every dotted key of a plain (unresolved) config container."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            path = f"{prefix}{key}"
+            yield path
+            yield from _key_paths(value, path + ".")
+
+
+def _is_missing(cfg: DictConfig, key: str) -> bool:
+    """True when `key` names no node of `cfg` and Hydra would refuse to set it without `+`."""
+    node: Any = cfg
+    for part in key.split("."):
+        if not isinstance(node, DictConfig):
+            return False  # a list, a value or null on the way: Hydra's own message fits better
+        if part not in node.keys():
+            return OmegaConf.is_struct(node)
+        node = node._get_node(part)  # without resolving: interpolations need a running app
+        node = node if isinstance(node, DictConfig) else None
+    return False
+
+
+_ABSENT = object()
+
+
+def _option_with_key(config_dir: Path, key: str) -> str | None:
+    """`group=option` whose file defines `key` (`freeze.trainable` -> `freeze=last_n`), if any."""
+    group, _, rest = key.partition(".")
+    if not rest or not (config_dir / group).is_dir():
+        return None
+    for option in group_options(config_dir, group):
+        node = OmegaConf.to_container(OmegaConf.load(config_dir / group / f"{option}.yaml")) or {}
+        for part in rest.split("."):
+            node = node.get(part, _ABSENT) if isinstance(node, dict) else _ABSENT
+        if node is not _ABSENT:
+            return f"{group}={option}"
+    return None
+
+
+def unknown_key(args: Sequence[str], config_dir: Path, config_name: str) -> str | None:
+    """The error line for the first `key=value` override whose key the composed config lacks,
+    naming the closest existing key (`trainer.max_epoch` -> `trainer.max_epochs`)."""
+    try:
+        overrides = OverridesParser.create().parse_overrides([a for a in args if "=" in a and not a.startswith("-")])
+    except HydraException:
+        return None
+    choices, keys = [], []
+    for override in overrides:
+        name = override.key_or_group
+        if (config_dir / name).is_dir() or override.is_add() or override.is_force_add() or name.startswith("hydra"):
+            first = next(iter(_chosen_values(override)), None) if override.is_sweep_override() else None
+            choices.append(f"{override.get_key_element()}={first}" if first is not None else override.input_line)
+        elif not override.is_delete():
+            keys.append(name)
+    if not keys:
+        return None
+    try:
+        with initialize_config_dir(str(config_dir), version_base="1.3"):
+            cfg = compose(config_name, overrides=[c for c in choices if not c.startswith("hydra")])
+    except Exception:  # noqa: BLE001  (any composition failure is Hydra's to report, in full)
+        return None
+    for key in keys:
+        if _is_missing(cfg, key):
+            known = [k for k in _key_paths(OmegaConf.to_container(cfg)) if not k.rsplit(".", 1)[-1].startswith("_")]
+            close = difflib.get_close_matches(key, known, n=1)
+            option = _option_with_key(config_dir, key)
+            hint = (f"did you mean {close[0]!r}?" if close else f"it comes with {option}" if option
+                    else f"--cfg job lists the keys; +{key}=... adds a new one")
+            return f"error: unknown key {key!r}; {hint}"
     return None

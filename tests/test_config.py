@@ -2,7 +2,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from covid_tl.config_check import group_options, unknown_group_option
+from covid_tl.config_check import group_options, unknown_group_option, unknown_key
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -24,7 +24,55 @@ def test_plain_keys_and_hydra_keys_pass():
 
 def test_every_group_option_composes():
     with initialize_config_dir(str(CONF), version_base="1.3"):
-        for group in ["backbone", "freeze", "preprocessing", "optimizer", "scheduler", "trainer", "logger", "callbacks", "data"]:
+        for group in ["backbone", "freeze", "preprocessing", "optimizer", "scheduler", "trainer", "logger", "callbacks", "data",
+                      "debug", "hparams_search"]:
             for option in group_options(CONF, group):
                 cfg = compose("train", overrides=[f"{group}={option}"])
                 assert "seed" in cfg
+
+
+def test_a_list_of_options_is_checked_option_by_option():
+    assert unknown_group_option(["callbacks=[default,early_stopping,lr_monitor]"], CONF) is None
+    assert "'early_stop'" in unknown_group_option(["callbacks=[default,early_stop]"], CONF)
+
+
+def test_misspelled_key_names_the_closest_existing_one():
+    assert unknown_key(["trainer.max_epoch=3"], CONF, "train") == (
+        "error: unknown key 'trainer.max_epoch'; did you mean 'trainer.max_epochs'?")
+    assert unknown_key(["data.sources.synthetic.n_patient=3"], CONF, "train").endswith(
+        "did you mean 'data.sources.synthetic.n_patients'?")
+    # A key of an option not chosen: which option brings it.
+    assert unknown_key(["freeze.trainable=2"], CONF, "train") == "error: unknown key 'freeze.trainable'; it comes with freeze=last_n"
+    assert unknown_key(["zzz=1"], CONF, "train").startswith("error: unknown key 'zzz'; --cfg job lists the keys")
+
+
+def test_keys_of_chosen_options_sweeps_and_additions_pass():
+    assert unknown_key(["freeze=last_n", "freeze.trainable=2", "-m", "seed=1,2", "+note=x"], CONF, "train") is None
+    assert unknown_key(["callbacks=[default,early_stopping]", "callbacks.early_stopping.patience=5"], CONF, "train") is None
+    assert unknown_key(["-m", "backbone=vgg16,simple_cnn", "backbone.keep_fc=1", "hydra.run.dir=/tmp/x"], CONF, "train") is None
+
+
+def test_early_stopping_and_lr_monitor_are_off_by_default_and_added_by_list():
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        default = compose("train")
+        added = compose("train", overrides=["callbacks=[default,early_stopping,lr_monitor]", "callbacks.early_stopping.patience=5"])
+        minimal = compose("train", overrides=["callbacks=minimal"])
+    assert set(default.callbacks) == {"model_checkpoint", "rich_progress_bar", "grad_cam"}
+    assert set(added.callbacks) == {"model_checkpoint", "rich_progress_bar", "grad_cam", "early_stopping", "lr_monitor"}
+    assert added.callbacks.early_stopping.patience == 5 and added.callbacks.early_stopping.monitor == "val/loss"
+    assert set(minimal.callbacks) == {"model_checkpoint", "rich_progress_bar"}
+
+
+def test_loggers_default_to_csv_and_tensorboard_and_many_holds_all_four():
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        assert set(compose("train").logger) == {"csv", "tensorboard"}
+        assert set(compose("train", overrides=["logger=many"]).logger) == {"csv", "tensorboard", "mlflow", "wandb"}
+        assert set(compose("train", overrides=["logger=[csv,mlflow]"]).logger) == {"csv", "mlflow"}
+
+
+def test_debug_options_override_the_trainer_last():
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        fdr = compose("train", overrides=["debug=fdr", "trainer=gpu"])
+        limit = compose("train", overrides=["debug=limit", "experiment=paper/fig3"])
+    assert fdr.trainer.fast_dev_run is True and fdr.trainer.accelerator == "cpu"
+    assert (limit.trainer.max_epochs, limit.trainer.limit_train_batches) == (3, 5)

@@ -1,8 +1,11 @@
 """train.py, evaluate.py and explain.py end to end, through subprocesses as a user runs them."""
 import json
+import os
 
 import pandas as pd
 import pytest
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import TINY, run_script
 
@@ -21,7 +24,20 @@ def test_train_writes_results_splits_checkpoints_and_logs(train_run):
     assert splits.groupby("patient_id")["split"].nunique().max() == 1
     assert (splits["split"].value_counts()[["train", "val", "test"]] == [results[s]["n"] for s in ("train", "val", "test")]).all()
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    # One epoch: best and last are the same epoch, one file and a link to it.
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["epoch000.ckpt", "last.ckpt"]
+    assert os.readlink(run_dir / "checkpoints" / "last.ckpt") == "epoch000.ckpt"
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    # TensorBoard's HPARAMS tab: the flat config beside the final metrics of results.json.
+    assert yaml.safe_load((run_dir / "tensorboard" / "hparams.yaml").read_text())["trainer.max_epochs"] == 1
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    assert events.Scalars("results/test/auroc")[-1].value == pytest.approx(results["test"]["auroc"])
+    assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
+    # Quiet: none of the warnings a user cannot act on, and a model summary with real FLOPs.
+    for noise in ("exists and is not empty", "litlogger", "log_every_n_steps", "LeafSpec"):
+        assert noise not in proc.stderr + proc.stdout, noise
+    assert "Total FLOPs: 0" not in proc.stdout and "Total FLOPs:" in proc.stdout
     # The logged test metrics (torchmetrics, in metrics.csv) agree with results.json (numpy).
     logged = pd.read_csv(run_dir / "metrics.csv")
     test_row = logged.dropna(subset=["test/accuracy"]).iloc[-1]

@@ -43,6 +43,8 @@ class FindingsModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer"], logger=False)
         self.net = net
+        spec = net.input_spec  # one blank image: the model summary then shows real FLOPs and tensor sizes
+        self.example_input_array = torch.zeros(1, spec.channels, spec.size, spec.size)
         self.optimizer_factory = optimizer
         self.val_auroc = FindingsAUROC()
 

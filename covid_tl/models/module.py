@@ -58,6 +58,9 @@ class CovidClassifier(pl.LightningModule):
         if isinstance(pos_weight, (int, float)) and not pos_weight > 0:
             raise ConfigError(f"pos_weight must be positive, got {pos_weight}")
         self.net = net
+        if not compile:  # one blank image: the model summary then shows real FLOPs and tensor sizes
+            spec = net.input_spec
+            self.example_input_array = torch.zeros(1, spec.channels, spec.size, spec.size)
         self.head_only = False  # set by training for the frozen fast path (covid_tl.data.frozen_features)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler

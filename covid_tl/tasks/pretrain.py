@@ -11,7 +11,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from covid_tl.build import instantiate_all
+from covid_tl.build import build_trainer
 from covid_tl.data.findings import FindingsDataModule
 from covid_tl.data.sources import NIH_FINDINGS
 from covid_tl.errors import ConfigError
@@ -35,8 +35,7 @@ def pretrain(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     datamodule.write_splits(run_dir / "splits.csv")
     module = FindingsModule(net, instantiate(cfg.optimizer), config=OmegaConf.to_container(cfg, resolve=True))
     # The Grad-CAM callback explains the COVID-19 logit, which this task does not have.
-    callbacks = instantiate_all(cfg.get("callbacks"), skip=("grad_cam",))
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=instantiate_all(cfg.get("logger")) or False)
+    trainer = build_trainer(cfg, skip_callbacks=("grad_cam",))
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=not cfg.trust_checkpoint)
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     metrics = trainer.validate(module, datamodule=datamodule, ckpt_path=best or None, verbose=False,

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities import rank_zero_only
 
-from covid_tl.build import build_datamodule, instantiate_all, pick_device
+from covid_tl.build import build_datamodule, build_trainer, pick_device
 from covid_tl.console import print_data_summary, print_results
 from covid_tl.data.frozen_features import FeatureDataModule, fast_path_blocker
 from covid_tl.data.validate import BadInputError
@@ -23,6 +23,7 @@ from covid_tl.models.checkpoint import load_run, saved_epoch
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.module import CovidClassifier
 from covid_tl.results import evaluate_sets
+from covid_tl.tracking import log_results
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         threshold=cfg.threshold,
         config=config,
     )
-    trainer: pl.Trainer = instantiate(
-        cfg.trainer, callbacks=instantiate_all(cfg.get("callbacks")), logger=instantiate_all(cfg.get("logger")) or False
-    )
+    trainer = build_trainer(cfg)
     started = time.perf_counter()
     fit_data = datamodule
     if cfg.fast_frozen:
@@ -96,5 +95,6 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     metrics_csv = next((lg.experiment.metrics_file_path for lg in trainer.loggers if isinstance(lg, CSVLogger)), None)
     write_model_card(run_dir, results, config, summary, metrics_csv)
+    log_results(trainer.loggers, cfg, results, trainer.global_step)
     print_results(results, run_dir)
     return results

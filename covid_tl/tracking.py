@@ -1,0 +1,109 @@
+"""What the experiment loggers get besides the epoch curves: the run config as flat
+hyperparameters, the final results beside them (TensorBoard's HPARAMS tab, MLflow, W&B), and
+the one number a hyperparameter sweeper optimises."""
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import Logger, TensorBoardLogger, WandbLogger
+
+from covid_tl.errors import ConfigError
+
+#: Rates of results.json that every logger gets at the end, as `results/<split>/<metric>`.
+FINAL_METRICS = ("sensitivity", "specificity", "accuracy", "auroc")
+
+#: Log lines that tell a user nothing to act on: (logger name, text in the message).
+_NOISE = (
+    ("pytorch_lightning.utilities.rank_zero", "litlogger"),  # an advertisement on every Trainer
+    ("pytorch_lightning.loggers.mlflow", "not found. Creating it."),  # every fresh per-run store
+)
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, texts: Iterable[str]) -> None:
+        super().__init__()
+        self.texts = tuple(texts)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(text in record.getMessage() for text in self.texts)
+
+
+def quiet_lightning() -> None:
+    """Drop the log lines of `_NOISE` (once per process, however often called)."""
+    for name, text in _NOISE:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessages) and text in f.texts for f in logger.filters):
+            logger.addFilter(_DropMessages([text]))
+
+
+class QuietWandbLogger(WandbLogger):
+    """Lightning's WandbLogger without the `anonymous=None` it always hands to wandb.init, which
+    wandb (0.2x on) answers with a deprecation warning on every run."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if self._wandb_init.get("anonymous") is None:
+            self._wandb_init.pop("anonymous", None)
+
+
+def flat_config(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """The composed config as `a.b.c: value`, the names that `key=value` overrides use."""
+    container = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict) and node:
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        else:
+            flat[prefix[:-1]] = node
+
+    walk(container, "")
+    return flat
+
+
+def final_metrics(results: Mapping[str, Any]) -> dict[str, float]:
+    """`results/<split>/<metric>` for every split of results.json and each defined rate."""
+    return {
+        f"results/{split}/{name}": float(values[name])
+        for split, values in results.items()
+        if isinstance(values, Mapping)
+        for name in FINAL_METRICS
+        if isinstance(values.get(name), (int, float)) and not math.isnan(values[name])
+    }
+
+
+def log_config(loggers: Iterable[Logger], cfg: DictConfig) -> None:
+    """Every logger gets the flat run config at the start (a crashed run keeps it)."""
+    params = flat_config(cfg)
+    for logger in loggers:
+        logger.log_hyperparams(params)
+
+
+def log_results(loggers: Iterable[Logger], cfg: DictConfig, results: Mapping[str, Any], step: int) -> None:
+    """Every logger gets the final metrics (at training's last `step`); TensorBoard pairs them
+    with the config, so runs compare side by side in its HPARAMS tab."""
+    metrics = final_metrics(results)
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(flat_config(cfg), metrics, step)
+        else:
+            logger.log_metrics(metrics, step)
+        logger.finalize("success")
+
+
+def metric_value(results: Mapping[str, Any], name: str) -> float:
+    """The number `optimized_metric` names: `val/auroc` is results.json's val -> auroc (a
+    top-level key such as pretraining's `val_auroc` also works); undefined is NaN."""
+    node: Any = results
+    for part in name.split("/"):
+        if not isinstance(node, Mapping) or part not in node:
+            splits = [s for s, v in results.items() if isinstance(v, Mapping) and "auroc" in v]
+            examples = ", ".join(f"{s}/{m}" for s in splits[:2] for m in FINAL_METRICS) or ", ".join(results)
+            raise ConfigError(f"optimized_metric {name!r} is not in results.json; e.g. {examples}")
+        node = node[part]
+    return float("nan") if node is None else float(node)
