@@ -135,7 +135,7 @@ def test_export_runs_without_covid_tl_and_matches_the_checkpoint(trained, scans,
     checkpoint's probabilities within 1e-4, one image at a time and all at once."""
     _, _, ckpt = trained
     _, good = scans
-    path = export(OmegaConf.create({"ckpt_path": str(ckpt), "format": fmt}), tmp_path)
+    path = export(OmegaConf.create({"ckpt_path": str(ckpt), "format": fmt, "trust_checkpoint": False}), tmp_path)
     info = json.loads((tmp_path / "model.json").read_text())
     assert info["threshold"] == THRESHOLD and info["labels"] == ["no_finding", "covid"] and info["model"] == path.name
     assert info["preprocessing"] == {"crop": None, "inpaint": None} and info["covid_tl_version"]
