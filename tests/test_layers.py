@@ -17,7 +17,7 @@ from conftest import ROOT
 #: Bottom to top. A module belongs to the first layer one of whose prefixes it starts with.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("bottom", ("covid_tl.errors", "covid_tl.labels", "covid_tl.metrics", "covid_tl.plots", "covid_tl.grid",
-                "covid_tl.console", "covid_tl.config_check")),
+                "covid_tl.console", "covid_tl.config_check", "covid_tl.provenance", "covid_tl.page")),
     ("preprocess", ("covid_tl.preprocess",)),
     ("data", ("covid_tl.data",)),
     ("models", ("covid_tl.models",)),
