@@ -4,3 +4,6 @@ from __future__ import annotations
 
 LABELS: tuple[str, str] = ("no_finding", "covid")
 POSITIVE = "covid"
+
+#: How the labels are printed on figures.
+DISPLAY = {"no_finding": "no finding", "covid": "COVID-19"}

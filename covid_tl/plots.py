@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from textwrap import wrap
 from typing import Any
 
 import matplotlib
@@ -10,79 +11,135 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+from covid_tl.labels import DISPLAY  # noqa: E402
+
+#: How metric names are printed on figures.
+METRIC_NAMES = {"sensitivity": "sensitivity", "specificity": "specificity", "accuracy": "accuracy", "auroc": "AUROC"}
 
 
-def confusion_matrices(matrices: Mapping[str, Mapping[str, Any]], path: Path) -> None:
+def _save(fig: Figure, path: Path) -> Figure:
+    """Write and release the figure; the returned object still holds its artists (for tests)."""
+    fig.savefig(path, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    return fig
+
+
+def confusion_matrices(matrices: Mapping[str, Mapping[str, Any]], path: Path, title: str | None = None) -> Figure:
     """Named confusion matrices side by side, counts and row percentages in each cell."""
     n = len(matrices)
-    fig, axes = plt.subplots(1, n, figsize=(3.4 * n, 3.2), squeeze=False)
-    for ax, (title, cm) in zip(axes[0], matrices.items()):
+    fig, axes = plt.subplots(1, n, figsize=(3.4 * n, 3.4), squeeze=False)
+    for ax, (name, cm) in zip(axes[0], matrices.items()):
         counts = np.asarray(cm["matrix"], dtype=float)
         rows = counts.sum(axis=1, keepdims=True)
         share = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
         ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-        labels = cm["labels"]
+        labels = [DISPLAY.get(label, label) for label in cm["labels"]]
         ax.set_xticks(range(len(labels)), labels)
         ax.set_yticks(range(len(labels)), labels)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        ax.set_title(name, fontsize=9)
         for (i, j), value in np.ndenumerate(counts):
             ax.text(j, i, f"{int(value)}\n{share[i, j]:.0%}", ha="center", va="center",
                     color="white" if share[i, j] > 0.6 else "black", fontsize=9)
+    fig.suptitle("\n".join(wrap(title or "Confusion matrices (count and share of the true class)", 40 * n)), fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return _save(fig, path)
 
 
-def roc_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float | None]], path: Path) -> None:
-    """ROC curves (false positive rate, sensitivity) with their AUROC in the legend."""
-    fig, ax = plt.subplots(figsize=(4.2, 4))
-    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
-    for name, (fpr, tpr, area) in curves.items():
-        ax.plot(fpr, tpr, lw=1.5, label=f"{name} (AUROC {area:.3f})" if area is not None else name)
-    ax.set_xlabel("1 - specificity")
-    ax.set_ylabel("sensitivity")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.01)
-    ax.legend(fontsize=8, loc="lower right")
+def roc_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float | None, tuple[float, float] | None]],
+               path: Path, threshold: float) -> Figure:
+    """ROC curves with their AUROC, each with its operating point: the (1 - specificity,
+    sensitivity) of calling COVID-19 at p >= `threshold`. Curves along 0 and 1 stay visible."""
+    fig, ax = plt.subplots(figsize=(4.6, 4.6))
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="chance")
+    for name, (fpr, tpr, area, point) in curves.items():
+        line, = ax.plot(fpr, tpr, lw=1.6, clip_on=False, zorder=3,
+                        label=f"{name} (AUROC {area:.3f})" if area is not None else name)
+        if point is not None:
+            ax.plot(*point, "o", ms=7, color=line.get_color(), mec="black", mew=0.8, clip_on=False, zorder=4)
+    ax.plot([], [], "o", color="white", mec="black", label=f"operating point (p(COVID-19) \u2265 {threshold:.2f})")
+    ax.set_xlabel("1 - specificity (false positive rate)")
+    ax.set_ylabel("sensitivity (true positive rate)")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_aspect("equal")
+    ax.grid(alpha=0.3)
+    ax.set_title("ROC curves (positive class: COVID-19)", fontsize=10)
+    ax.legend(fontsize=7.5, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return _save(fig, path)
 
 
-def metric_lines(table, x: str, metrics: Sequence[str], series: str, path: Path) -> None:
-    """One panel per metric: mean (with spread as error bars) against `x`, a line per `series`.
+def whiskers(table, metric: str) -> np.ndarray | None:
+    """(2, n) error-bar lengths below and above each value, their ends clipped to [0, 1].
 
-    `table` has columns x, series, and `<metric>` / `<metric>_std` for each metric.
+    Ends come from `<metric>_low` / `<metric>_high` (an interval), else `<metric>_std` (mean
+    +- one standard deviation); None when the table has neither.
     """
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.2), squeeze=False)
+    values = table[metric].to_numpy(float)
+    if f"{metric}_low" in table:
+        low, high = table[f"{metric}_low"].to_numpy(float), table[f"{metric}_high"].to_numpy(float)
+    elif f"{metric}_std" in table:
+        spread = table[f"{metric}_std"].to_numpy(float)
+        low, high = values - spread, values + spread
+    else:
+        return None
+    # NaN (no interval known) draws no whisker; a value outside its interval gets length 0.
+    return np.vstack([np.maximum(values - np.clip(low, 0, 1), 0), np.maximum(np.clip(high, 0, 1) - values, 0)])
+
+
+def _whisker_handle(label: str) -> Line2D:
+    return Line2D([], [], color="black", marker="|", markersize=12, markeredgewidth=1.2, linestyle="none", label=label)
+
+
+def metric_lines(table, x: str, metrics: Sequence[str], series: str, path: Path,
+                 whisker_label: str = "whiskers: mean \u00b1 1 SD", xlabel: str | None = None,
+                 title: str | None = None) -> Figure:
+    """One panel per metric: value against `x`, a line per `series`, whiskers from whiskers()."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 3.4), squeeze=False, sharey=True)
+    xs = np.sort(table[x].dropna().unique())
     for ax, metric in zip(axes[0], metrics):
         for name, group in table.groupby(series, sort=True):
             group = group.sort_values(x)
-            err = group[f"{metric}_std"] if f"{metric}_std" in group else None
-            ax.errorbar(group[x], group[metric], yerr=err, marker="o", capsize=3, label=str(name))
-        ax.set_xlabel(x)
-        ax.set_title(metric)
+            ax.errorbar(group[x], group[metric], yerr=whiskers(group, metric), marker="o", capsize=3, label=str(name))
+        if len(xs) and np.allclose(xs, np.round(xs)):  # integer settings get integer ticks
+            ax.set_xticks(xs, [str(int(v)) for v in xs])
+        ax.set_title(METRIC_NAMES.get(metric, metric))
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=8, title=series)
+    axes[0][0].set_ylabel("test value")
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    axes[0][-1].legend([*handles, _whisker_handle(whisker_label)], [*labels, "\n".join(wrap(whisker_label, 28))],
+                       fontsize=7.5, title=series, title_fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5),
+                       frameon=False)
+    fig.supxlabel(xlabel or x, fontsize=10)
+    fig.suptitle(title or f"Test metrics against {x}", fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return _save(fig, path)
 
 
-def metric_bars(table, group: str, metrics: Sequence[str], path: Path) -> None:
+def metric_bars(table, group: str, metrics: Sequence[str], path: Path,
+                whisker_label: str = "whiskers: mean \u00b1 1 SD", xlabel: str | None = None,
+                title: str | None = None) -> Figure:
     """Grouped bars: one group per row of `table` (labelled by `group`), one bar per metric."""
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(table) * len(metrics) / 2), 3.4))
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(table) * len(metrics) + 1.0), 3.6))
     width = 0.8 / len(metrics)
     positions = np.arange(len(table))
     for k, metric in enumerate(metrics):
-        err = table[f"{metric}_std"] if f"{metric}_std" in table else None
-        ax.bar(positions + k * width, table[metric], width, yerr=err, capsize=2, label=metric)
+        ax.bar(positions + k * width, table[metric], width, yerr=whiskers(table, metric), capsize=2,
+               label=METRIC_NAMES.get(metric, metric))
     ax.set_xticks(positions + width * (len(metrics) - 1) / 2, table[group], rotation=20, ha="right", fontsize=8)
     ax.set_ylim(0, 1.05)
-    ax.legend(fontsize=8, ncol=len(metrics), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    ax.set_ylabel("test value")
+    ax.set_xlabel(xlabel or group)
+    ax.grid(axis="y", alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend([*handles, _whisker_handle(whisker_label)], [*labels, "\n".join(wrap(whisker_label, 28))],
+              fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.set_title(title or "Test metrics per setting", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return _save(fig, path)

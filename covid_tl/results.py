@@ -72,14 +72,15 @@ def evaluate_sets(
         frame["predicted"] = np.where(probabilities >= threshold, LABELS[1], LABELS[0])
         frames.append(frame)
         points = roc_points(manifest.targets, probabilities)
-        if points is not None:
-            curves[name] = (*points, results[name]["auroc"])
+        if points is not None:  # both classes present: sensitivity and specificity are defined
+            operating = (1 - results[name]["specificity"], results[name]["sensitivity"])
+            curves[name] = (*points, results[name]["auroc"], operating)
     output_dir.mkdir(parents=True, exist_ok=True)
     if frames:
         pd.concat(frames, ignore_index=True).to_csv(output_dir / "predictions.csv", index=False)
         confusion_matrices({n: r["confusion_matrix"] for n, r in results.items()}, output_dir / "confusion_matrix.png")
     if curves:
-        roc_curves(curves, output_dir / "roc.png")
+        roc_curves(curves, output_dir / "roc.png", threshold)
     return results
 
 

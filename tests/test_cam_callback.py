@@ -1,11 +1,13 @@
 """The Grad-CAM callback never stops a run; CAM scores survive regions of another size."""
 import logging
 
+import cv2
 import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
 from conftest import TINY
+from test_figures import assert_cam_picture
 
 from covid_tl.data.datamodule import XrayDataModule
 from covid_tl.data.synthetic import SyntheticSource
@@ -67,6 +69,14 @@ def test_an_image_that_cannot_be_prepared_is_left_out_and_named(tmp_path, caplog
     assert bad[0] in message and "ValueError: mask file is truncated" in message
     assert len(callback.items) == 3 and bad[0] not in callback.names
     assert (tmp_path / "cams" / "epoch_000.png").is_file()  # the other three still made the picture
+
+
+def test_the_saved_grid_has_tiles_of_320_px_a_colour_bar_and_says_what_it_shows(tmp_path):
+    """32 px inputs are enlarged to the 320 px default, in the PNG written to disk."""
+    callback = fit_with_cams(tmp_path)
+    assert callback.tile == 320
+    picture = cv2.imread(str(tmp_path / "cams" / "epoch_000.png"))[:, :, ::-1]
+    assert_cam_picture(picture, n_tiles=len(callback.items))
 
 
 def test_a_region_made_on_another_grid_is_resized_not_an_error():

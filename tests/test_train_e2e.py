@@ -1,13 +1,14 @@
 """train.py, evaluate.py and explain.py end to end, through subprocesses as a user runs them."""
 import json
 import os
+import subprocess
 
 import pandas as pd
 import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import TINY, run_script
+from conftest import ROOT, TINY, run_script
 
 pytestmark = pytest.mark.slow
 
@@ -44,6 +45,13 @@ def test_train_writes_results_splits_checkpoints_and_logs(train_run):
     for name in ("accuracy", "sensitivity", "specificity"):
         assert test_row[f"test/{name}"] == pytest.approx(results["test"][name], abs=1e-6)
     assert "sensitivity" in proc.stdout and "specificity" in proc.stdout and str(run_dir) in proc.stdout
+    # What a report needs to stand alone: best epoch (one epoch: 0), wall time, the code.
+    run = results["run"]
+    assert run["best_epoch"] == 0 and run["best_monitor"] == "val/loss" and run["best_score"] > 0
+    assert 0 < run["wall_time_s"] < 300 and run["versions"]["torch"] and run["versions"]["covid-tl"]
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:  # this checkout is a git repository
+        assert run["git"]["commit"] == head.stdout.strip()
 
 
 def test_unknown_backbone_fails_with_one_clear_line():
@@ -115,9 +123,11 @@ def test_explain_writes_overlays_grid_and_table_for_a_split_and_for_files(train_
     table = pd.read_csv(out / "cams.csv")
     assert len(table) == 4 and set(table["label"]) == {"covid", "no_finding"}
     assert (out / "grid.png").is_file() and all((out / p).is_file() for p in table["overlay"])
-    # Files of any size, outside the data: RGB, 16-bit.
     import cv2
     import numpy as np
+
+    assert cv2.imread(str(out / table["overlay"][0])).shape == (320, 320, 3)  # explain.yaml's tile
+    # Files of any size, outside the data: RGB, 16-bit.
 
     files = tmp_path / "files"
     files.mkdir()

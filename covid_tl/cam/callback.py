@@ -12,13 +12,16 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from covid_tl.labels import LABELS
+from covid_tl.grid import WHITE
+from covid_tl.labels import DISPLAY, LABELS
 from covid_tl.cam.compute import compute_cams
-from covid_tl.cam.overlay import cam_grid
+from covid_tl.cam.overlay import cam_grid, cam_title
 from covid_tl.cam.scores import mean_scores
 from covid_tl.cam.images import score_cams, scoring_images
 
 log = logging.getLogger(__name__)
+
+RIGHT, WRONG = (120, 230, 120), (255, 110, 110)  # caption colours of a right and a wrong call
 
 
 def balanced_rows(targets: np.ndarray, n: int) -> list[int]:
@@ -41,8 +44,23 @@ def describe(error: Exception) -> str:
     return f"{type(error).__name__}: {error}".splitlines()[0]
 
 
-def captions(labels: list[str], probabilities: np.ndarray, threshold: float) -> list[list[str]]:
-    return [[f"true {label}", f"pred {LABELS[int(p >= threshold)]} p={p:.2f}"] for label, p in zip(labels, probabilities)]
+def captions(labels: list[str | None], probabilities: np.ndarray, threshold: float
+             ) -> tuple[list[list[str]], list[list[tuple[int, int, int]]]]:
+    """Two caption lines per image (true label; COVID-19 probability and the call at `threshold`)
+    and their colours: the call green when right, red when wrong, white when the truth is unknown."""
+    lines, colours = [], []
+    for label, p in zip(labels, probabilities):
+        called = LABELS[int(p >= threshold)]
+        truth = DISPLAY.get(label, "unknown") if label else "unknown"
+        lines.append([f"true: {truth}", f"p(COVID-19)={p:.2f} -> {DISPLAY[called]}"])
+        verdict = WHITE if label not in LABELS else RIGHT if label == called else WRONG
+        colours.append([WHITE, verdict])
+    return lines, colours
+
+
+def caption_key(threshold: float) -> list[tuple[tuple[int, int, int], str]]:
+    """The legend of captions()' colours."""
+    return [(RIGHT, f"called right (COVID-19 at p >= {threshold:.2f})"), (WRONG, "called wrong")]
 
 
 class GradCAMCallback(pl.Callback):
@@ -64,13 +82,15 @@ class GradCAMCallback(pl.Callback):
         overlay: str = "blend",
         alpha: float = 0.4,
         layer: str | None = None,
+        tile: int = 320,
     ) -> None:
-        if every_n_epochs < 1 or num_images < 1:
-            raise ValueError("every_n_epochs and num_images must be at least 1")
+        if every_n_epochs < 1 or num_images < 1 or tile < 16:
+            raise ValueError("every_n_epochs and num_images must be at least 1, tile at least 16 pixels")
         self.output_dir = Path(output_dir)
         self.every_n_epochs = every_n_epochs
         self.num_images = num_images
         self.method, self.target, self.overlay, self.alpha, self.layer = method, target, overlay, alpha, layer
+        self.tile = tile
         self.inputs: torch.Tensor | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -113,7 +133,11 @@ class GradCAMCallback(pl.Callback):
         threshold = getattr(pl_module, "threshold", 0.5)
         cams, probabilities = compute_cams(pl_module.net, self.inputs, self.method, self.target, self.layer, threshold=threshold)
         shown = [item.shown for item in self.items]
-        picture, _ = cam_grid(shown, cams, captions(self.labels, probabilities, threshold), self.overlay, self.alpha)
+        lines, colours = captions(self.labels, probabilities, threshold)
+        title = cam_title(self.method, self.layer or pl_module.net.cam_layer, self.target,
+                          f", epoch {trainer.current_epoch} (validation images)")
+        picture, _ = cam_grid(shown, cams, lines, self.overlay, self.alpha, self.tile, title=title, colours=colours,
+                              key=caption_key(threshold))
         self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / f"epoch_{trainer.current_epoch:03d}.png"
         if not cv2.imwrite(str(path), picture[:, :, ::-1]):

@@ -7,9 +7,11 @@ import cv2
 import numpy as np
 from pytorch_grad_cam.utils.image import show_cam_on_image
 
-from covid_tl.grid import grid, labelled
+from covid_tl.grid import RGB, colour_bar, fit_scale, grid, labelled, legend
 
 OVERLAYS = ("blend", "multiply", "mask")
+METHOD_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "xgradcam": "XGrad-CAM", "layercam": "LayerCAM",
+                "eigencam": "EigenCAM", "scorecam": "Score-CAM"}
 
 
 def fit(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -45,19 +47,46 @@ def overlay(image: np.ndarray, cam: np.ndarray, kind: str = "blend", alpha: floa
     return np.uint8(np.clip(out, 0, 255))
 
 
+def colour_scale(kind: str) -> np.ndarray:
+    """(256, 3) RGB colours an overlay gives CAM values 0..1: JET, or grey for multiply."""
+    if kind == "multiply":
+        return np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
+    return heat(np.linspace(0, 1, 256, dtype=np.float32)[None, :])[0]
+
+
+def cam_title(method: str, layer: str | None, target: str, suffix: str = "") -> str:
+    """What a CAM picture shows: the method, the layer it was taken at, the call it explains."""
+    explains = {"predicted": "the predicted class", "covid": "COVID-19", "no_finding": "no finding"}.get(target, target)
+    return f"{METHOD_NAMES.get(method, method)} at layer {layer or '?'}, explaining {explains}{suffix}"
+
+
 def cam_grid(
     images: Sequence[np.ndarray],
     cams: Sequence[np.ndarray],
     captions: Sequence[Sequence[str]],
     kind: str = "blend",
     alpha: float = 0.4,
-    tile: int = 160,
+    tile: int = 320,
     columns: int = 4,
+    title: str | None = None,
+    colours: Sequence[Sequence[RGB]] | None = None,
+    key: Sequence[tuple[RGB, str]] | None = None,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """(labelled grid, one overlay per image) at `tile` pixels a side: small inputs enlarged."""
+    """(grid with captions, a colour bar and `title`, one overlay per image) at `tile` pixels a
+    side: small inputs enlarged. `colours`: per image, one colour per caption line, explained
+    by `key` (colour, text) in a legend below."""
     overlays = []
     for image in images:
         shown = cv2.resize(image, (tile, tile), interpolation=cv2.INTER_AREA if image.shape[0] > tile else cv2.INTER_LINEAR)
         overlays.append(shown)
     overlays = [overlay(shown, cam, kind, alpha) for shown, cam in zip(overlays, cams)]
-    return grid([labelled(o, lines) for o, lines in zip(overlays, captions)], columns), overlays
+    scale = fit_scale([line for lines in captions for line in lines], tile, largest=0.75)
+    tiles = [labelled(o, lines, scale, colours=colours[i] if colours else None)
+             for i, (o, lines) in enumerate(zip(overlays, captions))]
+    picture = grid(tiles, columns)
+    picture = np.hstack([picture, colour_bar(picture.shape[0], colour_scale(kind), "CAM", min(scale, 0.6))])
+    if key:
+        picture = np.vstack([picture, legend(key, picture.shape[1], min(scale, 0.6))])
+    if title:
+        picture = labelled(picture, [title], fit_scale([title], picture.shape[1], largest=0.8))
+    return picture, overlays

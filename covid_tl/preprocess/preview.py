@@ -9,11 +9,12 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from covid_tl.grid import grid, labelled
-from covid_tl.preprocess.crop import Box
+from covid_tl.grid import column_headers, grid, labelled, legend
 from covid_tl.preprocess.pipeline import Prepared
 
 TILE = 192
+COLUMNS = ("original + crop box", "detected marks", "model input")
+KEY = [((0, 255, 0), "crop box (the model sees what is inside)"), ((255, 0, 0), "burned-in marks the detector finds")]
 
 
 def _fit(image: np.ndarray, tile: int = TILE) -> np.ndarray:
@@ -42,15 +43,11 @@ def panels(original: np.ndarray, prepared: Prepared, marks: np.ndarray | None) -
     return [_fit(boxed), _fit(marked), _fit(result)]
 
 
-def marks_in_original(original: np.ndarray, box: Box, detector) -> np.ndarray:
-    """The detector's marks inside the crop box, on the original image's grid."""
-    y0, x0, y1, x1 = box
-    full = np.zeros(original.shape, bool)
-    full[y0:y1, x0:x1] = detector(original[y0:y1, x0:x1])
-    return full
-
-
 def preview_grid(rows: Sequence[list[np.ndarray]], captions: Sequence[str], per_row: int = 2) -> np.ndarray:
-    """Triplets of panels, `per_row` images per grid row, each captioned."""
-    triplets = [labelled(np.hstack(p), [c]) for p, c in zip(rows, captions)]
-    return grid(triplets, columns=per_row)
+    """Triplets of panels, `per_row` images per grid row, each captioned; a header names the
+    three columns and a legend the colours."""
+    triplets = [labelled(np.hstack(p), [c], 0.45) for p, c in zip(rows, captions)]
+    header = column_headers(COLUMNS, rows[0][0].shape[1], 0.5)
+    headers = grid([header] * min(per_row, len(triplets)), columns=per_row)
+    body = grid(triplets, columns=per_row)
+    return np.vstack([headers[:-4], body, legend(KEY, body.shape[1], 0.5)])  # one pad between header and body

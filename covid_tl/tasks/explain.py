@@ -18,9 +18,9 @@ from covid_tl.data.images import image_files, read_xray
 from covid_tl.data.sources import read_mask
 from covid_tl.labels import LABELS
 from covid_tl.errors import ConfigError
-from covid_tl.cam.callback import balanced_rows, captions
+from covid_tl.cam.callback import balanced_rows, caption_key, captions
 from covid_tl.cam.compute import compute_cams
-from covid_tl.cam.overlay import cam_grid
+from covid_tl.cam.overlay import cam_grid, cam_title
 from covid_tl.cam.scores import mean_scores
 from covid_tl.cam.images import score_cams, scoring_images
 from covid_tl.build import build_datamodule, build_preprocessing
@@ -69,7 +69,11 @@ def explain(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
 
     labels = [row["label"] or "unknown" for row in rows]
     shown = [item.shown for item in items]
-    picture, overlays = cam_grid(shown, cams, captions(labels, probabilities, run_cfg.threshold), cfg.overlay, cfg.alpha)
+    lines, colours = captions([row["label"] for row in rows], probabilities, run_cfg.threshold)
+    where = f", {cfg.split} split" if not cfg.images else ""
+    title = cam_title(cfg.method, cfg.layer or net.cam_layer, cfg.target, f"{where} ({Path(str(cfg.ckpt_path)).name})")
+    picture, overlays = cam_grid(shown, cams, lines, cfg.overlay, cfg.alpha, cfg.tile, title=title, colours=colours,
+                                 key=caption_key(run_cfg.threshold))
     (output_dir / "cams").mkdir(parents=True, exist_ok=True)
     records = []
     for i, (row, image, probability, score) in enumerate(zip(rows, overlays, probabilities, scores)):

@@ -3,8 +3,9 @@
     python -m covid_tl.tasks.preview data=xray_mini preprocessing=crop_inpaint n=16 out=preview.png
 
 Takes the same overrides as train.py (plus `n`, `out`, `seed`). Each image gets three
-panels: the original with the crop box (green), the marks the detector finds in red, and
-the image as the model will get it (before resizing).
+panels, named in a header row: the original with the crop box (green), the marks the detector
+finds on the whole film in red (what `crop_inpaint` paints over), and the image as the model
+will get it (before resizing); a legend below says what the colours mean.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from covid_tl.build import build_datamodule
 from covid_tl.cam.callback import balanced_rows
 from covid_tl.preprocess.marks import detect_marks
 from covid_tl.preprocess.model_input import InputSpec
-from covid_tl.preprocess.preview import marks_in_original, panels, preview_grid
+from covid_tl.preprocess.preview import panels, preview_grid
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,7 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         row = manifest.frame.iloc[i].to_dict()
         original = datamodule.load_image(row)
         prepared = datamodule.prepared(row)
-        tiles.append(panels(original, prepared, marks_in_original(original, prepared.box, detector)))
+        # On the whole film, as the pipeline detects before it crops: the red is what gets painted over.
+        tiles.append(panels(original, prepared, detector(original)))
         captions.append(f"{row['label']} | {Path(str(row['path'])).name[:40]}")
     out = Path(own.get("out", "preview.png"))
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import CSVLogger
@@ -22,6 +23,7 @@ from covid_tl.model_card import write_model_card
 from covid_tl.models.checkpoint import load_run, saved_epoch
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.module import CovidClassifier
+from covid_tl.provenance import provenance
 from covid_tl.results import evaluate_sets
 from covid_tl.tracking import log_results
 
@@ -37,6 +39,7 @@ warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train as `cfg` says, writing everything into `run_dir`; returns results.json's content."""
+    run_started = time.perf_counter()
     run_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.seed, workers=True)
     net = build_classifier(cfg.backbone)
@@ -89,8 +92,11 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "best_checkpoint": str(Path(best).relative_to(run_dir)) if best and Path(best).is_relative_to(run_dir) else best or None,
         "best_epoch": saved_epoch(best) if best else None,
         "epochs_trained": trainer.current_epoch,
+        **best_epoch(trainer, best),
         "parameters": {"trainable": trainable, "total": total},
         "seed": cfg.seed,
+        "wall_time_s": round(time.perf_counter() - run_started, 1),
+        **provenance(),
     }
     (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     metrics_csv = next((lg.experiment.metrics_file_path for lg in trainer.loggers if isinstance(lg, CSVLogger)), None)
@@ -98,3 +104,16 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     log_results(trainer.loggers, cfg, results, trainer.global_step)
     print_results(results, run_dir)
     return results
+
+
+def best_epoch(trainer: pl.Trainer, best: str) -> dict[str, Any]:
+    """The epoch (0-based, as in metrics.csv and checkpoint names) and monitored value of the
+    best checkpoint; the epoch is read from the file (memory-mapped: no weights are loaded)."""
+    callback, epoch = trainer.checkpoint_callback, None
+    try:
+        epoch = torch.load(best, map_location="cpu", weights_only=True, mmap=True)["epoch"] if best else None
+    except Exception as error:  # a record, not a reason to lose the results written next
+        log.warning("best epoch not recorded: %s cannot be read (%s)", best, error)
+    score = getattr(callback, "best_model_score", None)
+    return {"best_epoch": epoch, "best_monitor": getattr(callback, "monitor", None),
+            "best_score": float(score) if score is not None else None}
