@@ -29,8 +29,9 @@ def instantiate_all(group: DictConfig | None, skip: Collection[str] = ()) -> lis
     return [instantiate(entry) for name, entry in (group or {}).items() if entry is not None and name not in skip]
 
 
-#: Keys of a data config that only feed interpolations (`data=manifest data.path=...`).
-DATA_ANCHORS = ("path", "root")
+#: Keys of a data config that only feed interpolations (`data=manifest data.path=...`,
+#: `data=synthetic_shift data.phantoms.image_size=...`).
+DATA_ANCHORS = ("path", "root", "phantoms")
 
 
 def build_datamodule(cfg: DictConfig, input_spec: InputSpec) -> XrayDataModule:
@@ -45,7 +46,7 @@ def build_datamodule(cfg: DictConfig, input_spec: InputSpec) -> XrayDataModule:
     preprocess, cache = build_preprocessing(cfg)
     # Objects go in through the partial: passed to instantiate, a dataclass would become a config.
     datamodule = instantiate(data, _partial_=True, _convert_="all")
-    return datamodule(input_spec=input_spec, preprocess=preprocess, augmentation=instantiate(augment),
+    return datamodule(input_spec=input_spec, preprocess=preprocess, augmentation=instantiate(augment, _convert_="all"),
                       watermark=watermark, cache=cache)
 
 

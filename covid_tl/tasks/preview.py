@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         original = datamodule.load_image(row)
         prepared = datamodule.prepared(row)
         tiles.append(panels(original, prepared, marks_in_original(original, prepared.box, detector)))
-        captions.append(f"{row['label']} | {Path(str(row['path'])).name[:40]}")
+        captions.append(f"{row['label']} | {row['source']} | {Path(str(row['path'])).name[:30]}")
     out = Path(own.get("out", "preview.png"))
     out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(out), preview_grid(tiles, captions)[:, :, ::-1])
