@@ -9,6 +9,7 @@ from collections.abc import Collection
 from typing import Any
 
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -44,9 +45,13 @@ def build_datamodule(cfg: DictConfig, input_spec: InputSpec) -> XrayDataModule:
     augment = OmegaConf.to_container(cfg.augment, resolve=True)
     watermark = augment.pop("watermark", None)
     preprocess, cache = build_preprocessing(cfg)
+    try:
+        augmentation = instantiate(augment, _convert_="all")
+    except InstantiationException as error:  # a bad augment key: its one line, not Hydra's wrapping
+        raise error.__cause__ if isinstance(error.__cause__, ConfigError) else error
     # Objects go in through the partial: passed to instantiate, a dataclass would become a config.
     datamodule = instantiate(data, _partial_=True, _convert_="all")
-    return datamodule(input_spec=input_spec, preprocess=preprocess, augmentation=instantiate(augment, _convert_="all"),
+    return datamodule(input_spec=input_spec, preprocess=preprocess, augmentation=augmentation,
                       watermark=watermark, cache=cache)
 
 

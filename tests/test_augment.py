@@ -124,3 +124,12 @@ def test_acquisition_composes_with_the_watermark_transplant():
     assert names == ["Rotate", "RandomGamma", "RandomBrightnessContrast", "ColorJitter", "Downscale", "GaussianBlur",
                      "GaussNoise"]
     assert datamodule.watermark_options["p"] == 0.5
+
+
+@pytest.mark.parametrize("override, message", [("augment.jpeg.range=[0,200]", "augment.jpeg: All values in"),
+                                               ("augment.rotate.p=2", "augment.rotate: p must be in")])
+def test_a_bad_augment_key_reaches_the_user_as_one_config_error(override, message):
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["augment=acquisition", override])
+    with pytest.raises(ConfigError, match=message):
+        build_datamodule(cfg, InputSpec(size=32))

@@ -83,7 +83,15 @@ def _step(name: str, options: Mapping[str, Any]) -> A.BasicTransform | None:
     try:
         return ACQUISITION_STEPS[name]((float(low), float(high)), p)
     except ValueError as error:  # albumentations' own bounds (jpeg 1-100, downscale (0, 1], ...)
-        raise ConfigError(f"augment.{name}: {str(error).splitlines()[0]}") from None
+        raise ConfigError(f"augment.{name}: {_reason(error)}") from None
+
+
+def _reason(error: ValueError) -> str:
+    """The reason albumentations gives, without pydantic's headers (it wraps a ValidationError)."""
+    details = getattr(error.__cause__, "errors", None)
+    if details is None:
+        return str(error).splitlines()[0]
+    return details()[0]["msg"].removeprefix("Value error, ")
 
 
 def build_acquisition_augmentation(**steps: Mapping[str, Any] | None) -> A.Compose | None:
