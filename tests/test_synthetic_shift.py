@@ -76,10 +76,10 @@ def test_shift_block_sets_each_metric_beside_its_held_out_value():
 def test_todays_recipe_calls_healthy_films_of_the_new_hospital_covid(train_run, tmp_path):
     """Frozen ImageNet EfficientNet-Lite0 on crop_inpaint images (what calls 78% of a new
     hospital's healthy films COVID-19 on real data) learns the hospital, not the disease: it
-    works in distribution (specificity >= 0.8 on val, hospitals A and B) and loses at least 0.3
-    of specificity on hospital C. 0.3 is far beyond what chance moves: with ~20 val and ~60
-    test no-finding images a 95% interval of either rate spans about +-0.15. (Measured at seeds
-    1-3: 0.86-0.90 -> 0.15-0.16, a drop of 0.71-0.75; sensitivity at C 0.98-1.0.)"""
+    works in distribution (specificity >= 0.75 on val, hospitals A and B) and loses at least 0.3
+    of specificity on hospital C. 0.3 is twice what chance moves: with ~20 val and ~60 test
+    no-finding images the 95% intervals of the two rates span about +-0.15 and +-0.09.
+    (Measured at seeds 1-3: 0.86-0.90 -> 0.15-0.16, a drop of 0.71-0.75; sensitivity at C 0.98-1.)"""
     _, _, results = train_run(
         "data=synthetic_shift", "backbone=efficientnet_lite0", "backbone.weights=imagenet_offline", "freeze=all",
         "preprocessing=crop_inpaint", f"preprocessing.cache_dir={tmp_path / 'cache'}", "backbone.input_size=64",
@@ -89,6 +89,6 @@ def test_todays_recipe_calls_healthy_films_of_the_new_hospital_covid(train_run, 
     shift = results["shift"]
     spec = shift["specificity"]
     assert spec["in_distribution"] == results["val"]["specificity"] and spec["shifted"] == results["test"]["specificity"]
-    assert spec["in_distribution"] >= 0.8, shift
+    assert spec["in_distribution"] >= 0.75, shift
     assert spec["shifted"] <= spec["in_distribution"] - 0.3, shift
     assert shift["sensitivity"]["shifted"] >= 0.8, shift  # the new hospital's films are called COVID-19

@@ -8,12 +8,13 @@ that. uint8 in, uint8 out, geometry unchanged (lung masks still fit).
 """
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import cv2
 import numpy as np
 from pydantic import AfterValidator, ConfigDict, Field
 from pydantic.dataclasses import dataclass as checked_dataclass
+
 
 def _ordered(pair: tuple) -> tuple:
     if pair[0] > pair[1]:
@@ -21,32 +22,33 @@ def _ordered(pair: tuple) -> tuple:
     return pair
 
 
+def _range(item: Any) -> Any:
+    """A [low, high] pair of `item`, ordered (the type of a setting drawn per image)."""
+    return Annotated[tuple[item, item], AfterValidator(_ordered)]
+
+
 Positive = Annotated[float, Field(gt=0.0)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Grey = Annotated[int, Field(ge=0, le=255)]
-Quality = Annotated[int, Field(ge=1, le=100)]
-Blur = Annotated[float, Field(ge=0.0, le=0.1)]
-Noise = Annotated[float, Field(ge=0.0, le=0.5)]
 
 
 @checked_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class AcquisitionChain:
     """One hospital's chain; each range but `window` is drawn uniformly per image (equal ends: fixed)."""
 
-    exposure: Annotated[tuple[Positive, Positive], AfterValidator(_ordered)] = (1.0, 1.0)  # gain on the signal
-    gamma: Annotated[tuple[Positive, Positive], AfterValidator(_ordered)] = (1.0, 1.0)  # display LUT exponent
-    window: Annotated[tuple[Fraction, Fraction], AfterValidator(_ordered)] = (0.0, 1.0)  # signal shown black..white
-    resolution: Annotated[tuple[Annotated[float, Field(gt=0.0, le=1.0)], Annotated[float, Field(gt=0.0, le=1.0)]],
-                          AfterValidator(_ordered)] = (1.0, 1.0)  # detector sampling, fraction of the size
-    blur: Annotated[tuple[Blur, Blur], AfterValidator(_ordered)] = (0.0, 0.0)  # Gaussian sigma, of the shorter side
-    noise: Annotated[tuple[Noise, Noise], AfterValidator(_ordered)] = (0.0, 0.0)  # Gaussian std, of full scale
+    exposure: _range(Positive) = (1.0, 1.0)  # gain on the signal (dose)
+    gamma: _range(Positive) = (1.0, 1.0)  # display LUT exponent (below 1: brighter)
+    window: _range(Fraction) = (0.0, 1.0)  # signal levels shown as black and white
+    resolution: _range(Annotated[float, Field(gt=0.0, le=1.0)]) = (1.0, 1.0)  # detector sampling, of the size
+    blur: _range(Annotated[float, Field(ge=0.0, le=0.1)]) = (0.0, 0.0)  # Gaussian sigma, of the shorter side
+    noise: _range(Annotated[float, Field(ge=0.0, le=0.5)]) = (0.0, 0.0)  # Gaussian std, of full scale
     border: Annotated[float, Field(ge=0.0, lt=0.5)] = 0.0  # collimation band, fraction of each side
     border_value: Grey = 0
     text: str = ""  # burned-in text ("": none)
     text_corner: Literal["top_left", "top_right", "bottom_left", "bottom_right"] = "top_left"
     text_height: Annotated[float, Field(gt=0.0, le=0.3)] = 0.05  # cap height, fraction of the shorter side
     text_value: Grey = 255
-    jpeg_quality: Annotated[tuple[Quality, Quality], AfterValidator(_ordered)] | None = None  # None: lossless
+    jpeg_quality: _range(Annotated[int, Field(ge=1, le=100)]) | None = None  # None: stored lossless
 
     def __post_init__(self) -> None:
         if self.window[0] >= self.window[1]:
