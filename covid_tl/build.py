@@ -11,6 +11,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -42,8 +43,9 @@ def build_trainer(cfg: DictConfig, skip_callbacks: Collection[str] = ()) -> pl.T
     return trainer
 
 
-#: Keys of a data config that only feed interpolations (`data=manifest data.path=...`).
-DATA_ANCHORS = ("path", "root")
+#: Keys of a data config that only feed interpolations (`data=manifest data.path=...`,
+#: `data=synthetic_shift data.phantoms.image_size=...`).
+DATA_ANCHORS = ("path", "root", "phantoms")
 
 
 def build_datamodule(cfg: DictConfig, input_spec: InputSpec) -> XrayDataModule:
@@ -56,9 +58,13 @@ def build_datamodule(cfg: DictConfig, input_spec: InputSpec) -> XrayDataModule:
     augment = OmegaConf.to_container(cfg.augment, resolve=True)
     watermark = augment.pop("watermark", None)
     preprocess, cache = build_preprocessing(cfg)
+    try:
+        augmentation = instantiate(augment, _convert_="all")
+    except InstantiationException as error:  # a bad augment key: its one line, not Hydra's wrapping
+        raise error.__cause__ if isinstance(error.__cause__, ConfigError) else error
     # Objects go in through the partial: passed to instantiate, a dataclass would become a config.
     datamodule = instantiate(data, _partial_=True, _convert_="all")
-    return datamodule(input_spec=input_spec, preprocess=preprocess, augmentation=instantiate(augment),
+    return datamodule(input_spec=input_spec, preprocess=preprocess, augmentation=augmentation,
                       watermark=watermark, cache=cache)
 
 

@@ -30,7 +30,7 @@ def print_results(results: dict[str, Any], run_dir: Path, console: Console | Non
     table.add_column("n", justify="right")
     for name in METRICS:
         table.add_column(name, justify="right")
-    for split in (name for name in results if name != "run"):  # splits, then extra sets
+    for split in (name for name in results if name not in ("run", "shift")):  # splits, then extra sets
         r = results[split]
         table.add_row(split, str(r["n"]), *(_cell(r[m], r.get(f"{m}_ci95")) for m in METRICS))
     console.print(table)
@@ -45,7 +45,19 @@ def print_results(results: dict[str, Any], run_dir: Path, console: Console | Non
         for label, row in zip(labels, cm["matrix"]):
             matrix.add_row(label, *(str(v) for v in row))
         console.print(matrix)
+    if "shift" in results:
+        console.print(shift_lines(results["shift"]))
     console.print(f"run dir: {run_dir}")
+
+
+def shift_lines(shift: dict[str, Any]) -> str:
+    """Specificity and sensitivity in distribution -> on the held-out source, a line each."""
+    lines = [f"source shift: {shift['in_distribution']} (in distribution) -> {shift['source']} (held out)"]
+    for metric in ("specificity", "sensitivity"):
+        m = shift[metric]
+        drop = f" (drop {m['drop']:.3f})" if m["drop"] is not None else ""
+        lines.append(f"  {metric} {_cell(m['in_distribution'])} -> {_cell(m['shifted'])}{drop}")
+    return "\n".join(lines)
 
 
 def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:

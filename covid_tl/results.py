@@ -18,7 +18,7 @@ from covid_tl.labels import LABELS
 from covid_tl.data.manifest import Manifest
 from covid_tl.data.sources import ManifestSource
 from covid_tl.data.validate import drop_bad_rows, find_bad_rows, find_undecodable
-from covid_tl.metrics import bootstrap_intervals, roc_points, summarize
+from covid_tl.metrics import METRICS, bootstrap_intervals, roc_points, summarize
 from covid_tl.plots import confusion_matrices, roc_curves
 
 ImageSets = Mapping[str, tuple[Manifest, Dataset]]
@@ -82,6 +82,21 @@ def evaluate_sets(
     if curves:
         roc_curves(curves, output_dir / "roc.png", threshold)
     return results
+
+
+def shift_summary(results: Mapping[str, Any], held_out: str | None) -> dict[str, Any] | None:
+    """With a held-out source (`data.holdout_source`), each metric in distribution (val: the
+    training sources' unseen patients) beside the same metric on the held-out source (test),
+    and the drop from one to the other; None without a held-out source or one of the splits."""
+    if held_out is None or "val" not in results or "test" not in results:
+        return None
+    ours, theirs = results["val"], results["test"]
+    block: dict[str, Any] = {"source": held_out, "in_distribution": "val", "shifted": "test",
+                             "n": {"in_distribution": ours["n"], "shifted": theirs["n"]}}
+    for metric in METRICS:
+        a, b = ours[metric], theirs[metric]
+        block[metric] = {"in_distribution": a, "shifted": b, "drop": None if a is None or b is None else a - b}
+    return block
 
 
 def external_set(path: str, run_cfg: DictConfig, prepare_with: PreparedImages, spec) -> tuple[str, tuple[Manifest, Dataset]]:

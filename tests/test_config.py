@@ -24,8 +24,8 @@ def test_plain_keys_and_hydra_keys_pass():
 
 def test_every_group_option_composes():
     with initialize_config_dir(str(CONF), version_base="1.3"):
-        for group in ["backbone", "freeze", "preprocessing", "optimizer", "scheduler", "trainer", "logger", "callbacks", "data",
-                      "debug", "hparams_search"]:
+        for group in ["backbone", "freeze", "preprocessing", "augment", "optimizer", "scheduler", "trainer", "logger",
+                      "callbacks", "data", "debug", "hparams_search"]:
             for option in group_options(CONF, group):
                 cfg = compose("train", overrides=[f"{group}={option}"])
                 assert "seed" in cfg

@@ -1,10 +1,14 @@
 """Random training augmentation (albumentations) on uint8 images at the backbone's input size.
 
 The study used small random rotations, shear and zoom; brightness/contrast is an option.
+`augment=acquisition` varies the imaging chain instead (JPEG, resolution, blur, LUT, noise).
 Deterministic preprocessing (crop, inpainting) happens before this and is cached; this part is
 random, so it runs every time an image is drawn for training, never for evaluation.
 """
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import albumentations as A
 import cv2
@@ -34,4 +38,69 @@ def build_augmentation(
         )
     if brightness_contrast:
         transforms.append(A.RandomBrightnessContrast(brightness_contrast, brightness_contrast, p=1.0))
+    return A.Compose(transforms, seed=0) if transforms else None
+
+
+def _gamma(amount: tuple[float, float], p: float) -> A.BasicTransform:
+    return A.RandomGamma(gamma_limit=(100 * amount[0], 100 * amount[1]), p=p)  # albumentations: percent
+
+
+def _brightness(amount: tuple[float, float], p: float) -> A.BasicTransform:
+    return A.RandomBrightnessContrast(brightness_limit=amount, contrast_limit=(0.0, 0.0), p=p)
+
+
+def _contrast(amount: tuple[float, float], p: float) -> A.BasicTransform:
+    return A.ColorJitter(brightness=(1.0, 1.0), contrast=amount, saturation=(1.0, 1.0), hue=(0.0, 0.0), p=p)
+
+
+def _downscale(amount: tuple[float, float], p: float) -> A.BasicTransform:
+    return A.Downscale(scale_range=amount, interpolation_pair={"downscale": cv2.INTER_AREA, "upscale": cv2.INTER_LINEAR}, p=p)
+
+
+#: Each key of augment=acquisition -> its albumentations transform given (range, p), in the order
+#: of an imaging chain: position, exposure and display, detector, export.
+ACQUISITION_STEPS = {
+    "rotate": lambda r, p: A.Rotate(limit=r, border_mode=cv2.BORDER_REFLECT_101, p=p),  # degrees
+    "gamma": _gamma,  # LUT exponent (below 1: brighter)
+    "brightness": _brightness,  # added, fraction of full scale
+    "contrast": _contrast,  # factor around the image's mean
+    "downscale": _downscale,  # fraction of the size kept (area average), then back up
+    "blur": lambda r, p: A.GaussianBlur(sigma_limit=r, blur_limit=0, p=p),  # sigma, pixels of the model input
+    "noise": lambda r, p: A.GaussNoise(std_range=r, mean_range=(0.0, 0.0), p=p),  # std, fraction of full scale
+    "jpeg": lambda r, p: A.ImageCompression(quality_range=(round(r[0]), round(r[1])), p=p),  # quality 1-100
+}
+
+
+def _step(name: str, options: Mapping[str, Any]) -> A.BasicTransform | None:
+    """One key's transform ({p, range}); None when p is 0."""
+    if set(options) != {"p", "range"}:
+        raise ConfigError(f"augment.{name} takes p and range, got {sorted(options)}")
+    p, (low, high) = float(options["p"]), options["range"]
+    if not 0 <= p <= 1 or low > high:
+        raise ConfigError(f"augment.{name}: p must be in [0, 1] and range ordered [low, high], got p={p}, range={[low, high]}")
+    if p == 0:
+        return None
+    try:
+        return ACQUISITION_STEPS[name]((float(low), float(high)), p)
+    except ValueError as error:  # albumentations' own bounds (jpeg 1-100, downscale (0, 1], ...)
+        raise ConfigError(f"augment.{name}: {_reason(error)}") from None
+
+
+def _reason(error: ValueError) -> str:
+    """The reason albumentations gives, without pydantic's headers (it wraps a ValidationError)."""
+    details = getattr(error.__cause__, "errors", None)
+    if details is None:
+        return str(error).splitlines()[0]
+    return details()[0]["msg"].removeprefix("Value error, ")
+
+
+def build_acquisition_augmentation(**steps: Mapping[str, Any] | None) -> A.Compose | None:
+    """The imaging chain varied at training time, so that resolution, compression and exposure
+    stop telling sources apart: each key (ACQUISITION_STEPS) applied with its probability `p`,
+    its amount drawn uniformly from `range`. None when every p is 0 (no augmentation)."""
+    unknown = sorted(set(steps) - set(ACQUISITION_STEPS))
+    if unknown:
+        raise ConfigError(f"unknown augment key(s) {unknown}; valid: {', '.join(ACQUISITION_STEPS)}")
+    transforms = [_step(name, steps[name]) for name in ACQUISITION_STEPS if steps.get(name) is not None]
+    transforms = [t for t in transforms if t is not None]
     return A.Compose(transforms, seed=0) if transforms else None

@@ -11,7 +11,7 @@ from covid_tl.build import build_datamodule, pick_device
 from covid_tl.console import print_results
 from covid_tl.errors import ConfigError
 from covid_tl.models.checkpoint import load_run
-from covid_tl.results import evaluate_sets, external_set
+from covid_tl.results import evaluate_sets, external_set, shift_summary
 
 
 def evaluate(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
@@ -31,6 +31,9 @@ def evaluate(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         sets[name] = pair
     results = evaluate_sets(model.net, sets, output_dir, run_cfg.threshold, cfg.bootstrap, run_cfg.seed,
                             pick_device(cfg.device), cfg.batch_size)
+    shift = shift_summary(results, datamodule.holdout_source)  # with splits=[val,test]
+    if shift is not None:
+        results["shift"] = shift
     results["run"] = {"checkpoint": str(cfg.ckpt_path), "backbone": run_cfg.backbone.name}
     (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print_results(results, output_dir)

@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prepared = datamodule.prepared(row)
         # On the whole film, as the pipeline detects before it crops: the red is what gets painted over.
         tiles.append(panels(original, prepared, detector(original)))
-        captions.append(f"{row['label']} | {Path(str(row['path'])).name[:40]}")
+        captions.append(f"{row['label']} | {row['source']} | {Path(str(row['path'])).name[:30]}")
     out = Path(own.get("out", "preview.png"))
     out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(out), preview_grid(tiles, captions)[:, :, ::-1])

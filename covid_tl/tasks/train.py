@@ -24,7 +24,7 @@ from covid_tl.models.checkpoint import load_run, saved_epoch
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.module import CovidClassifier
 from covid_tl.provenance import provenance
-from covid_tl.results import evaluate_sets
+from covid_tl.results import evaluate_sets, shift_summary
 from covid_tl.tracking import log_results
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     final = load_run(best)[1] if best else model
     sets = {s: (datamodule.subset(s), datamodule.dataset(s)) for s in datamodule.eval_sets if len(datamodule.subset(s))}
     results = evaluate_sets(final.net, sets, run_dir, cfg.threshold, cfg.bootstrap, cfg.seed, pick_device(cfg.trainer.accelerator))
+    shift = shift_summary(results, datamodule.holdout_source)
+    if shift is not None:
+        results["shift"] = shift
     results["run"] = {
         "backbone": net.backbone_name,
         "best_checkpoint": str(Path(best).relative_to(run_dir)) if best and Path(best).is_relative_to(run_dir) else best or None,

@@ -14,7 +14,9 @@ properties the research questions need, not photo-realism:
 
 Everything is a pure function of ``(seed, index)`` (``streams``). Only numpy and OpenCV are
 used (no torch). ``anatomy`` draws a patient, ``render`` an image of it, ``marks`` burns in
-the shortcut, ``source`` is the data source, ``preview`` the picture command.
+the shortcut, ``source`` is the data source (named, and optionally stored through a hospital's
+imaging chain, ``covid_tl.preprocess.acquisition``: ``data=synthetic_shift``), ``preview`` the
+picture command.
 """
 from covid_tl.data.synthetic.marks import Mark, ShortcutSpec
 from covid_tl.data.synthetic.preview import main

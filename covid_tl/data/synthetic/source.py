@@ -15,6 +15,7 @@ from covid_tl.data.synthetic import streams
 from covid_tl.data.synthetic.anatomy import patient_model
 from covid_tl.data.synthetic.marks import Mark, ShortcutSpec, burn_marks
 from covid_tl.data.synthetic.render import render_phantom
+from covid_tl.preprocess.acquisition import AcquisitionChain, acquire
 
 SOURCE = "synthetic"
 VIEW = "PA"
@@ -50,7 +51,12 @@ Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class SyntheticSource:
-    """A data source of seeded phantoms: same arguments, same manifest, same images."""
+    """A data source of seeded phantoms: same arguments, same manifest, same images.
+
+    `name` is the rows' source (and the prefix of their paths and patient ids), so several
+    sources, e.g. simulated hospitals each with its own imaging `chain`, combine into one
+    manifest and every breakdown by source tells them apart.
+    """
 
     reads_files = False  # rows name generator indices, not files
 
@@ -62,8 +68,10 @@ class SyntheticSource:
                  opacity: Annotated[tuple[Fraction, Fraction], AfterValidator(_ordered)] = (0.4, 1.0),
                  noise: Annotated[float, Field(ge=0.0, le=0.5)] = 0.03,
                  shortcut: Annotated[ShortcutSpec | None, BeforeValidator(_plain)] = None,
-                 seed: Annotated[int, Field(ge=0)] = 0) -> None:
-        """opacity: the strength range of COVID-19 opacities (0 invisible, 1 strong)."""
+                 seed: Annotated[int, Field(ge=0)] = 0, name: Annotated[str, Field(pattern=r"^[\w.-]+$")] = SOURCE,
+                 chain: Annotated[AcquisitionChain | None, BeforeValidator(_plain)] = None) -> None:
+        """opacity: the strength range of COVID-19 opacities (0 invisible, 1 strong); chain:
+        the imaging chain applied to every image after its marks (None: as rendered)."""
         self.n_patients = n_patients
         self.images_per_patient = images_per_patient
         self.covid_fraction = covid_fraction
@@ -73,6 +81,8 @@ class SyntheticSource:
         self.noise = noise
         self.shortcut = ShortcutSpec() if shortcut is None else shortcut
         self.seed = seed
+        self.name = name
+        self.chain = chain
 
         # manifest-level facts, cheap and without rendering
         n_covid = round(covid_fraction * n_patients)
@@ -94,9 +104,9 @@ class SyntheticSource:
         return len(self._patient)
 
     def __repr__(self) -> str:
-        return (f"SyntheticSource(n_patients={self.n_patients}, images={len(self)}, "
+        return (f"SyntheticSource(name={self.name!r}, n_patients={self.n_patients}, images={len(self)}, "
                 f"covid_fraction={self.covid_fraction}, image_size={self.image_size}, seed={self.seed}, "
-                f"shortcut={self.shortcut})")
+                f"shortcut={self.shortcut}, chain={self.chain})")
 
     def _check(self, index: int) -> int:
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
@@ -110,10 +120,10 @@ class SyntheticSource:
         pw = max(4, len(str(self.n_patients - 1)))
         iw = max(5, len(str(n - 1)))
         frame = pd.DataFrame({
-            "path": [f"{SOURCE}/{i:0{iw}d}" for i in range(n)],
+            "path": [f"{self.name}/{i:0{iw}d}" for i in range(n)],
             "label": np.where(self._covid, LABELS[1], LABELS[0]),
-            "patient_id": [f"{SOURCE}:{p:0{pw}d}" for p in self._patient],
-            "source": SOURCE,
+            "patient_id": [f"{self.name}:{p:0{pw}d}" for p in self._patient],
+            "source": self.name,
             "view": VIEW,
             "index": np.arange(n, dtype=np.int64),
             "marked": self._marked.copy(),
@@ -127,7 +137,8 @@ class SyntheticSource:
     def render(self, index: int, with_marks: bool = True) -> Phantom:
         """The phantom for one index; with_marks=False is the same image before marks are burned in.
 
-        Unmarked renders report no marks and an empty mark_mask.
+        Unmarked renders report no marks and an empty mark_mask. The chain (its text included)
+        comes last, on every image: it is how the source stores films, not a mark of the class.
         """
         i = self._check(index)
         patient, image_no = int(self._patient[i]), int(self._image_no[i])
@@ -140,6 +151,8 @@ class SyntheticSource:
         if with_marks and self._marked[i]:
             rng = streams.rng(self.seed, streams.MARKS, patient, image_no)
             image, mark_mask, marks = burn_marks(image, rng, self.shortcut)
+        if self.chain is not None:
+            image = acquire(image, self.chain, streams.rng(self.seed, streams.CHAIN, patient, image_no))
         return Phantom(image, lung_mask, mark_mask, opacity_mask, marks, LABELS[int(covid)])
 
     def load_image(self, row: Mapping) -> np.ndarray:

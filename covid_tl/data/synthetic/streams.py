@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 # Stream tags: the first spawn-key word, so that the streams never share random numbers.
-LABELS, COUNTS, MARKED, PATIENT, IMAGE, MARKS = range(6)
+LABELS, COUNTS, MARKED, PATIENT, IMAGE, MARKS, CHAIN = range(7)
 
 
 def rng(seed: int, *key: int) -> np.random.Generator:

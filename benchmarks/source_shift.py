@@ -1,0 +1,118 @@
+"""Source shift on phantoms (data=synthetic_shift): specificity and sensitivity in distribution
+(val: hospitals A and B) against the held-out hospital C, per setting and seed.
+
+    python benchmarks/source_shift.py [--settings NAME ...] [--seeds 1 2 3]
+        [--add NAME="OVERRIDE OVERRIDE ..."] [--runs DIR] [--out table.md] [override ...]
+
+Every run is `python train.py` with BASE (today's recipe: frozen ImageNet EfficientNet-Lite0),
+the setting's overrides (the cnn_* settings train the small CNN from scratch instead), the seed
+and the trailing overrides; `--add lungs="preprocessing=lungs"` adds a setting. Default: every
+setting in SETTINGS, seed 1 (about 10 minutes on 2 free CPU cores). Prints a line per finished
+run, then a markdown table (mean and, with several seeds, the spread over seeds); `--runs`
+keeps the run dirs (results.json, predictions.csv).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = ["data=synthetic_shift", "backbone=efficientnet_lite0", "backbone.weights=imagenet_offline", "freeze=all",
+        "logger=none", "callbacks.grad_cam=null", "bootstrap=200"]
+CNN = ["backbone=simple_cnn", "backbone.weights=none", "freeze=none", "trainer.max_epochs=20"]  # trained from scratch
+SETTINGS = {
+    "none": ["preprocessing=none"],
+    "crop_inpaint": ["preprocessing=crop_inpaint"],
+    "acquisition": ["preprocessing=crop_inpaint", "augment=acquisition"],
+    "cnn_crop_inpaint": [*CNN, "preprocessing=crop_inpaint"],
+    "cnn_acquisition": [*CNN, "preprocessing=crop_inpaint", "augment=acquisition"],
+}
+COLUMNS = [("specificity", "in_distribution"), ("specificity", "shifted"), ("specificity", "drop"),
+           ("sensitivity", "in_distribution"), ("sensitivity", "shifted"), ("auroc", "shifted")]
+
+
+def cpu_seconds() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def run(overrides: list[str], run_dir: Path) -> tuple[dict, float, float]:
+    """One train.py run: (its results.json's shift block, wall seconds, CPU seconds). CPU time
+    does not grow when other jobs share the cores; wall time does."""
+    start, cpu = time.perf_counter(), cpu_seconds()
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *overrides, f"hydra.run.dir={run_dir}"],
+                          cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f"train.py {' '.join(overrides)} failed:\n{proc.stderr[-3000:]}")
+    shift = json.loads((run_dir / "results.json").read_text())["shift"]
+    return shift, time.perf_counter() - start, cpu_seconds() - cpu
+
+
+def cell(values: list[float | None]) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    return f"{np.mean(values):.2f}" + (f" ± {np.std(values, ddof=1):.2f}" if len(values) > 1 else "")
+
+
+def table(rows: dict[str, list[tuple[dict, float, float]]], seeds: list[int]) -> str:
+    head = ["setting", "spec in-dist", "spec at C", "spec drop", "sens in-dist", "sens at C", "AUROC at C",
+            "wall s/run", "CPU s/run"]
+    lines = [f"| {' | '.join(head)} |", "|" + "---|" * len(head)]
+    for name, runs in rows.items():
+        cells = [cell([shift[m][k] for shift, _, _ in runs]) for m, k in COLUMNS]
+        times = [f"{np.mean([r[i] for r in runs]):.0f}" for i in (1, 2)]
+        lines.append(f"| {name} | {' | '.join(cells + times)} |")
+    return "\n".join(lines) + f"\n\nseeds {seeds}; mean ± sd over seeds where several."
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1])
+    parser.add_argument("--add", action="append", default=[], metavar='NAME="OVERRIDES"')
+    parser.add_argument("--runs", type=Path, help="keep the run dirs here (default: a temporary folder)")
+    parser.add_argument("--out", type=Path, help="also write the table here")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    settings = dict(SETTINGS)
+    for item in args.add:
+        name, _, overrides = item.partition("=")
+        settings[name] = overrides.split()
+        if name not in args.settings:
+            args.settings.append(name)
+    unknown = [s for s in args.settings if s not in settings]
+    if unknown:
+        raise SystemExit(f"error: unknown setting(s) {unknown}; known: {', '.join(settings)} (or --add NAME=...)")
+    with tempfile.TemporaryDirectory() as tmp:
+        runs_dir = args.runs or Path(tmp)
+        rows: dict[str, list[tuple[dict, float, float]]] = {}
+        total, done = len(args.settings) * len(args.seeds), 0
+        for name in args.settings:
+            for seed in args.seeds:
+                overrides = [*BASE, *settings[name], f"seed={seed}", *args.overrides]
+                shift, wall, cpu = run(overrides, runs_dir / f"{name}_seed{seed}")
+                rows.setdefault(name, []).append((shift, wall, cpu))
+                done += 1
+                spec = shift["specificity"]
+                print(f"[{done}/{total}] {name} seed {seed}: specificity {spec['in_distribution']:.2f} -> "
+                      f"{spec['shifted']:.2f}, sensitivity {shift['sensitivity']['in_distribution']:.2f} -> "
+                      f"{shift['sensitivity']['shifted']:.2f} ({wall:.0f} s, CPU {cpu:.0f} s)", flush=True)
+    text = table(rows, args.seeds)
+    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} CPUs; base: {' '.join(BASE + args.overrides)}\n\n{text}")
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
