@@ -10,7 +10,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import get_object
+from hydra.utils import get_class, get_object
 from omegaconf import DictConfig, OmegaConf
 from pydantic import ConfigDict, PydanticUserError, TypeAdapter, ValidationError
 
@@ -92,8 +92,18 @@ def resume_files(cfg: DictConfig) -> list[Path]:
                               "run dir's last.ckpt, with hydra.run.dir=<that run dir>)")
         return [path]
     folders = [Path(entry.dirpath) for entry in (cfg.get("callbacks") or {}).values()
-               if entry is not None and str(entry.get("_target_", "")).endswith("ModelCheckpoint") and entry.get("dirpath")]
+               if entry is not None and entry.get("dirpath") and _is_checkpoint_callback(entry.get("_target_"))]
     return sorted(p for folder in folders for p in folder.glob("last*.ckpt"))
+
+
+def _is_checkpoint_callback(target: str | None) -> bool:
+    """A ModelCheckpoint or a subclass of it (covid-tl's BestAndLastCheckpoint)."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    try:
+        return bool(target) and issubclass(get_class(str(target)), ModelCheckpoint)
+    except Exception:  # an unknown target is reported by check_arguments
+        return False
 
 
 def instantiated_entries(cfg: DictConfig) -> dict[str, DictConfig]:

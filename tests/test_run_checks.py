@@ -8,7 +8,7 @@ from omegaconf import OmegaConf, open_dict
 
 from covid_tl.config_check import group_options
 from covid_tl.errors import ConfigError
-from covid_tl.run_checks import check_train_config, missing_keys
+from covid_tl.run_checks import check_train_config, missing_keys, resume_files
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -50,6 +50,12 @@ def test_resume_needs_an_existing_file_and_last_may_find_none(tmp_path):
     with pytest.raises(ConfigError, match="ckpt_path=.*missing.ckpt: no such checkpoint file"):
         check_train_config(composed(f"ckpt_path={tmp_path / 'missing.ckpt'}"))
     check_train_config(composed("ckpt_path=last", run_dir=str(tmp_path)))  # no last.ckpt yet: a fresh start
+
+
+def test_last_is_looked_for_where_the_default_checkpoint_callback_writes(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
+    assert resume_files(composed("ckpt_path=last", run_dir=str(tmp_path))) == [tmp_path / "checkpoints" / "last.ckpt"]
 
 
 def test_missing_keys_reads_the_unresolved_config():
