@@ -1,4 +1,5 @@
-"""Train a COVID-19 vs no-finding classifier: `python train.py [group=option ...] [key=value ...]`."""
+"""Train a COVID-19 vs no-finding classifier: `python train.py [group=option ...] [key=value ...]`;
+the lung segmenter: `python train.py --config-name segment [...]` (conf/segment.yaml)."""
 from __future__ import annotations
 
 import sys
@@ -18,9 +19,10 @@ CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 def main(cfg: DictConfig) -> None:
     from covid_tl.errors import ConfigError
     from covid_tl.tasks.pretrain import pretrain  # heavy imports after Hydra has parsed the command line
+    from covid_tl.tasks.segment import segment
     from covid_tl.tasks.train import train
 
-    tasks = {"classify": train, "pretrain": pretrain}
+    tasks = {"classify": train, "pretrain": pretrain, "segment": segment}
     try:
         if cfg.task not in tasks:
             raise ConfigError(f"unknown task {cfg.task!r}; valid: {', '.join(tasks)}")
