@@ -2,7 +2,7 @@
 source, Dice and IoU where a true mask exists (patients the segmenter was not trained on
 apart), and CPU inference time per film (resize, network, resize back, components).
 
-    python benchmarks/segmenter.py [--checkpoint PATH] [--xray-mini DIR] [--csv per_film.csv]
+    python benchmarks/segmenter.py [--checkpoint PATH] [--xray-mini DIR] [--csv per_film.csv] [--preview grid.png]
 
 Prints the markdown table of docs/segmenter.md and the timing line of docs/benchmarks.md.
 """
@@ -14,6 +14,7 @@ import platform
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -22,7 +23,7 @@ from covid_tl.data.images import read_xray
 from covid_tl.data.sources import ManifestSource, read_mask
 from covid_tl.metrics import bootstrap_mean
 from covid_tl.models.segmenter import LungSegmenter
-from covid_tl.models.segmenter_eval import mask_scores
+from covid_tl.models.segmenter_eval import mask_scores, preview, spread_over
 
 DEFAULT = Path(os.environ.get("COVID_TL_XRAY_MINI", Path(__file__).resolve().parents[2] / "shared" / "data" / "xray-mini"))
 
@@ -71,6 +72,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=None, help="a lung_segmenter.pt (default: the bundled one)")
     parser.add_argument("--xray-mini", type=Path, default=DEFAULT)
     parser.add_argument("--csv", type=Path, default=None, help="write the per-film scores here")
+    parser.add_argument("--preview", type=Path, default=None, help="write film | true mask | predicted mask of 12 films here")
     args = parser.parse_args()
     if not (args.xray_mini / "manifest.csv").is_file():
         raise SystemExit(f"xray-mini not found at {args.xray_mini}: pass --xray-mini DIR")
@@ -78,6 +80,10 @@ def main() -> None:
     table = score_every_film(segmenter, args.xray_mini)
     if args.csv:
         table.to_csv(args.csv, index=False)
+    if args.preview:
+        rows = ManifestSource(args.xray_mini / "manifest.csv").frame().sample(frac=1, random_state=0).to_dict("records")
+        pair = lambda row: (read_xray(row["path"]), read_mask(row.get("lung_mask")))  # noqa: E731
+        cv2.imwrite(str(args.preview), preview(segmenter, spread_over(rows, "source", 12), pair))
     print(f"segmenter {args.checkpoint or 'bundled'} (digest {segmenter.digest}, input {segmenter.input_size} px)\n")
     print(markdown(table))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

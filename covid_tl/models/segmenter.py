@@ -84,7 +84,7 @@ class LungSegmenter:
     @classmethod
     def create(cls, arch: str = "Unet", encoder: str = LITE0_ENCODER, encoder_weights: str = "imagenet_offline",
                encoder_depth: int = 5, decoder_channels: Sequence[int] = (128, 64, 32, 16, 8),
-               input_size: int = 192, threshold: float = 0.5) -> LungSegmenter:
+               input_size: int = 128, threshold: float = 0.5) -> LungSegmenter:
         """A new, untrained segmenter (the keys of conf/segmenter/)."""
         if encoder_weights not in ENCODER_WEIGHTS:
             raise SegmenterError(f"unknown segmenter.encoder_weights {encoder_weights!r}; valid: {', '.join(ENCODER_WEIGHTS)}")
