@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import PUBLISHED_MINI, XRAY_MINI, needs_published_mini, needs_xray_mini
 from data_fixtures import cohen, image
 from covid_tl.data.lung_masks import LungMaskDataModule
 from covid_tl.data.sources import ManifestSource
@@ -59,6 +60,19 @@ def test_v7labs_masks_pair_with_cohen_films_by_file_name(tmp_path):
     assert frame["label"].tolist() == ["covid", "covid", "no_finding"]
     mask = source.load_lung_mask(frame.iloc[0].to_dict())
     assert mask.dtype == bool and mask.sum() == 16 * 7 + 16 * 7 and not mask[2, 2]
+
+
+@needs_published_mini
+@needs_xray_mini
+def test_published_cohen_films_meet_their_v7labs_masks_and_xray_minis_patient_ids():
+    frame = CohenV7LabsLungs(PUBLISHED_MINI / "cohen").frame()
+    # 29 frontal COVID-19 or no-finding films listed; all but the no-finding one have a mask
+    assert len(frame) == 28 and frame["lung_mask"].str.startswith("semantic_masks_v7labs_lungs/").all()
+    mini = pd.read_csv(XRAY_MINI / "manifest.csv")
+    mini_patient = dict(zip(mini["original_file"].str.rsplit("/", n=1).str[-1], mini["patient_id"]))
+    shared = frame[frame["path"].map(lambda p: p.rsplit("/", 1)[-1] in mini_patient)]
+    assert len(shared) == 23  # originals of xray-mini films: same patients, so the same split
+    assert (shared["patient_id"] == shared["path"].map(lambda p: mini_patient[p.rsplit("/", 1)[-1]])).all()
 
 
 def masked_manifest(tmp_path, wrong_size: bool = False) -> ManifestSource:

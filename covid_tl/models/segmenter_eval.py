@@ -83,7 +83,8 @@ def preview(segmenter: LungSegmenter, rows: Sequence[Row], read_pair: ReadPair, 
         predicted = segmenter(image)
         scores = mask_scores(predicted, truth)
         quality = f"Dice {scores['dice']:.3f}" if "dice" in scores else f"{scores['components']} comp."
-        tiles += [labelled(_tint(image, None, (0, 0, 0), size), [f"{row.get('source', '')} {row.get('split', '')}"]),
+        where = f"{row.get('reader') or row.get('source', '')} {row.get('split', '')}"  # data set (or source), split
+        tiles += [labelled(_tint(image, None, (0, 0, 0), size), [where]),
                   labelled(_tint(image, truth, (0, 200, 0), size), ["true mask" if truth is not None else "no true mask"]),
                   labelled(_tint(image, predicted, (0, 0, 230), size), [f"predicted: {quality}"])]
     return grid(tiles, columns=3)

@@ -62,7 +62,8 @@ def segment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     segmenter = LungSegmenter.load(segmenter.to("cpu").save(run_dir / CHECKPOINT, half=cfg.half))
     results = _evaluate(cfg, segmenter, datamodule, run_dir)
     results["run"] = {"epochs_trained": trainer.current_epoch, "training_seconds": round(seconds, 1),
-                      "best_checkpoint": best or None, "seed": cfg.seed, "digest": segmenter.digest}
+                      "best_checkpoint": str(Path(best).relative_to(run_dir)) if best and Path(best).is_relative_to(run_dir) else best or None,
+                      "seed": cfg.seed, "digest": segmenter.digest}
     segmenter.notes = {"trained_by": "task=segment", "test": {k: results.get("test", {}).get(k) for k in ("n", "dice", "dice_ci95", "iou")},
                        "held_out_patients": sorted({r["patient_id"] for s in ("val", "test") for r in datamodule.rows(s)})}
     segmenter.save(run_dir / CHECKPOINT, half=cfg.half)
