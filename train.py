@@ -1,4 +1,5 @@
-"""Train a COVID-19 vs no-finding classifier: `python train.py [group=option ...] [key=value ...]`."""
+"""Train a COVID-19 vs no-finding classifier: `python train.py [group=option ...] [key=value ...]`;
+the lung segmenter: `python train.py --config-name segment [...]` (conf/segment.yaml)."""
 from __future__ import annotations
 
 import sys
@@ -9,7 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 import covid_tl.preprocess.schema  # noqa: F401  (structured configs, registered before Hydra composes)
-from covid_tl.config_check import unknown_group_option, unknown_key
+from covid_tl.config_check import config_name, unknown_group_option, unknown_key
 
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
@@ -21,10 +22,11 @@ def main(cfg: DictConfig) -> float | None:
     from covid_tl.run_checks import check_train_config
     from covid_tl.run_dir import run_lock
     from covid_tl.tasks.pretrain import pretrain  # heavy imports after Hydra has parsed the command line
+    from covid_tl.tasks.segment import segment
     from covid_tl.tasks.train import train
     from covid_tl.tracking import metric_value
 
-    tasks = {"classify": train, "pretrain": pretrain}
+    tasks = {"classify": train, "pretrain": pretrain, "segment": segment}
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         if cfg.task not in tasks:
@@ -39,6 +41,6 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    if error := unknown_group_option(sys.argv[1:], CONFIG_DIR) or unknown_key(sys.argv[1:], CONFIG_DIR, "train"):
+    if error := unknown_group_option(sys.argv[1:], CONFIG_DIR) or unknown_key(sys.argv[1:], CONFIG_DIR, config_name(sys.argv[1:], "train")):
         sys.exit(error)
     main()

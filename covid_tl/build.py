@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from covid_tl.data.datamodule import XrayDataModule
 from covid_tl.data.findings import FindingsDataModule
+from covid_tl.data.lung_masks import LungMaskDataModule
 from covid_tl.errors import ConfigError
 from covid_tl.preprocess.cache import PreprocessCache
 from covid_tl.preprocess.model_input import InputSpec
@@ -53,6 +54,8 @@ def build_datamodule(cfg: DictConfig, input_spec: InputSpec) -> XrayDataModule:
     backbone's input spec, the preprocessing and its cache, the augmentation."""
     if issubclass(get_class(cfg.data._target_), FindingsDataModule):
         raise ConfigError("this data config holds ChestX-ray14's 14 findings: it is for task=pretrain (data=nih14)")
+    if issubclass(get_class(cfg.data._target_), LungMaskDataModule):
+        raise ConfigError("this data config holds lung masks: it is for the segmenter (python train.py --config-name segment)")
     data = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k not in DATA_ANCHORS}
     data["sources"] = {name: source for name, source in data["sources"].items() if source is not None}
     augment = OmegaConf.to_container(cfg.augment, resolve=True)

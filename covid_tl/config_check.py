@@ -90,6 +90,16 @@ def _option_with_key(config_dir: Path, key: str) -> str | None:
     return None
 
 
+def config_name(args: Sequence[str], default: str) -> str:
+    """The primary config a command line names (`--config-name X`, `--config-name=X`, `-cn X`)."""
+    for i, arg in enumerate(args):
+        if arg.startswith("--config-name="):
+            return arg.split("=", 1)[1]
+        if arg in ("--config-name", "-cn") and i + 1 < len(args):
+            return args[i + 1]
+    return default
+
+
 def unknown_key(args: Sequence[str], config_dir: Path, config_name: str) -> str | None:
     """The error line for the first `key=value` override whose key the composed config lacks,
     naming the closest existing key (`trainer.max_epoch` -> `trainer.max_epochs`)."""

@@ -98,6 +98,27 @@ def roc_points(targets: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.
     return fpr.numpy(), tpr.numpy()
 
 
+def patient_resamples(n: int, groups: np.ndarray | None, resamples: int, seed: int):
+    """Row indices of `resamples` bootstrap draws of whole groups (patients; each row its own
+    group when None), with replacement, as many groups as there are."""
+    if groups is None:
+        groups = np.arange(n)
+    _, group_index = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    members = [np.flatnonzero(group_index == g) for g in range(group_index.max() + 1)] if n else []
+    rng = np.random.default_rng(seed)
+    for _ in range(resamples if members else 0):
+        yield np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+
+
+def bootstrap_mean(values: np.ndarray, groups: np.ndarray | None = None, resamples: int = 1000,
+                   seed: int = 0) -> list[float] | None:
+    """95% percentile bootstrap interval of the mean of per-image values (Dice, say), whole
+    patients resampled; None when there is nothing to resample."""
+    values = np.asarray(values, dtype=np.float64)
+    means = [float(values[rows].mean()) for rows in patient_resamples(len(values), groups, resamples, seed)]
+    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))] if means else None
+
+
 def bootstrap_intervals(
     targets: np.ndarray,
     probabilities: np.ndarray,
@@ -113,14 +134,8 @@ def bootstrap_intervals(
     """
     targets = np.asarray(targets).astype(np.int64)
     probabilities = np.asarray(probabilities, dtype=np.float64)
-    if groups is None:
-        groups = np.arange(len(targets))
-    _, group_index = np.unique(np.asarray(groups).astype(str), return_inverse=True)
-    members = [np.flatnonzero(group_index == g) for g in range(group_index.max() + 1)] if len(targets) else []
-    rng = np.random.default_rng(seed)
     draws: dict[str, list[float]] = {m: [] for m in METRICS}
-    for _ in range(resamples if members else 0):
-        rows = np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+    for rows in patient_resamples(len(targets), groups, resamples, seed):
         t, p = targets[rows], probabilities[rows]
         predicted = p >= threshold
         if (t == 1).any():

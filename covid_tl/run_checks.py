@@ -117,7 +117,8 @@ def instantiated_entries(cfg: DictConfig) -> dict[str, DictConfig]:
 def check_train_config(cfg: DictConfig) -> None:
     """What train.py checks before a task writes anything."""
     check_required(cfg)
-    check_threshold(cfg.threshold)
+    if "threshold" in cfg:  # classification runs; segmentation has none
+        check_threshold(cfg.threshold)
     for key, entry in instantiated_entries(cfg).items():
         check_arguments(entry, key)
     if not cfg.trust_checkpoint:

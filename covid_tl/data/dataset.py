@@ -85,11 +85,15 @@ class SeededAugmentation:
         self.compose = compose
         self._seed: int | None = None
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
+    def apply(self, **data: np.ndarray) -> dict[str, np.ndarray]:
+        """The pipeline on named arrays (`image`, and a `mask` that moves with it)."""
         if worker_seed() != self._seed:
             self._seed = worker_seed()
             self.compose.set_random_seed(self._seed)
-        return self.compose(image=image)["image"]
+        return self.compose(**data)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        return self.apply(image=image)["image"]
 
 
 class WatermarkTransplant:

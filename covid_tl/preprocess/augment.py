@@ -104,3 +104,45 @@ def build_acquisition_augmentation(**steps: Mapping[str, Any] | None) -> A.Compo
     transforms = [_step(name, steps[name]) for name in ACQUISITION_STEPS if steps.get(name) is not None]
     transforms = [t for t in transforms if t is not None]
     return A.Compose(transforms, seed=0) if transforms else None
+
+
+BORDERS = {"constant": cv2.BORDER_CONSTANT, "reflect": cv2.BORDER_REFLECT_101}
+
+
+def imaging_chain_augmentation(
+    rotate: float = 10.0,
+    scale: tuple[float, float] = (0.85, 1.3),
+    translate: float = 0.06,
+    gamma: tuple[float, float] = (0.6, 1.7),
+    brightness_contrast: float = 0.3,
+    blur_sigma: tuple[float, float] = (0.5, 2.0),
+    jpeg_quality: tuple[int, int] = (20, 90),
+    downscale: tuple[float, float] = (0.3, 0.8),
+    noise_std: tuple[float, float] = (0.01, 0.05),
+    p: float = 0.5,
+    border: str = "constant",
+) -> A.Compose:
+    """Hard augmentation that imitates other hospitals' imaging chains, for a model trained on
+    one source to meet others: a random crop or margin and a small rotation (always), then each
+    with probability `p`: exposure (gamma), brightness and contrast, blur, JPEG compression,
+    downscaling and sensor noise. A mask passed with the image moves with it.
+
+    scale > 1 zooms in (a crop), < 1 out (a `border` margin: constant black, as a film's, or
+    reflect); gamma is the exponent range; the others are ranges of the albumentations steps.
+    """
+    if border not in BORDERS:
+        raise ConfigError(f"unknown augment.border {border!r}; valid: {', '.join(BORDERS)}")
+    if not 0 <= p <= 1 or rotate < 0 or not 0 <= translate < 0.5:
+        raise ConfigError(f"augment.p must be in [0, 1], rotate >= 0 and translate in [0, 0.5); got {p}, {rotate}, {translate}")
+    if not (0 < scale[0] <= scale[1] and 0 < gamma[0] <= gamma[1] and 0 < downscale[0] <= downscale[1] < 1):
+        raise ConfigError("augment.scale, gamma and downscale must be ordered positive ranges (downscale below 1)")
+    return A.Compose([
+        A.Affine(scale=tuple(scale), translate_percent=(-translate, translate), rotate=(-rotate, rotate),
+                 border_mode=BORDERS[border], fill=0, fill_mask=0, p=1.0),
+        A.RandomGamma(gamma_limit=(100 * gamma[0], 100 * gamma[1]), p=p),
+        A.RandomBrightnessContrast(brightness_contrast, brightness_contrast, p=p),
+        A.GaussianBlur(sigma_limit=tuple(blur_sigma), p=p),
+        A.ImageCompression(quality_range=tuple(jpeg_quality), p=p),
+        A.Downscale(scale_range=tuple(downscale), p=p),
+        A.GaussNoise(std_range=tuple(noise_std), p=p),
+    ], seed=0)
