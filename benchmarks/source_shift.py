@@ -7,9 +7,9 @@
 Every run is `python train.py` with BASE (today's recipe: frozen ImageNet EfficientNet-Lite0),
 the setting's overrides (the cnn_* settings train the small CNN from scratch instead), the seed
 and the trailing overrides; `--add lungs="preprocessing=lungs"` adds a setting. Default: every
-setting in SETTINGS, seed 1 (about 10 minutes on 2 free CPU cores). Prints a line per finished
-run, then a markdown table (mean and, with several seeds, the spread over seeds); `--runs`
-keeps the run dirs (results.json, predictions.csv).
+setting in SETTINGS, seed 1 (485 CPU seconds: under 10 minutes on 2 free cores). Prints a line
+per finished run, then a markdown table (mean and, with several seeds, the spread over seeds);
+`--runs` keeps the run dirs (results.json, predictions.csv).
 """
 from __future__ import annotations
 
