@@ -55,7 +55,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
 
 
 def _sets(results: Mapping[str, Any]) -> list[str]:
-    return [name for name in results if name != "run"]
+    return [name for name in results if name not in ("run", "shift")]  # splits, then extra sets
 
 
 def metrics_section(results: Mapping[str, Any]) -> list[str]:
