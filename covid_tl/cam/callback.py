@@ -15,6 +15,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from covid_tl.grid import WHITE
 from covid_tl.labels import DISPLAY, LABELS
 from covid_tl.cam.compute import compute_cams
+from covid_tl.cam.lungs import CamLungs
 from covid_tl.cam.overlay import cam_grid, cam_title
 from covid_tl.cam.scores import mean_scores
 from covid_tl.cam.images import score_cams, scoring_images
@@ -69,7 +70,8 @@ class GradCAMCallback(pl.Callback):
     The same K validation images every time (half COVID-19), so epochs can be compared;
     runs on rank zero only and leaves the model's mode, flags and gradients as they were.
     A failure costs one warning naming the images, never the run: an image that cannot be
-    prepared is left out at setup, an epoch whose CAMs fail gets no picture.
+    prepared is left out at setup, an epoch whose CAMs fail gets no picture. Lung regions
+    (`lungs`, default: the data's masks, the segmenter elsewhere) are found once, at setup.
     """
 
     def __init__(
@@ -83,6 +85,7 @@ class GradCAMCallback(pl.Callback):
         alpha: float = 0.4,
         layer: str | None = None,
         tile: int = 320,
+        lungs: CamLungs | None = None,
     ) -> None:
         if every_n_epochs < 1 or num_images < 1 or tile < 16:
             raise ValueError("every_n_epochs and num_images must be at least 1, tile at least 16 pixels")
@@ -91,6 +94,7 @@ class GradCAMCallback(pl.Callback):
         self.num_images = num_images
         self.method, self.target, self.overlay, self.alpha, self.layer = method, target, overlay, alpha, layer
         self.tile = tile
+        self.lungs = lungs or CamLungs()
         self.inputs: torch.Tensor | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -106,7 +110,7 @@ class GradCAMCallback(pl.Callback):
         for row in rows:  # one bad image costs its own tile, not the pictures
             try:
                 self.items += scoring_images([row], datamodule.load_image, datamodule.prepared,
-                                             datamodule.load_lung_mask, datamodule.input_spec)
+                                             datamodule.load_lung_mask, datamodule.input_spec, lungs=self.lungs)
             except Exception as error:
                 failed.append(f"{image_name(row)} ({describe(error)})")
                 continue

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from covid_tl.models.checkpoint import load_run
@@ -62,7 +63,7 @@ def explain(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
         masks = mask_finder(cfg.get("masks"))
         lungs = lambda row: masks(row) if cfg.get("masks") else datamodule.load_lung_mask(row)  # noqa: E731
     inpaint = OmegaConf.to_container(run_cfg.preprocessing, resolve=True).get("inpaint") or {}
-    items = scoring_images(rows, load, prepare, lungs, net.input_spec, inpaint.get("detector"))
+    items = scoring_images(rows, load, prepare, lungs, net.input_spec, inpaint.get("detector"), instantiate(cfg.lungs))
     batch = torch.stack([item.input for item in items])
     cams, probabilities = compute_cams(net, batch, cfg.method, cfg.target, cfg.layer, cfg.batch_size, run_cfg.threshold)
     scores = score_cams(cams, items)
