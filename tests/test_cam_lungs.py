@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from covid_tl.cam.callback import GradCAMCallback
 from covid_tl.cam.images import score_cams, scoring_images
 from covid_tl.cam.lungs import CamLungs
+from covid_tl.cam.overlay import outline
 from covid_tl.cam.sets import summarize_scores
 from covid_tl.data.datamodule import XrayDataModule
 from covid_tl.data.synthetic import SyntheticSource
@@ -157,3 +158,13 @@ def test_evaluate_cams_true_scores_every_image_of_the_test_split(train_run, tmp_
         assert block["n"] == len(rows) and block["lung_fraction"] == pytest.approx(rows["lung_fraction"].mean())
         lo, hi = block["lung_fraction_ci95"]
         assert lo <= block["lung_fraction"] <= hi and block["per_source"]["synthetic"]["n"] == len(rows)
+
+
+def test_the_lung_outline_is_drawn_on_the_edge_of_the_region_only():
+    picture = np.zeros((32, 32, 3), np.uint8)
+    region = np.zeros((16, 16), bool)
+    region[4:12, 4:12] = True  # on a grid half the picture's size: rows and columns 8-23 of it
+    drawn = outline(picture, region)
+    assert drawn[8, 15].tolist() == [255, 255, 255] and drawn[23, 15].tolist() == [255, 255, 255]
+    assert not drawn[16, 16].any() and not drawn[2, 2].any() and not picture.any()
+    assert outline(picture, None) is picture

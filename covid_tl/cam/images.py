@@ -63,6 +63,14 @@ def scoring_images(
     return items
 
 
+def shown_lungs(item: ScoringImage) -> np.ndarray | None:
+    """The item's lung fields on the grid of what the model sees (its crop box), for outlines."""
+    if item.lungs is None:
+        return None
+    y0, x0, y1, x1 = item.box
+    return item.lungs[y0:y1, x0:x1]
+
+
 def score_cams(cams: np.ndarray, items: Sequence[ScoringImage]) -> list[dict[str, float | str | None]]:
     """artifact_fraction and lung_fraction of each CAM, on its original image's grid, with
     lung_area (the lungs' share of what the model sees: a CAM spread evenly over its input
