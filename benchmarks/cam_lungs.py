@@ -25,7 +25,7 @@ from covid_tl.labels import DISPLAY  # noqa: E402
 from covid_tl.metrics import bootstrap_mean  # noqa: E402
 
 
-def rows(table: pd.DataFrame) -> list[dict]:
+def rows(table: pd.DataFrame, seed: int) -> list[dict]:
     """Per class: lung_fraction, lung_area and their difference with patient bootstrap intervals."""
     out = []
     for label, part in table.groupby("label", sort=True):
@@ -36,7 +36,7 @@ def rows(table: pd.DataFrame) -> list[dict]:
                  "from": ", ".join(f"{k} {v}" for k, v in part["lung_source"].value_counts().items())}
         for name in ("lung_fraction", "lung_area", "above_chance"):
             values = part[name].to_numpy(float)
-            entry[name], entry[f"{name}_ci"] = values.mean(), bootstrap_mean(values, part["patient_id"].to_numpy())
+            entry[name], entry[f"{name}_ci"] = values.mean(), bootstrap_mean(values, part["patient_id"].to_numpy(), seed=seed)
         out.append(entry)
     return out
 
@@ -52,11 +52,12 @@ def main() -> None:
     parser.add_argument("segmenter_only", type=Path, help="evaluate run dir with lungs.mode=segmenter_only")
     parser.add_argument("--set", default="test", help="a set of cams.csv, or 'all'")
     parser.add_argument("--out", type=Path, default=Path("cam_lungs.png"))
+    parser.add_argument("--seed", type=int, default=42, help="bootstrap seed (evaluate uses the run's seed, 42)")
     args = parser.parse_args()
     a, b = (pd.read_csv(d / "cams.csv") for d in (args.masks_first, args.segmenter_only))
     if args.set != "all":
         a, b = a[a["set"] == args.set], b[b["set"] == args.set]
-    entries = rows(a) + [e for e in rows(b) if e["class"] == DISPLAY["covid"]]
+    entries = rows(a, args.seed) + [e for e in rows(b, args.seed) if e["class"] == DISPLAY["covid"]]
     print("| class | lungs from | images (patients) | lung_fraction | lung_area (chance) | above chance |")
     print("|---|---|---|---|---|---|")
     for e in entries:

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 
 from covid_tl.errors import ConfigError
 from covid_tl.models.segmenter import LungSegmenter
 
 #: segmenter: the data's mask, the segmenter elsewhere | segmenter_only: the segmenter on every
 #: film (compare it with the masks) | masks: given masks only | none: no lung scores.
-MODES = ("segmenter", "segmenter_only", "masks", "none")
+Mode = Literal["segmenter", "segmenter_only", "masks", "none"]
+MODES = get_args(Mode)
 
 
 @dataclass
@@ -31,7 +34,7 @@ class LungRegion:
 class CamLungs:
     """Lung regions by `mode` (MODES); `model`: a task=segment `lung_segmenter.pt`, None the bundled one."""
 
-    def __init__(self, mode: str = "segmenter", model: str | None = None,
+    def __init__(self, mode: Mode = "segmenter", model: str | None = None,
                  segmenter: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         if mode not in MODES:
             raise ConfigError(f"unknown lungs.mode {mode!r}; valid: {', '.join(MODES)}")
@@ -61,6 +64,14 @@ class CamLungs:
         if self.mode in ("segmenter", "segmenter_only"):
             return LungRegion(self.segment(key, film), "segmenter")
         return LungRegion(None, "none")
+
+
+def build_lungs(config: Any) -> CamLungs:
+    """The CamLungs a `lungs:` config names; a bad value is its own one-line error."""
+    try:
+        return instantiate(config)
+    except InstantiationException as error:
+        raise error.__cause__ if isinstance(error.__cause__, ConfigError) else error
 
 
 def image_key(row: Mapping[str, Any]) -> Hashable:

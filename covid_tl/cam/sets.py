@@ -13,13 +13,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
 from covid_tl.cam.compute import compute_cams
 from covid_tl.cam.images import score_cams, scoring_images
-from covid_tl.cam.lungs import CamLungs
+from covid_tl.cam.lungs import CamLungs, build_lungs
 from covid_tl.data.manifest import Manifest
 from covid_tl.data.sources import read_mask
 from covid_tl.labels import LABELS
@@ -36,7 +35,7 @@ def record_cams(results: dict[str, Any], net: torch.nn.Module, sets: Mapping[str
     evaluate config's cam, lungs and bootstrap keys; run_cfg: the checkpoint's preprocessing)."""
     masks = given_masks(datamodule.load_lung_mask, datamodule.sources)
     detector = mark_detector(OmegaConf.to_container(run_cfg.preprocessing, resolve=True))
-    blocks = evaluate_cams(net, sets, masks, instantiate(cfg.lungs), OmegaConf.to_container(cfg.cam), threshold,
+    blocks = evaluate_cams(net, sets, masks, build_lungs(cfg.lungs), OmegaConf.to_container(cfg.cam), threshold,
                            output_dir, cfg.bootstrap, run_cfg.seed, detector)
     for name, block in blocks.items():
         results[name]["cams"] = block

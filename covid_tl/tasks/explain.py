@@ -10,7 +10,6 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from covid_tl.models.checkpoint import load_run
@@ -24,6 +23,7 @@ from covid_tl.cam.compute import compute_cams
 from covid_tl.cam.overlay import cam_grid, cam_title
 from covid_tl.cam.scores import mean_scores
 from covid_tl.cam.images import score_cams, scoring_images, shown_lungs
+from covid_tl.cam.lungs import build_lungs
 from covid_tl.build import build_datamodule, build_preprocessing
 
 
@@ -63,7 +63,7 @@ def explain(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
         masks = mask_finder(cfg.get("masks"))
         lungs = lambda row: masks(row) if cfg.get("masks") else datamodule.load_lung_mask(row)  # noqa: E731
     inpaint = OmegaConf.to_container(run_cfg.preprocessing, resolve=True).get("inpaint") or {}
-    items = scoring_images(rows, load, prepare, lungs, net.input_spec, inpaint.get("detector"), instantiate(cfg.lungs))
+    items = scoring_images(rows, load, prepare, lungs, net.input_spec, inpaint.get("detector"), build_lungs(cfg.lungs))
     batch = torch.stack([item.input for item in items])
     cams, probabilities = compute_cams(net, batch, cfg.method, cfg.target, cfg.layer, cfg.batch_size, run_cfg.threshold)
     scores = score_cams(cams, items)
