@@ -10,7 +10,7 @@ from conftest import ROOT, TINY
 from omegaconf import OmegaConf
 
 from covid_tl.cam.callback import GradCAMCallback
-from covid_tl.cam.images import score_cams, scoring_images
+from covid_tl.cam.images import lung_legend, score_cams, scoring_images
 from covid_tl.cam.lungs import CamLungs
 from covid_tl.cam.overlay import outline
 from covid_tl.cam.sets import summarize_scores
@@ -20,7 +20,7 @@ from covid_tl.errors import ConfigError
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.module import CovidClassifier
 from covid_tl.preprocess.model_input import InputSpec
-from covid_tl.preprocess.pipeline import Prepared
+from covid_tl.preprocess.pipeline import Prepared, identity
 from covid_tl.tasks.evaluate import evaluate
 
 
@@ -168,3 +168,15 @@ def test_the_lung_outline_is_drawn_on_the_edge_of_the_region_only():
     assert drawn[8, 15].tolist() == [255, 255, 255] and drawn[23, 15].tolist() == [255, 255, 255]
     assert not drawn[16, 16].any() and not drawn[2, 2].any() and not picture.any()
     assert outline(picture, None) is picture
+
+
+def test_the_legend_names_where_the_outlined_lungs_came_from():
+    film = np.full((8, 8), 100, np.uint8)
+    top = np.zeros((8, 8), bool)
+    top[:4] = True
+    rows = [{"path": "a.png", "mask": top}, {"path": "b.png", "mask": None}]
+    items = scoring_images(rows, lambda row: film, lambda row: identity(film), lambda row: row["mask"],
+                           InputSpec(8, 1), lungs=CamLungs("segmenter", segmenter=CountingSegmenter()))
+    assert [item.lung_source for item in items] == ["mask", "segmenter"]
+    assert lung_legend(items) == "lungs (drawn mask or lung segmenter)"
+    assert lung_legend(items[:1]) == "lungs (drawn mask)" and lung_legend([]) is None

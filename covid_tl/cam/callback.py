@@ -18,7 +18,7 @@ from covid_tl.cam.compute import compute_cams
 from covid_tl.cam.lungs import CamLungs
 from covid_tl.cam.overlay import OUTLINE, cam_grid, cam_title
 from covid_tl.cam.scores import mean_scores
-from covid_tl.cam.images import score_cams, scoring_images, shown_lungs
+from covid_tl.cam.images import lung_legend, score_cams, scoring_images, shown_lungs
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,10 @@ def captions(labels: list[str | None], probabilities: np.ndarray, threshold: flo
     return lines, colours
 
 
-def caption_key(threshold: float, lungs: bool = False) -> list[tuple[tuple[int, int, int], str]]:
-    """The legend of captions()' colours, and of the lung outline where one is drawn."""
+def caption_key(threshold: float, lungs: str | None = None) -> list[tuple[tuple[int, int, int], str]]:
+    """The legend of captions()' colours, and of the lung outline (`lungs`: its text) where one is drawn."""
     key = [(RIGHT, f"called right (COVID-19 at p >= {threshold:.2f})"), (WRONG, "called wrong")]
-    return key + [(OUTLINE, "lungs (drawn mask, else segmenter)")] if lungs else key
+    return key + [(OUTLINE, lungs)] if lungs else key
 
 
 class GradCAMCallback(pl.Callback):
@@ -141,9 +141,9 @@ class GradCAMCallback(pl.Callback):
         lines, colours = captions(self.labels, probabilities, threshold)
         title = cam_title(self.method, self.layer or pl_module.net.cam_layer, self.target,
                           f", epoch {trainer.current_epoch} (validation images)")
-        lungs = [shown_lungs(item) for item in self.items]
         picture, _ = cam_grid(shown, cams, lines, self.overlay, self.alpha, self.tile, title=title, colours=colours,
-                              key=caption_key(threshold, any(r is not None for r in lungs)), lungs=lungs)
+                              key=caption_key(threshold, lung_legend(self.items)),
+                              lungs=[shown_lungs(item) for item in self.items])
         self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / f"epoch_{trainer.current_epoch:03d}.png"
         if not cv2.imwrite(str(path), picture[:, :, ::-1]):

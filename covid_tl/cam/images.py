@@ -71,6 +71,13 @@ def shown_lungs(item: ScoringImage) -> np.ndarray | None:
     return item.lungs[y0:y1, x0:x1]
 
 
+def lung_legend(items: Sequence[ScoringImage]) -> str | None:
+    """What the lung outlines of `items` are drawn from, for a legend; None when none is drawn."""
+    names = {"mask": "drawn mask", "segmenter": "lung segmenter"}
+    sources = [names[s] for s in names if any(item.lung_source == s and item.lungs is not None for item in items)]
+    return f"lungs ({' or '.join(sources)})" if sources else None
+
+
 def score_cams(cams: np.ndarray, items: Sequence[ScoringImage]) -> list[dict[str, float | str | None]]:
     """artifact_fraction and lung_fraction of each CAM, on its original image's grid, with
     lung_area (the lungs' share of what the model sees: a CAM spread evenly over its input

@@ -22,7 +22,7 @@ from covid_tl.cam.callback import balanced_rows, caption_key, captions
 from covid_tl.cam.compute import compute_cams
 from covid_tl.cam.overlay import cam_grid, cam_title
 from covid_tl.cam.scores import mean_scores
-from covid_tl.cam.images import score_cams, scoring_images, shown_lungs
+from covid_tl.cam.images import lung_legend, score_cams, scoring_images, shown_lungs
 from covid_tl.cam.lungs import build_lungs
 from covid_tl.build import build_datamodule, build_preprocessing
 
@@ -73,9 +73,9 @@ def explain(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
     lines, colours = captions([row["label"] for row in rows], probabilities, run_cfg.threshold)
     where = f", {cfg.split} split" if not cfg.images else ""
     title = cam_title(cfg.method, cfg.layer or net.cam_layer, cfg.target, f"{where} ({Path(str(cfg.ckpt_path)).name})")
-    lungs = [shown_lungs(item) for item in items]
     picture, overlays = cam_grid(shown, cams, lines, cfg.overlay, cfg.alpha, cfg.tile, title=title, colours=colours,
-                                 key=caption_key(run_cfg.threshold, any(r is not None for r in lungs)), lungs=lungs)
+                                 key=caption_key(run_cfg.threshold, lung_legend(items)),
+                                 lungs=[shown_lungs(item) for item in items])
     (output_dir / "cams").mkdir(parents=True, exist_ok=True)
     records = []
     for i, (row, image, probability, score) in enumerate(zip(rows, overlays, probabilities, scores)):
