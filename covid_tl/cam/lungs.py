@@ -15,7 +15,6 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
 from covid_tl.errors import ConfigError
-from covid_tl.models.segmenter import LungSegmenter
 
 #: segmenter: the data's mask, the segmenter elsewhere | segmenter_only: the segmenter on every
 #: film (compare it with the masks) | masks: given masks only | none: no lung scores.
@@ -44,7 +43,9 @@ class CamLungs:
 
     @property
     def segmenter(self) -> Callable[[np.ndarray], np.ndarray]:
-        if self._segmenter is None:
+        if self._segmenter is None:  # imported here: segmentation-models-pytorch and timm take a second to import
+            from covid_tl.models.segmenter import LungSegmenter
+
             self._segmenter = LungSegmenter.load(self.model)
         return self._segmenter
 
