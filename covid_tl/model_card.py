@@ -23,7 +23,8 @@ INTENDED_USE = ("research on transfer learning and shortcut learning in chest X-
                 "diagnosis, triage or any clinical decision (not clinically validated, not a medical device)")
 CAM_SCORES = {
     "artifact_fraction": "share of the heatmap on detected burned-in marks and the film border (lower is better)",
-    "lung_fraction": "share of the heatmap inside the lung masks, where the data has them (higher is better)",
+    "lung_fraction": "share of the heatmap inside the lungs (the data's masks, else the lung segmenter's; higher is better)",
+    "lung_area": "the lungs' share of the model's input: the lung_fraction of a heatmap spread evenly (chance level)",
 }
 
 

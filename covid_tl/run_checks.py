@@ -56,7 +56,9 @@ def check_arguments(entry: DictConfig, where: str) -> None:
         if key not in parameters:
             valid = ", ".join(p for p in parameters if p != "self")
             raise ConfigError(f"{where}.{key} is not an argument of {name}; valid: {valid}")
-        if key in hints and not _fits(hints[key], value):
+        if isinstance(value, dict) and "_target_" in value:  # an object built first: its own keys are checked
+            check_arguments(entry[key], f"{where}.{key}")
+        elif key in hints and not _fits(hints[key], value):
             shown = str(hints[key]).replace("typing.", "")
             raise ConfigError(f"{where}.{key}={value!r} does not fit {name}'s {key} ({shown})")
 

@@ -75,7 +75,7 @@ def test_model_card_names_the_sources_the_threshold_and_the_test_metrics_of_resu
     # CAM scores as logged in metrics.csv at the best (here also last) epoch.
     logged = pd.read_csv(run_dir / "metrics.csv").dropna(subset=["cam/artifact_fraction"]).iloc[-1]
     assert (f"| {results['run']['best_epoch']} (best, last) | {logged['cam/artifact_fraction']:.3f} | "
-            f"{logged['cam/lung_fraction']:.3f} |") in card
+            f"{logged['cam/lung_area']:.3f} | {logged['cam/lung_fraction']:.3f} |") in card
 
 
 def with_threshold(ckpt, threshold, path):

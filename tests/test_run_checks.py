@@ -36,6 +36,7 @@ def test_every_shipped_option_passes(group):
     ("trainer.precision=31", "trainer.precision=31 does not fit"),
     ("+trainer.max_epoch=3", "trainer.max_epoch is not an argument of Trainer; valid: accelerator,"),
     ("callbacks.model_checkpoint.save_top_k=one", "callbacks.model_checkpoint.save_top_k='one' does not fit"),
+    ("callbacks.grad_cam.lungs.mode=mask", "callbacks.grad_cam.lungs.mode='mask' does not fit CamLungs's mode"),
     ("threshold=2", "threshold must be a probability in [0, 1]"),
     ("threshold=true", "threshold must be a probability in [0, 1]"),
     ("data=manifest", "missing required value: add data.path=... to the command line"),

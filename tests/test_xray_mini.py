@@ -47,5 +47,7 @@ def test_explain_on_an_efficientnet_lite0_run_scores_lungs_of_the_cohen_images(t
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = pd.read_csv(out / "cams.csv")
     cohen = table[table["label"] == "covid"]
-    assert len(cohen) == 3 and cohen["lung_fraction"].between(0, 1).all()
-    assert table.loc[table["label"] == "no_finding", "lung_fraction"].isna().all()  # NIH images have no lung masks
+    assert len(cohen) == 3 and cohen["lung_fraction"].between(0, 1).all() and (cohen["lung_source"] == "mask").all()
+    nih = table[table["label"] == "no_finding"]  # no drawn masks: the bundled segmenter's lungs
+    assert nih["lung_fraction"].between(0, 1).all() and (nih["lung_source"] == "segmenter").all()
+    assert table["lung_area"].between(0.1, 0.8).all()

@@ -15,9 +15,10 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from covid_tl.grid import WHITE
 from covid_tl.labels import DISPLAY, LABELS
 from covid_tl.cam.compute import compute_cams
-from covid_tl.cam.overlay import cam_grid, cam_title
+from covid_tl.cam.lungs import CamLungs
+from covid_tl.cam.overlay import OUTLINE, cam_grid, cam_title
 from covid_tl.cam.scores import mean_scores
-from covid_tl.cam.images import score_cams, scoring_images
+from covid_tl.cam.images import lung_legend, score_cams, scoring_images, shown_lungs
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,10 @@ def captions(labels: list[str | None], probabilities: np.ndarray, threshold: flo
     return lines, colours
 
 
-def caption_key(threshold: float) -> list[tuple[tuple[int, int, int], str]]:
-    """The legend of captions()' colours."""
-    return [(RIGHT, f"called right (COVID-19 at p >= {threshold:.2f})"), (WRONG, "called wrong")]
+def caption_key(threshold: float, lungs: str | None = None) -> list[tuple[tuple[int, int, int], str]]:
+    """The legend of captions()' colours, and of the lung outline (`lungs`: its text) where one is drawn."""
+    key = [(RIGHT, f"called right (COVID-19 at p >= {threshold:.2f})"), (WRONG, "called wrong")]
+    return key + [(OUTLINE, lungs)] if lungs else key
 
 
 class GradCAMCallback(pl.Callback):
@@ -69,7 +71,8 @@ class GradCAMCallback(pl.Callback):
     The same K validation images every time (half COVID-19), so epochs can be compared;
     runs on rank zero only and leaves the model's mode, flags and gradients as they were.
     A failure costs one warning naming the images, never the run: an image that cannot be
-    prepared is left out at setup, an epoch whose CAMs fail gets no picture.
+    prepared is left out at setup, an epoch whose CAMs fail gets no picture. Lung regions
+    (`lungs`, default: the data's masks, the segmenter elsewhere) are found once, at setup.
     """
 
     def __init__(
@@ -83,6 +86,7 @@ class GradCAMCallback(pl.Callback):
         alpha: float = 0.4,
         layer: str | None = None,
         tile: int = 320,
+        lungs: CamLungs | None = None,
     ) -> None:
         if every_n_epochs < 1 or num_images < 1 or tile < 16:
             raise ValueError("every_n_epochs and num_images must be at least 1, tile at least 16 pixels")
@@ -91,6 +95,7 @@ class GradCAMCallback(pl.Callback):
         self.num_images = num_images
         self.method, self.target, self.overlay, self.alpha, self.layer = method, target, overlay, alpha, layer
         self.tile = tile
+        self.lungs = lungs or CamLungs()
         self.inputs: torch.Tensor | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -106,7 +111,7 @@ class GradCAMCallback(pl.Callback):
         for row in rows:  # one bad image costs its own tile, not the pictures
             try:
                 self.items += scoring_images([row], datamodule.load_image, datamodule.prepared,
-                                             datamodule.load_lung_mask, datamodule.input_spec)
+                                             datamodule.load_lung_mask, datamodule.input_spec, lungs=self.lungs)
             except Exception as error:
                 failed.append(f"{image_name(row)} ({describe(error)})")
                 continue
@@ -137,7 +142,8 @@ class GradCAMCallback(pl.Callback):
         title = cam_title(self.method, self.layer or pl_module.net.cam_layer, self.target,
                           f", epoch {trainer.current_epoch} (validation images)")
         picture, _ = cam_grid(shown, cams, lines, self.overlay, self.alpha, self.tile, title=title, colours=colours,
-                              key=caption_key(threshold))
+                              key=caption_key(threshold, lung_legend(self.items)),
+                              lungs=[shown_lungs(item) for item in self.items])
         self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / f"epoch_{trainer.current_epoch:03d}.png"
         if not cv2.imwrite(str(path), picture[:, :, ::-1]):

@@ -10,6 +10,7 @@ from pytorch_grad_cam.utils.image import show_cam_on_image
 from covid_tl.grid import RGB, colour_bar, fit_scale, grid, labelled, legend
 
 OVERLAYS = ("blend", "multiply", "mask")
+OUTLINE: RGB = (255, 255, 255)  # the lung outline drawn over a tile
 METHOD_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "xgradcam": "XGrad-CAM", "layercam": "LayerCAM",
                 "eigencam": "EigenCAM", "scorecam": "Score-CAM"}
 
@@ -47,6 +48,16 @@ def overlay(image: np.ndarray, cam: np.ndarray, kind: str = "blend", alpha: floa
     return np.uint8(np.clip(out, 0, 255))
 
 
+def outline(picture: np.ndarray, region: np.ndarray | None, colour: RGB = OUTLINE) -> np.ndarray:
+    """`picture` with the edge of `region` (a bool mask on any grid, resized to it) drawn on."""
+    if region is None or not region.any():
+        return picture
+    height, width = picture.shape[:2]
+    mask = cv2.resize(region.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return cv2.drawContours(picture.copy(), contours, -1, colour, max(1, round(width / 160)))
+
+
 def colour_scale(kind: str) -> np.ndarray:
     """(256, 3) RGB colours an overlay gives CAM values 0..1: JET, or grey for multiply."""
     if kind == "multiply":
@@ -71,15 +82,19 @@ def cam_grid(
     title: str | None = None,
     colours: Sequence[Sequence[RGB]] | None = None,
     key: Sequence[tuple[RGB, str]] | None = None,
+    lungs: Sequence[np.ndarray | None] | None = None,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """(grid with captions, a colour bar and `title`, one overlay per image) at `tile` pixels a
     side: small inputs enlarged. `colours`: per image, one colour per caption line, explained
-    by `key` (colour, text) in a legend below."""
+    by `key` (colour, text) in a legend below. `lungs`: per image, the lung fields on its
+    (square) input grid, outlined on the overlay."""
     overlays = []
     for image in images:
         shown = cv2.resize(image, (tile, tile), interpolation=cv2.INTER_AREA if image.shape[0] > tile else cv2.INTER_LINEAR)
         overlays.append(shown)
     overlays = [overlay(shown, cam, kind, alpha) for shown, cam in zip(overlays, cams)]
+    if lungs is not None:
+        overlays = [outline(o, region) for o, region in zip(overlays, lungs)]
     scale = fit_scale([line for lines in captions for line in lines], tile, largest=0.75)
     tiles = [labelled(o, lines, scale, colours=colours[i] if colours else None)
              for i, (o, lines) in enumerate(zip(overlays, captions))]

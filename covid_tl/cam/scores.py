@@ -2,7 +2,9 @@
 
 artifact_fraction: share of the CAM's mass on burned-in marks (detected, dilated) or on a
 band along the image border, where markers, text and collimation edges sit.
-lung_fraction: share of the CAM's mass inside the lung fields, where a mask is known.
+lung_fraction: share of the CAM's mass inside the lung fields (a drawn mask or the lung
+segmenter's, covid_tl/cam/lungs.py); lung_area, the lungs' share of the model's input, is its
+chance level.
 Both are taken on the original image, so models trained on cropped or inpainted images are
 scored against the same regions as those trained on raw ones.
 """
@@ -54,6 +56,14 @@ def mass_fraction(cam: np.ndarray, region: np.ndarray) -> float | None:
     return float(cam[on_grid(region, cam.shape)].sum()) / total if total > 0 else None
 
 
+def share_inside(region: np.ndarray | None, box: Box) -> float | None:
+    """Share of the `box` (y0, x0, y1, x1) inside `region`; None without a region or box area."""
+    y0, x0, y1, x1 = box
+    if region is None or y1 <= y0 or x1 <= x0:
+        return None
+    return float(region[y0:y1, x0:x1].mean())
+
+
 def cam_scores(cam: np.ndarray, artifacts: np.ndarray, lungs: np.ndarray | None) -> dict[str, float | None]:
     """Scores of one CAM already on the original image's grid."""
     return {
@@ -63,10 +73,11 @@ def cam_scores(cam: np.ndarray, artifacts: np.ndarray, lungs: np.ndarray | None)
 
 
 def mean_scores(scores: Iterable[Mapping[str, float | None]], labels: Iterable[str] | None = None) -> dict[str, float | None]:
-    """Means over images (None values left out), overall and `<score>/<label>` per class."""
+    """Means over images (None values and words such as lung_source left out), overall and
+    `<score>/<label>` per class."""
     scores, labels = list(scores), list(labels) if labels is not None else None
     out: dict[str, float | None] = {}
-    names = sorted({k for s in scores for k in s})
+    names = sorted({k for s in scores for k, v in s.items() if not isinstance(v, str)})
     groups = {"": range(len(scores))}
     if labels is not None:
         groups.update({f"/{label}": [i for i, l in enumerate(labels) if l == label] for label in sorted(set(labels))})

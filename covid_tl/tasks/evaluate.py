@@ -8,6 +8,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from covid_tl.build import build_datamodule, pick_device
+from covid_tl.cam.sets import record_cams
 from covid_tl.console import print_results
 from covid_tl.errors import ConfigError
 from covid_tl.models.checkpoint import load_run
@@ -31,6 +32,8 @@ def evaluate(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         sets[name] = pair
     results = evaluate_sets(model.net, sets, output_dir, run_cfg.threshold, cfg.bootstrap, run_cfg.seed,
                             pick_device(cfg.device), cfg.batch_size)
+    if cfg.cams:  # Grad-CAM of every image: cams.csv, and each set's `cams` block
+        record_cams(results, model.net, sets, cfg, run_cfg, datamodule, run_cfg.threshold, output_dir)
     shift = shift_summary(results, datamodule.holdout_source)  # with splits=[val,test]
     if shift is not None:
         results["shift"] = shift

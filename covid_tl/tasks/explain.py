@@ -22,7 +22,8 @@ from covid_tl.cam.callback import balanced_rows, caption_key, captions
 from covid_tl.cam.compute import compute_cams
 from covid_tl.cam.overlay import cam_grid, cam_title
 from covid_tl.cam.scores import mean_scores
-from covid_tl.cam.images import score_cams, scoring_images
+from covid_tl.cam.images import lung_legend, score_cams, scoring_images, shown_lungs
+from covid_tl.cam.lungs import build_lungs
 from covid_tl.build import build_datamodule, build_preprocessing
 
 
@@ -62,7 +63,7 @@ def explain(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
         masks = mask_finder(cfg.get("masks"))
         lungs = lambda row: masks(row) if cfg.get("masks") else datamodule.load_lung_mask(row)  # noqa: E731
     inpaint = OmegaConf.to_container(run_cfg.preprocessing, resolve=True).get("inpaint") or {}
-    items = scoring_images(rows, load, prepare, lungs, net.input_spec, inpaint.get("detector"))
+    items = scoring_images(rows, load, prepare, lungs, net.input_spec, inpaint.get("detector"), build_lungs(cfg.lungs))
     batch = torch.stack([item.input for item in items])
     cams, probabilities = compute_cams(net, batch, cfg.method, cfg.target, cfg.layer, cfg.batch_size, run_cfg.threshold)
     scores = score_cams(cams, items)
@@ -73,7 +74,8 @@ def explain(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
     where = f", {cfg.split} split" if not cfg.images else ""
     title = cam_title(cfg.method, cfg.layer or net.cam_layer, cfg.target, f"{where} ({Path(str(cfg.ckpt_path)).name})")
     picture, overlays = cam_grid(shown, cams, lines, cfg.overlay, cfg.alpha, cfg.tile, title=title, colours=colours,
-                                 key=caption_key(run_cfg.threshold))
+                                 key=caption_key(run_cfg.threshold, lung_legend(items)),
+                                 lungs=[shown_lungs(item) for item in items])
     (output_dir / "cams").mkdir(parents=True, exist_ok=True)
     records = []
     for i, (row, image, probability, score) in enumerate(zip(rows, overlays, probabilities, scores)):
