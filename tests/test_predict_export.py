@@ -79,9 +79,9 @@ def test_model_card_names_the_sources_the_threshold_and_the_test_metrics_of_resu
 
 
 def with_threshold(ckpt, threshold, path):
-    """A copy of the checkpoint whose run config holds another threshold."""
-    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)
-    checkpoint["hyper_parameters"]["config"]["threshold"] = threshold
+    """A copy of the checkpoint whose operating point holds another threshold."""
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
+    checkpoint["operating_point"]["threshold"] = threshold
     torch.save(checkpoint, path)
     return path
 
