@@ -69,3 +69,19 @@ def test_temperature_softens_overconfident_logits_and_lowers_their_nll():
     assert negative_log_likelihood(overconfident, targets, temperature) < negative_log_likelihood(overconfident, targets) - 0.1
     # Scaling the logits scales the fitted temperature.
     assert fit_temperature(4 * x, targets) == pytest.approx(4 * fit_temperature(x, targets), rel=1e-3)
+
+
+def test_the_frozen_head_preset_shows_its_epochs_and_early_stopping_and_the_default_has_neither():
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
+        preset = compose("train", overrides=["experiment=frozen_head"])
+        default = compose("train")
+        capped = compose("train", overrides=["experiment=frozen_head", "trainer.max_epochs=2"])
+    assert preset.trainer.max_epochs == 300 and preset.freeze.policy == "all" and preset.fast_frozen
+    assert preset.callbacks.early_stopping.monitor == "val/loss" and preset.callbacks.early_stopping.patience == 20
+    assert default.trainer.max_epochs == 8 and "early_stopping" not in default.callbacks
+    assert default.threshold == 0.5 and default.calibrate is False
+    assert capped.trainer.max_epochs == 2  # the user's number wins
