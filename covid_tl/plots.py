@@ -163,7 +163,7 @@ def reliability_diagram(sets: Mapping[str, tuple[Sequence[Mapping[str, float]], 
     top.set_xlim(0, 1)
     top.set_ylim(-0.02, 1.02)
     top.grid(alpha=0.3)
-    top.legend(fontsize=7.5, loc="upper left")
+    top.legend(fontsize=7.5, loc="best")  # away from the curves: over- and underconfident ones fill opposite corners
     top.set_title("Reliability of p(COVID-19), 10 bins" + (f" ({note})" if note else ""), fontsize=10)
     bottom.set_xlabel("predicted p(COVID-19) (bin mean above; bin range below)")
     bottom.set_ylabel("images per bin")

@@ -85,3 +85,17 @@ def test_the_frozen_head_preset_shows_its_epochs_and_early_stopping_and_the_defa
     assert default.trainer.max_epochs == 8 and "early_stopping" not in default.callbacks
     assert default.threshold == 0.5 and default.calibrate is False
     assert capped.trainer.max_epochs == 2  # the user's number wins
+
+
+def test_reliability_diagram_has_the_diagonal_labels_and_every_image_in_a_bar(tmp_path):
+    from covid_tl.plots import reliability_diagram
+
+    probs, targets = np.array([0.05, 0.05, 0.35, 0.95]), np.array([0, 1, 0, 1])
+    fig = reliability_diagram({"test": (reliability_bins(probs, targets), expected_calibration_error(probs, targets))},
+                              tmp_path / "reliability.png", "temperature 1.50")
+    top, bottom = fig.axes
+    assert (tmp_path / "reliability.png").is_file() and "temperature 1.50" in top.get_title()
+    assert top.get_ylabel() and bottom.get_xlabel() and bottom.get_ylabel() == "images per bin"
+    assert list(top.lines[0].get_xdata()) == [0, 1] and list(top.lines[0].get_ydata()) == [0, 1]
+    assert sum(p.get_height() for p in bottom.patches) == 4
+    assert "test (ECE 0.325)" in [t.get_text() for t in top.get_legend().get_texts()]
