@@ -10,6 +10,8 @@ from rich.table import Table
 
 from covid_tl.metrics import METRICS
 
+CALIBRATION = ("ece", "brier")
+
 
 def _cell(value: float | None, interval: list[float] | None = None) -> str:
     if value is None:
@@ -23,17 +25,22 @@ def _console() -> Console:
 
 
 def print_results(results: dict[str, Any], run_dir: Path, console: Console | None = None) -> None:
-    """Metrics per split (95% intervals in brackets), the test confusion matrix, the run dir."""
+    """Metrics per split (95% intervals in brackets) with calibration (ECE, Brier), the
+    operating point, the test confusion matrix, the run dir."""
     console = console or _console()
     table = Table(title="results (best checkpoint)")
     table.add_column("split")
     table.add_column("n", justify="right")
-    for name in METRICS:
+    for name in (*METRICS, *CALIBRATION):
         table.add_column(name, justify="right")
     for split in (name for name in results if name not in ("run", "shift")):  # splits, then extra sets
         r = results[split]
-        table.add_row(split, str(r["n"]), *(_cell(r[m], r.get(f"{m}_ci95")) for m in METRICS))
+        table.add_row(split, str(r["n"]), *(_cell(r[m], r.get(f"{m}_ci95")) for m in METRICS),
+                      *(_cell(r.get(m)) for m in CALIBRATION))
     console.print(table)
+    point = results.get("run", {}).get("operating_point")
+    if point:
+        console.print(operating_point_line(point))
     if "test" in results:
         cm = results["test"]["confusion_matrix"]
         labels = cm["labels"]
@@ -48,6 +55,13 @@ def print_results(results: dict[str, Any], run_dir: Path, console: Console | Non
     if "shift" in results:
         console.print(shift_lines(results["shift"]))
     console.print(f"run dir: {run_dir}")
+
+
+def operating_point_line(point: dict[str, Any]) -> str:
+    """`threshold 0.3125 (youden on val, 26 images), temperature 1.00`."""
+    where = f" on {point['split']}" + (f", {point['n']} images" if point.get("n") else "") if point.get("split") else ""
+    rule = "" if point["rule"] == point["threshold"] else f" ({point['rule']}{where})"
+    return f"threshold {point['threshold']:.4g}{rule}, temperature {point.get('temperature', 1.0):.3g}"
 
 
 def shift_lines(shift: dict[str, Any]) -> str:

@@ -169,6 +169,7 @@ def model_card(results: Mapping[str, Any], config: Mapping[str, Any], summary: M
                cam_scores: Sequence[tuple[str, Mapping[str, float]]] = ()) -> str:
     """The card's markdown. `cam_scores`: (which epoch, {score: value}) rows, as cam_rows gives them."""
     threshold = next((results[name]["threshold"] for name in _sets(results)), config.get("threshold"))
+    point = results.get("run", {}).get("operating_point") or {}
     made = provenance()
     commit = ""
     if made["git_commit"]:
@@ -178,10 +179,24 @@ def model_card(results: Mapping[str, Any], config: Mapping[str, Any], summary: M
              "data_summary.json, splits.csv, .hydra/config.yaml in this folder.", "",
              "## Intended use", "", INTENDED_USE[0].upper() + INTENDED_USE[1:] + ".", ""]
     lines += model_section(results, config)
-    lines += ["## Threshold", "", f"An image is called {POSITIVE} when its probability is at or above **{threshold}**. "
-              "Every rate below is at this threshold.", ""]
+    lines += ["## Threshold", "", f"An image is called {POSITIVE} when its probability is at or above **{threshold:.4g}**. "
+              "Every rate below is at this threshold. " + threshold_origin(point), ""]
     lines += data_section(summary, config) + metrics_section(results) + [""] + cam_section(cam_scores)
     return "\n".join(lines + risks_section(summary, config))
+
+
+def threshold_origin(point: Mapping[str, Any]) -> str:
+    """Where the threshold (and the temperature) came from: the config, or a rule on a split."""
+    temperature = point.get("temperature", 1.0)
+    scaled = (f" Probabilities are temperature-scaled (logits divided by {temperature:.3f}, fitted on the "
+              f"{point.get('split')} split's negative log-likelihood)." if temperature != 1.0 else "")
+    rule = point.get("rule")
+    if rule is None or rule == point.get("threshold"):
+        return "It is the number the run config set (`threshold`), not chosen on data." + scaled
+    how = ("Youden's rule (the highest sensitivity + specificity - 1)" if rule == "youden" else
+           f"`{rule}` (the highest threshold whose sensitivity reaches {rule.split('@')[1]})")
+    return (f"It was chosen after training with the best checkpoint by {how} on the {point.get('split')} split "
+            f"({point.get('n')} images), midway between two of its probabilities." + scaled)
 
 
 def cam_rows(metrics_csv: Path | None, best_epoch: int | None) -> list[tuple[str, dict[str, float]]]:

@@ -143,3 +143,31 @@ def metric_bars(table, group: str, metrics: Sequence[str], path: Path,
     ax.set_title(title or "Test metrics per setting", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def reliability_diagram(sets: Mapping[str, tuple[Sequence[Mapping[str, float]], float | None]], path: Path,
+                        note: str = "") -> Figure:
+    """Per set, the share of COVID-19 against the mean p(COVID-19) of each probability bin
+    (covid_tl.calibration.reliability_bins), with the diagonal of perfect calibration; below,
+    the images per bin. The legend carries each set's ECE."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(4.8, 6.0), sharex=True, gridspec_kw={"height_ratios": [3, 1.2]})
+    top.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="perfect calibration")
+    width = 0.1 / max(1, len(sets))
+    for k, (name, (bins, ece)) in enumerate(sets.items()):
+        xs = [b["mean_probability"] for b in bins]
+        line, = top.plot(xs, [b["share_covid"] for b in bins], "o-", ms=4, lw=1.4, clip_on=False,
+                         label=f"{name} (ECE {ece:.3f})" if ece is not None else name)
+        bottom.bar([b["low"] + (k + 0.5) * width for b in bins], [b["n"] for b in bins], width,
+                   color=line.get_color(), label=name)
+    top.set_ylabel("share of COVID-19 among the bin's images")
+    top.set_xlim(0, 1)
+    top.set_ylim(-0.02, 1.02)
+    top.grid(alpha=0.3)
+    top.legend(fontsize=7.5, loc="best")  # away from the curves: over- and underconfident ones fill opposite corners
+    top.set_title("Reliability of p(COVID-19), 10 bins" + (f" ({note})" if note else ""), fontsize=10)
+    bottom.set_xlabel("predicted p(COVID-19) (bin mean above; bin range below)")
+    bottom.set_ylabel("images per bin")
+    bottom.set_xticks(np.linspace(0, 1, 11))
+    bottom.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)

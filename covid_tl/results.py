@@ -1,5 +1,7 @@
 """A model's results on named image sets: metrics with intervals, per-source breakdowns,
-predictions.csv, confusion_matrix.png and roc.png. Used at the end of training and by evaluate.py.
+calibration, predictions.csv, confusion_matrix.png, roc.png and reliability.png; the operating
+point (threshold, temperature) chosen on the validation split. Used at the end of training and
+by evaluate.py, explain.py and predict.py.
 """
 from __future__ import annotations
 
@@ -13,31 +15,84 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
+from covid_tl.build import build_datamodule
 from covid_tl.data.dataset import PreparedImages, XrayDataset
 from covid_tl.labels import LABELS
 from covid_tl.data.manifest import Manifest
 from covid_tl.data.sources import ManifestSource
 from covid_tl.data.validate import drop_bad_rows, find_bad_rows, find_undecodable
+from covid_tl.calibration import (brier_score, expected_calibration_error, fit_temperature,
+                                  negative_log_likelihood, reliability_bins)
 from covid_tl.metrics import METRICS, bootstrap_intervals, roc_points, summarize
-from covid_tl.plots import confusion_matrices, roc_curves
+from covid_tl.operating_point import choose_threshold, is_rule, parse_threshold
+from covid_tl.plots import confusion_matrices, reliability_diagram, roc_curves
 
 ImageSets = Mapping[str, tuple[Manifest, Dataset]]
 
 
 @torch.inference_mode()
-def predict(net: torch.nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 64) -> np.ndarray:
-    """COVID-19 probability of every image, in dataset order."""
+def predict_logits(net: torch.nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 64) -> np.ndarray:
+    """COVID-19 logit of every image (after the net's temperature), in dataset order."""
     was_training = net.training
     net.eval().to(device)
-    out = [torch.sigmoid(net(x.to(device)).float()).cpu() for x, _ in DataLoader(dataset, batch_size=batch_size)]
+    out = [net(x.to(device)).float().cpu() for x, _ in DataLoader(dataset, batch_size=batch_size)]
     net.train(was_training)
-    return torch.cat(out).numpy() if out else np.zeros(0)
+    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
+
+
+def predict(net: torch.nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 64) -> np.ndarray:
+    """COVID-19 probability of every image, in dataset order."""
+    return torch.sigmoid(torch.from_numpy(predict_logits(net, dataset, device, batch_size))).numpy()
+
+
+def requested_operating_point(requested: Any, run_cfg: DictConfig, model, device: torch.device,
+                              batch_size: int = 64, datamodule=None) -> dict[str, Any]:
+    """The operating point a command's `threshold=` asks for, which `model` then uses: null, the
+    checkpoint's own (model.operating_point); a number; a rule, chosen again on the validation
+    split of the checkpoint's own data (`datamodule`, set up, or built from `run_cfg`), at the
+    checkpoint's temperature."""
+    if requested is None:
+        return dict(model.operating_point)
+    val = None
+    if is_rule(requested):
+        if datamodule is None:
+            datamodule = build_datamodule(run_cfg, model.net.input_spec)
+            datamodule.setup("test")
+        val = (datamodule.subset("val"), datamodule.dataset("val"))
+    point = choose_operating_point(model.net, val, requested, False, device, batch_size)
+    model.use_threshold(point["threshold"])
+    return {**point, "requested": True}
+
+
+def choose_operating_point(net: torch.nn.Module, val: tuple[Manifest, Dataset], rule: Any, calibrate: bool,
+                           device: torch.device, batch_size: int = 64) -> dict[str, Any]:
+    """{rule, threshold, temperature, split, n}: the temperature fitted on the validation logits
+    (`calibrate`; else the net's own), then the threshold `rule` gives on the validation
+    probabilities at that temperature. A number needs no validation images."""
+    rule = parse_threshold(rule)
+    point: dict[str, Any] = {"rule": rule, "threshold": rule, "temperature": float(getattr(net, "temperature", 1.0)),
+                             "split": None, "n": None}
+    if not (is_rule(rule) or calibrate):
+        return point
+    manifest, dataset = val
+    logits, targets = predict_logits(net, dataset, device, batch_size).astype(np.float64), manifest.targets
+    point.update(split="val", n=len(targets))
+    if calibrate:
+        fitted = fit_temperature(logits, targets)
+        point["val_nll"] = {"before": negative_log_likelihood(logits, targets),
+                            "after": negative_log_likelihood(logits, targets, fitted)}
+        point["temperature"] *= fitted
+        logits = logits / fitted
+    point["threshold"] = choose_threshold(rule, 1 / (1 + np.exp(-logits)), targets)
+    return point
 
 
 def assess(manifest: Manifest, probabilities: np.ndarray, threshold: float, resamples: int, seed: int) -> dict[str, Any]:
     """summarize() plus patient-level bootstrap intervals and a per-source breakdown."""
     targets = manifest.targets
     result = summarize(targets, probabilities, threshold)
+    result["ece"] = expected_calibration_error(probabilities, targets)
+    result["brier"] = brier_score(probabilities, targets)
     result["bootstrap_ci95"] = bootstrap_intervals(
         targets, probabilities, manifest.frame["patient_id"].to_numpy(), threshold, resamples, seed
     )
@@ -59,13 +114,14 @@ def evaluate_sets(
     device: torch.device | None = None,
     batch_size: int = 64,
 ) -> dict[str, Any]:
-    """Metrics per set; writes predictions.csv, confusion_matrix.png and roc.png."""
+    """Metrics per set; writes predictions.csv, confusion_matrix.png, roc.png and reliability.png."""
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     results: dict[str, Any] = {}
-    frames, curves = [], {}
+    frames, curves, reliability = [], {}, {}
     for name, (manifest, dataset) in sets.items():
         probabilities = predict(net, dataset, device, batch_size)
         results[name] = assess(manifest, probabilities, threshold, resamples, seed)
+        reliability[name] = (reliability_bins(probabilities, manifest.targets), results[name]["ece"])
         frame = manifest.frame.copy()
         frame.insert(0, "set", name)
         frame["prob_covid"] = probabilities
@@ -81,6 +137,10 @@ def evaluate_sets(
         confusion_matrices({n: r["confusion_matrix"] for n, r in results.items()}, output_dir / "confusion_matrix.png")
     if curves:
         roc_curves(curves, output_dir / "roc.png", threshold)
+    if reliability:
+        temperature = float(getattr(net, "temperature", 1.0))
+        reliability_diagram(reliability, output_dir / "reliability.png",
+                            f"temperature {temperature:.2f}" if temperature != 1.0 else "no temperature scaling")
     return results
 
 

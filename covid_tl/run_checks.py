@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from pydantic import ConfigDict, PydanticUserError, TypeAdapter, ValidationError
 
 from covid_tl.errors import ConfigError
+from covid_tl.operating_point import parse_threshold
 from covid_tl.torch_files import TRUST_CHECKPOINT, check_loadable
 
 #: No coercion ("3" stays a string, as the target would receive it); any class is a type.
@@ -76,9 +77,9 @@ def _fits(annotation: Any, value: Any) -> bool:
 
 
 def check_threshold(threshold: Any) -> None:
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
-        raise ConfigError(f"threshold must be a probability in [0, 1] (of COVID-19, at or above which an image is "
-                          f"called COVID-19), got {threshold!r}")
+    """A probability in [0, 1], youden or sens@X (covid_tl.operating_point); null where allowed
+    is the caller's to skip."""
+    parse_threshold(threshold)
 
 
 def resume_files(cfg: DictConfig) -> list[Path]:
@@ -121,6 +122,8 @@ def check_train_config(cfg: DictConfig) -> None:
     check_required(cfg)
     if "threshold" in cfg:  # classification runs; segmentation has none
         check_threshold(cfg.threshold)
+        if not isinstance(cfg.get("calibrate"), bool):
+            raise ConfigError(f"calibrate must be true or false, got {cfg.get('calibrate')!r}")
     for key, entry in instantiated_entries(cfg).items():
         check_arguments(entry, key)
     if not cfg.trust_checkpoint:

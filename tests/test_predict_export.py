@@ -28,7 +28,7 @@ THRESHOLD = 0.45  # not the default, so a call at 0.5 would show
 def trained(tmp_path_factory):
     """(run dir, results.json, best checkpoint) of one tiny run shared by every test here."""
     run_dir = tmp_path_factory.mktemp("tiny") / "run"
-    proc = run_script("train.py", f"hydra.run.dir={run_dir}", *TINY, f"threshold={THRESHOLD}")
+    proc = run_script("train.py", f"hydra.run.dir={run_dir}", *TINY, f"threshold={THRESHOLD}", "calibrate=true")
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((run_dir / "results.json").read_text())
     return run_dir, results, run_dir / results["run"]["best_checkpoint"]
@@ -79,11 +79,26 @@ def test_model_card_names_the_sources_the_threshold_and_the_test_metrics_of_resu
 
 
 def with_threshold(ckpt, threshold, path):
-    """A copy of the checkpoint whose run config holds another threshold."""
-    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)
-    checkpoint["hyper_parameters"]["config"]["threshold"] = threshold
+    """A copy of the checkpoint whose operating point holds another threshold."""
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
+    checkpoint["operating_point"]["threshold"] = threshold
     torch.save(checkpoint, path)
     return path
+
+
+def test_the_fitted_temperature_divides_every_logit_the_checkpoint_gives(trained, scans):
+    _, results, ckpt = trained
+    point = results["run"]["operating_point"]
+    assert point["temperature"] != 1.0 and point["threshold"] == THRESHOLD and point["split"] == "val"
+    assert point["val_nll"]["after"] <= point["val_nll"]["before"]
+    _, model = load_run(ckpt)
+    assert model.net.temperature == pytest.approx(point["temperature"])
+    batch = torch.stack([torch.from_numpy(to_model_input(read_xray(p), model.net.input_spec)) for p in scans[1][:4]])
+    with torch.inference_mode():
+        calibrated = model.net(batch)
+        model.net.temperature = 1.0
+        raw = model.net(batch)
+    torch.testing.assert_close(calibrated, raw / point["temperature"])
 
 
 def test_predict_streams_every_readable_file_and_lists_the_broken_ones(trained, scans, tmp_path):
@@ -137,6 +152,7 @@ def test_export_runs_without_covid_tl_and_matches_the_checkpoint(trained, scans,
     _, good = scans
     path = export(OmegaConf.create({"ckpt_path": str(ckpt), "format": fmt, "trust_checkpoint": False}), tmp_path)
     info = json.loads((tmp_path / "model.json").read_text())
+    assert info["temperature"] == trained[1]["run"]["operating_point"]["temperature"] != 1.0
     assert info["threshold"] == THRESHOLD and info["labels"] == ["no_finding", "covid"] and info["model"] == path.name
     assert info["preprocessing"] == {"crop": None, "inpaint": None} and info["covid_tl_version"]
 
@@ -175,3 +191,12 @@ def test_a_cam_failure_costs_the_pictures_not_the_predictions(monkeypatch):
     with torch.inference_mode():
         np.testing.assert_allclose(probabilities, torch.sigmoid(net(inputs)).numpy(), atol=1e-7)
     assert cams is None
+
+
+def test_predict_threshold_override_changes_the_calls(trained, scans, tmp_path):
+    _, _, ckpt = trained
+    folder, good = scans
+    expected = reference(ckpt, good)
+    cut = float(np.sort(expected)[4])  # 16 of the 20 files at or above it
+    table = predict(predict_config(ckpt, f"{folder}/film*", threshold=cut), tmp_path)
+    assert (table["predicted"] == "covid").sum() == 16

@@ -39,6 +39,9 @@ def test_every_shipped_option_passes(group):
     ("callbacks.grad_cam.lungs.mode=mask", "callbacks.grad_cam.lungs.mode='mask' does not fit CamLungs's mode"),
     ("threshold=2", "threshold must be a probability in [0, 1]"),
     ("threshold=true", "threshold must be a probability in [0, 1]"),
+    ("threshold=foo", "threshold must be a probability in [0, 1], youden, or sens@X"),
+    ("threshold=sens@1.5", "threshold=sens@1.5: the sensitivity after sens@ must be a number in (0, 1]"),
+    ("calibrate=maybe", "calibrate must be true or false"),
     ("data=manifest", "missing required value: add data.path=... to the command line"),
 ])
 def test_mistakes_are_one_line_that_names_the_key(override, says):

@@ -1,6 +1,7 @@
 """Rebuild a trained model, and the run config it was trained with, from a checkpoint."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,15 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from covid_tl.errors import ConfigError
+from covid_tl.operating_point import is_rule
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.module import CovidClassifier
 from covid_tl.torch_files import TRUST_CHECKPOINT, load_torch_file, reason
+
+log = logging.getLogger(__name__)
+
+#: The checkpoint key of the operating point chosen after training: {rule, threshold, temperature}.
+OPERATING_POINT = "operating_point"
 
 
 class CheckpointError(ConfigError):
@@ -32,20 +39,39 @@ def load_run(ckpt_path: str | Path, trust: bool = False) -> tuple[DictConfig, Co
         raise CheckpointError(f"{path} is not a covid-tl checkpoint: it carries no run config")
     cfg = OmegaConf.create(config)
     net = build_classifier(cfg.backbone, keep_fc=cfg.get("freeze", {}).get("keep_fc"), load_pretrained=False)
-    model = CovidClassifier(net, optimizer=instantiate(cfg.optimizer), threshold=decision_threshold(checkpoint),
+    model = CovidClassifier(net, optimizer=instantiate(cfg.optimizer), threshold=decision_threshold(checkpoint, path),
                             config=config)
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:
         raise CheckpointError(f"{path} does not match the {cfg.backbone.name} model its config describes ({reason(error)})") from None
+    stored = checkpoint.get(OPERATING_POINT) or {"rule": cfg.threshold, "split": None}
+    net.temperature = float(stored.get("temperature", 1.0))
+    model.operating_point = {**stored, "threshold": model.threshold, "temperature": net.temperature}
     return cfg, model.eval()
 
 
-def decision_threshold(checkpoint: Mapping[str, Any]) -> float:
+def decision_threshold(checkpoint: Mapping[str, Any], path: str | Path = "the checkpoint") -> float:
     """The probability at or above which the checkpoint's model calls COVID-19 (`model.threshold`
-    after load_run). Read here only, so a threshold the checkpoint itself carries (one chosen on
-    validation) takes the run config's place in one line."""
-    return float(checkpoint["hyper_parameters"]["config"]["threshold"])
+    after load_run; predict, export and the model card read it from there): the operating point
+    chosen after training when the checkpoint carries one, else the run config's number. A rule
+    (youden, sens@X) without an operating point (a checkpoint other than the best) calls at 0.5."""
+    if OPERATING_POINT in checkpoint:
+        return float(checkpoint[OPERATING_POINT]["threshold"])
+    threshold = checkpoint["hyper_parameters"]["config"]["threshold"]
+    if is_rule(threshold):
+        log.warning("%s carries no operating point for threshold=%s (only the best checkpoint does): calling at 0.5; "
+                    "threshold=%s chooses it on the validation split", path, threshold, threshold)
+        return 0.5
+    return float(threshold)
+
+
+def store_operating_point(ckpt_path: str | Path, point: Mapping[str, Any]) -> None:
+    """Write `point` ({rule, threshold, temperature}) into a checkpoint file, in place. Loaded
+    weights-only: the file is written by this run, but the rule holds for every checkpoint."""
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    checkpoint[OPERATING_POINT] = dict(point)
+    torch.save(checkpoint, ckpt_path)
 
 
 def saved_epoch(ckpt_path: str | Path) -> int:

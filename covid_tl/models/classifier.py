@@ -50,9 +50,17 @@ class Classifier(nn.Module):
         self.features = backbone.features
         self.head = head
         self.frozen_norms: tuple[str, ...] = ()
+        #: Logits are divided by it: 1 while training; a checkpoint's fitted temperature
+        #: (covid_tl.calibration) once loaded, so every probability computed from it is calibrated.
+        self.temperature = 1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x)).squeeze(1)
+        return self.head_logits(self.features(x))
+
+    def head_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """COVID-19 logits (N,) of backbone features (what the frozen fast path trains on)."""
+        logits = self.head(features).squeeze(1)
+        return logits if self.temperature == 1.0 else logits / self.temperature
 
     def freeze_norms(self, names: Iterable[str]) -> None:
         """Keep these BatchNorm modules (dotted paths inside `features`) in eval mode from now on."""

@@ -77,6 +77,12 @@ class CovidClassifier(pl.LightningModule):
         self.test_metrics = metric_collection(threshold)
         self.test_confusion = BinaryConfusionMatrix(threshold=threshold)
 
+    def use_threshold(self, threshold: float) -> None:
+        """Call (and log test metrics) at `threshold` from now on: the one chosen after training."""
+        self.threshold = threshold
+        self.test_metrics = metric_collection(threshold).to(self.device)
+        self.test_confusion = BinaryConfusionMatrix(threshold=threshold).to(self.device)
+
     # --- setup ---------------------------------------------------------------------------------
 
     def setup(self, stage: str) -> None:
@@ -115,7 +121,7 @@ class CovidClassifier(pl.LightningModule):
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         inputs, targets = batch
         # The frozen fast path feeds precomputed backbone features straight to the head.
-        logits = self.net.head(inputs).squeeze(1) if self.head_only else self(inputs)
+        logits = self.net.head_logits(inputs) if self.head_only else self(inputs)
         pos_weight = None if self.pos_weight is None else self.pos_weight.to(logits.device)
         loss = F.binary_cross_entropy_with_logits(logits.float(), targets.float(), pos_weight=pos_weight)
         probabilities = torch.sigmoid(logits.detach().float())

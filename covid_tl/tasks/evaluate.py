@@ -12,16 +12,23 @@ from covid_tl.cam.sets import record_cams
 from covid_tl.console import print_results
 from covid_tl.errors import ConfigError
 from covid_tl.models.checkpoint import load_run
-from covid_tl.results import evaluate_sets, external_set, shift_summary
+from covid_tl.results import evaluate_sets, external_set, requested_operating_point, shift_summary
 
 
 def evaluate(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     """What evaluate.py does: the checkpoint on its test split, extra sets and external data."""
     run_cfg, model = load_run(cfg.ckpt_path, cfg.trust_checkpoint)
-    if cfg.get("data") is not None:  # other data, the checkpoint's preprocessing and input spec
+    device = pick_device(cfg.device)
+    datamodule = None
+    if cfg.get("data") is None:  # the checkpoint's own data and split
+        datamodule = build_datamodule(run_cfg, model.net.input_spec)
+        datamodule.setup("test")
+    # threshold=<rule> is chosen on the checkpoint's own validation split, whatever data= says.
+    point = requested_operating_point(cfg.get("threshold"), run_cfg, model, device, cfg.batch_size, datamodule)
+    if datamodule is None:  # other data, the checkpoint's preprocessing and input spec
         run_cfg.data = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=False))
-    datamodule = build_datamodule(run_cfg, model.net.input_spec)
-    datamodule.setup("test")
+        datamodule = build_datamodule(run_cfg, model.net.input_spec)
+        datamodule.setup("test")
     names = list(cfg.splits) if cfg.get("splits") else ["test", *datamodule.extra_sets]
     unknown = sorted(set(names) - set(datamodule.eval_sets))
     if unknown:
@@ -30,14 +37,14 @@ def evaluate(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     for path in cfg.get("external") or []:
         name, pair = external_set(path, run_cfg, datamodule.prepared, model.net.input_spec)
         sets[name] = pair
-    results = evaluate_sets(model.net, sets, output_dir, run_cfg.threshold, cfg.bootstrap, run_cfg.seed,
-                            pick_device(cfg.device), cfg.batch_size)
+    results = evaluate_sets(model.net, sets, output_dir, model.threshold, cfg.bootstrap, run_cfg.seed,
+                            device, cfg.batch_size)
     if cfg.cams:  # Grad-CAM of every image: cams.csv, and each set's `cams` block
-        record_cams(results, model.net, sets, cfg, run_cfg, datamodule, run_cfg.threshold, output_dir)
+        record_cams(results, model.net, sets, cfg, run_cfg, datamodule, model.threshold, output_dir)
     shift = shift_summary(results, datamodule.holdout_source)  # with splits=[val,test]
     if shift is not None:
         results["shift"] = shift
-    results["run"] = {"checkpoint": str(cfg.ckpt_path), "backbone": run_cfg.backbone.name}
+    results["run"] = {"checkpoint": str(cfg.ckpt_path), "backbone": run_cfg.backbone.name, "operating_point": point}
     (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print_results(results, output_dir)
     return results

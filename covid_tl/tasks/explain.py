@@ -24,7 +24,8 @@ from covid_tl.cam.overlay import cam_grid, cam_title
 from covid_tl.cam.scores import mean_scores
 from covid_tl.cam.images import lung_legend, score_cams, scoring_images, shown_lungs
 from covid_tl.cam.lungs import build_lungs
-from covid_tl.build import build_datamodule, build_preprocessing
+from covid_tl.build import build_datamodule, build_preprocessing, pick_device
+from covid_tl.results import requested_operating_point
 
 
 def mask_finder(masks: str | None) -> Callable[[Mapping[str, Any]], np.ndarray | None]:
@@ -43,6 +44,8 @@ def explain(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
     if cfg.n < 1:
         raise ConfigError(f"n must be at least 1, got {cfg.n}")
     run_cfg, model = load_run(cfg.ckpt_path, cfg.trust_checkpoint)
+    # A rule (threshold=youden) is chosen on the checkpoint's own validation split, whatever data= says.
+    threshold = requested_operating_point(cfg.get("threshold"), run_cfg, model, pick_device("auto"))["threshold"]
     if cfg.get("data") is not None:  # a split of other data, with the checkpoint's preprocessing
         run_cfg.data = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=False))
     net = model.net
@@ -65,16 +68,16 @@ def explain(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
     inpaint = OmegaConf.to_container(run_cfg.preprocessing, resolve=True).get("inpaint") or {}
     items = scoring_images(rows, load, prepare, lungs, net.input_spec, inpaint.get("detector"), build_lungs(cfg.lungs))
     batch = torch.stack([item.input for item in items])
-    cams, probabilities = compute_cams(net, batch, cfg.method, cfg.target, cfg.layer, cfg.batch_size, run_cfg.threshold)
+    cams, probabilities = compute_cams(net, batch, cfg.method, cfg.target, cfg.layer, cfg.batch_size, threshold)
     scores = score_cams(cams, items)
 
     labels = [row["label"] or "unknown" for row in rows]
     shown = [item.shown for item in items]
-    lines, colours = captions([row["label"] for row in rows], probabilities, run_cfg.threshold)
+    lines, colours = captions([row["label"] for row in rows], probabilities, threshold)
     where = f", {cfg.split} split" if not cfg.images else ""
     title = cam_title(cfg.method, cfg.layer or net.cam_layer, cfg.target, f"{where} ({Path(str(cfg.ckpt_path)).name})")
     picture, overlays = cam_grid(shown, cams, lines, cfg.overlay, cfg.alpha, cfg.tile, title=title, colours=colours,
-                                 key=caption_key(run_cfg.threshold, lung_legend(items)),
+                                 key=caption_key(threshold, lung_legend(items)),
                                  lungs=[shown_lungs(item) for item in items])
     (output_dir / "cams").mkdir(parents=True, exist_ok=True)
     records = []
@@ -82,7 +85,7 @@ def explain(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
         name = f"{i:03d}_{Path(str(row['path'])).stem}.png"
         cv2.imwrite(str(output_dir / "cams" / name), image[:, :, ::-1])
         records.append({"path": row["path"], "label": row["label"], "prob_covid": float(probability),
-                        "predicted": LABELS[int(probability >= run_cfg.threshold)], **score, "overlay": f"cams/{name}"})
+                        "predicted": LABELS[int(probability >= threshold)], **score, "overlay": f"cams/{name}"})
     cv2.imwrite(str(output_dir / "grid.png"), picture[:, :, ::-1])
     table = pd.DataFrame(records)
     table.to_csv(output_dir / "cams.csv", index=False)

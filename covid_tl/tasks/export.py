@@ -103,8 +103,10 @@ def largest_difference(model: nn.Module, run: Callable[[Path, np.ndarray], np.nd
     return worst
 
 
-def description(run_cfg: DictConfig, spec: InputSpec, threshold: float, file: str, fmt: str) -> dict[str, Any]:
-    """model.json: how to prepare an image, what comes out, how to call it, where it came from."""
+def description(run_cfg: DictConfig, spec: InputSpec, point: dict[str, Any], file: str, fmt: str) -> dict[str, Any]:
+    """model.json: how to prepare an image, what comes out, how to call it (the checkpoint's
+    operating point), where it came from."""
+    temperature = float(point.get("temperature", 1.0))
     preprocessing = OmegaConf.to_container(run_cfg.preprocessing, resolve=True)
     steps = {k: v for k, v in preprocessing.items() if k not in ("_target_", "cache", "cache_dir")}
     return {
@@ -115,8 +117,12 @@ def description(run_cfg: DictConfig, spec: InputSpec, threshold: float, file: st
             "dtype": "float32", "size": spec.size, "channels": spec.channels, "mean": list(spec.mean), "std": list(spec.std),
         },
         "output": {"name": OUTPUT if fmt == "onnx" else None, "shape": ["batch"],
-                   "meaning": f"probability of {POSITIVE} (the sigmoid is part of the graph)"},
-        "threshold": threshold,
+                   "meaning": f"probability of {POSITIVE} (the sigmoid is part of the graph"
+                   + (f", after the logit is divided by the fitted temperature {temperature:.4g})" if temperature != 1.0 else ")")},
+        "threshold": float(point["threshold"]),
+        "threshold_rule": point.get("rule"),
+        "threshold_chosen_on": point.get("split"),
+        "temperature": temperature,
         "labels": list(LABELS),
         "positive_label": POSITIVE,
         "preparation": [
@@ -156,7 +162,7 @@ def export(cfg: DictConfig, output_dir: Path) -> Path:
     difference = largest_difference(model, run, path, spec)
     if difference > TOLERANCE:
         raise ConfigError(f"the exported {path} differs from the checkpoint by {difference:.2g} in probability")
-    info = description(run_cfg, spec, classifier.threshold, file, cfg.format)
+    info = description(run_cfg, spec, classifier.operating_point, file, cfg.format)
     info.update(details, checkpoint=str(cfg.ckpt_path), largest_difference_to_checkpoint=difference)
     (output_dir / "model.json").write_text(json.dumps(info, indent=2) + "\n")
     log.info("exported %s (largest difference to the checkpoint: %.1g)", path, difference)

@@ -33,6 +33,7 @@ from covid_tl.grid import labelled
 from covid_tl.labels import LABELS
 from covid_tl.models.checkpoint import load_run
 from covid_tl.models.classifier import Classifier
+from covid_tl.results import requested_operating_point
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,9 @@ def predict(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
     if cfg.batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {cfg.batch_size}")
     run_cfg, model = load_run(cfg.ckpt_path, cfg.trust_checkpoint)
-    net, threshold = model.net, model.threshold
+    device = pick_device(cfg.device)
+    threshold = requested_operating_point(cfg.get("threshold"), run_cfg, model, device, cfg.batch_size)["threshold"]
+    net = model.net
     if cfg.cams:
         check_cam_options(cfg.cam, net)
     paths = image_files(cfg.images)
@@ -106,7 +109,6 @@ def predict(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
     prepare = file_images(*build_preprocessing(run_cfg))
     rows = readable_rows(paths, prepare, cfg.images, output_dir)
     loader = DataLoader(ImageFiles(rows, prepare, net.input_spec), batch_size=cfg.batch_size, num_workers=cfg.num_workers)
-    device = pick_device(cfg.device)
     net.eval().to(device)
     width = len(str(len(rows)))
     names = [f"{i:0{width}d}_{Path(row['path']).stem}.png" for i, row in enumerate(rows)]

@@ -20,11 +20,12 @@ from covid_tl.console import print_data_summary, print_results
 from covid_tl.data.frozen_features import FeatureDataModule, fast_path_blocker
 from covid_tl.data.validate import BadInputError
 from covid_tl.model_card import write_model_card
-from covid_tl.models.checkpoint import load_run, saved_epoch
+from covid_tl.models.checkpoint import load_run, saved_epoch, store_operating_point
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.module import CovidClassifier
+from covid_tl.operating_point import fixed_threshold
 from covid_tl.provenance import provenance
-from covid_tl.results import evaluate_sets, shift_summary
+from covid_tl.results import choose_operating_point, evaluate_sets, shift_summary
 from covid_tl.tracking import log_results
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         net,
         optimizer=instantiate(cfg.optimizer),
         scheduler=scheduler,
-        threshold=cfg.threshold,
+        threshold=fixed_threshold(cfg.threshold),  # a rule logs at 0.5 until it is applied after training
         config=config,
     )
     trainer = build_trainer(cfg)
@@ -78,15 +79,19 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     log.info("training took %.1f s (features included)", time.perf_counter() - started)
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    point = operating_point(model, best, datamodule, cfg)  # on every process: the test below uses it
     if len(datamodule.subset("test")):
         trainer.test(model, datamodule=fit_data, ckpt_path=best or None, verbose=False, weights_only=True)
     model.head_only = False
     if not trainer.is_global_zero:
         return {}
+    if best:
+        store_operating_point(best, point)
     # Final figures on one process, with the best weights, every image once (no DDP padding).
     final = load_run(best)[1] if best else model
     sets = {s: (datamodule.subset(s), datamodule.dataset(s)) for s in datamodule.eval_sets if len(datamodule.subset(s))}
-    results = evaluate_sets(final.net, sets, run_dir, cfg.threshold, cfg.bootstrap, cfg.seed, pick_device(cfg.trainer.accelerator))
+    results = evaluate_sets(final.net, sets, run_dir, final.threshold, cfg.bootstrap, cfg.seed,
+                            pick_device(cfg.trainer.accelerator))
     shift = shift_summary(results, datamodule.holdout_source)
     if shift is not None:
         results["shift"] = shift
@@ -96,6 +101,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "best_epoch": saved_epoch(best) if best else None,
         "epochs_trained": trainer.current_epoch,
         **best_epoch(trainer, best),
+        "operating_point": point,
         "parameters": {"trainable": trainable, "total": total},
         "seed": cfg.seed,
         "wall_time_s": round(time.perf_counter() - run_started, 1),
@@ -107,6 +113,21 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     log_results(trainer.loggers, cfg, results, trainer.global_step)
     print_results(results, run_dir)
     return results
+
+
+def operating_point(model: CovidClassifier, best: str, datamodule, cfg: DictConfig) -> dict[str, Any]:
+    """The threshold (and temperature, with `calibrate`) chosen on the validation split with the
+    best weights, which the model then uses; they go into the best checkpoint and results.json."""
+    if best:  # the weights trainer.test and the final figures use
+        model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
+    val = (datamodule.subset("val"), datamodule.dataset("val"))
+    point = choose_operating_point(model.net, val, cfg.threshold, cfg.calibrate, pick_device(cfg.trainer.accelerator))
+    model.net.temperature = point["temperature"]
+    model.use_threshold(point["threshold"])
+    if point["split"]:
+        log.info("operating point on %s (%d images): threshold=%s -> %.4f, temperature %.3f", point["split"],
+                 point["n"], point["rule"], point["threshold"], point["temperature"])
+    return point
 
 
 def best_epoch(trainer: pl.Trainer, best: str) -> dict[str, Any]:
