@@ -87,6 +87,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     final = load_run(best)[1] if best else model
     sets = {s: (datamodule.subset(s), datamodule.dataset(s)) for s in datamodule.eval_sets if len(datamodule.subset(s))}
     results = evaluate_sets(final.net, sets, run_dir, cfg.threshold, cfg.bootstrap, cfg.seed, pick_device(cfg.trainer.accelerator))
+    report_lung_fallbacks(datamodule)
     shift = shift_summary(results, datamodule.holdout_source)
     if shift is not None:
         results["shift"] = shift
@@ -107,6 +108,13 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     log_results(trainer.loggers, cfg, results, trainer.global_step)
     print_results(results, run_dir)
     return results
+
+
+def report_lung_fallbacks(datamodule: Any) -> None:
+    """preprocessing=lungs: one warning line for the run with the count of refused lung masks."""
+    summary = getattr(datamodule.prepared.preprocess, "fallback_summary", lambda: None)()
+    if summary:
+        log.warning(summary)
 
 
 def best_epoch(trainer: pl.Trainer, best: str) -> dict[str, Any]:
