@@ -1,9 +1,9 @@
 """preprocessing=lungs: the lung field's box, blanking and standardising worked out by hand on
 small images with known rectangle masks, the fallback on implausible masks, the cache key
-(lungs settings and segmenter digest), composition after crop_inpaint, the preview."""
+(lungs settings and segmenter digest), composition after crop_inpaint. End to end (training,
+preview): tests/test_lungs_e2e.py."""
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
@@ -14,7 +14,6 @@ from covid_tl.errors import ConfigError
 from covid_tl.models.segmenter import LungSegmenter
 from covid_tl.preprocess.lungs import LungParams, lung_box, lung_field
 from covid_tl.preprocess.pipeline import build_preprocess
-from covid_tl.tasks.preview import main as preview
 
 
 def rectangle(shape, y0, x0, y1, x1):
@@ -113,12 +112,3 @@ def test_lungs_crop_inpaint_paints_marks_then_takes_the_lung_field():
     cfg = compose_train("preprocessing=lungs_crop_inpaint", "preprocessing.lungs.outside=fill")
     assert cfg.preprocessing.inpaint.method == "telea" and cfg.preprocessing.crop.fraction == 0.05
     assert cfg.preprocessing.lungs.outside == "fill" and cfg.preprocessing.lungs.standardize == "equalize"
-
-
-@pytest.mark.slow  # composes, renders and segments: over 5 s on a loaded machine
-def test_preview_shows_mask_crop_and_result_for_lungs(tmp_path):
-    out = tmp_path / "preview.png"
-    assert preview(["preprocessing=lungs", f"preprocessing.cache_dir={tmp_path / 'cache'}",
-                    "data.sources.synthetic.n_patients=4", "n=2", f"out={out}"]) == 0
-    grid = cv2.imread(str(out))
-    assert grid.shape[1] >= 2 * 5 * 192  # two films per row, five panels each
