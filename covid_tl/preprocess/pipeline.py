@@ -67,7 +67,8 @@ class Steps:
                 raise ConfigError(f"preprocessing.inpaint.detector: {error}") from None
 
     def __call__(self, image: np.ndarray) -> Prepared:
-        """Marks painted over on the whole image, then the borders cropped.
+        """Marks painted over on the whole image, then the borders cropped, then the lung field
+        of what is left (the segmenter sees no text or shutter); the box is in the original.
 
         Detection comes first because a crop line through a corner letter leaves a stub that
         touches the new edge, which the detector (rightly, for film frames) refuses: on marked
