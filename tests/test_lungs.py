@@ -112,3 +112,10 @@ def test_lungs_crop_inpaint_paints_marks_then_takes_the_lung_field():
     cfg = compose_train("preprocessing=lungs_crop_inpaint", "preprocessing.lungs.outside=fill")
     assert cfg.preprocessing.inpaint.method == "telea" and cfg.preprocessing.crop.fraction == 0.05
     assert cfg.preprocessing.lungs.outside == "fill" and cfg.preprocessing.lungs.standardize == "equalize"
+
+
+def test_experiment_robust_is_the_small_cnn_on_equalised_lung_fields():
+    cfg = compose_train("experiment=robust", "data=synthetic_shift")
+    assert cfg.backbone.name == "simple_cnn" and cfg.backbone.weights == "none" and cfg.freeze.policy == "none"
+    assert cfg.preprocessing.lungs.standardize == "equalize" and cfg.preprocessing.crop is None
+    assert cfg.trainer.max_epochs == 20 and cfg.data.holdout_source == "hospital_c"
