@@ -7,7 +7,8 @@
 Every run is `python train.py` with BASE (today's recipe: frozen ImageNet EfficientNet-Lite0),
 the setting's overrides (the cnn_* settings train the small CNN from scratch instead), the seed
 and the trailing overrides; `--add lungs="preprocessing=lungs"` adds a setting. Default: every
-setting in SETTINGS, seed 1 (485 CPU seconds: under 10 minutes on 2 free cores). Prints a line
+setting in SETTINGS, seed 1. `lungs` settings use the bundled lung segmenter
+(preprocessing=lungs: lung-field crop, histogram equalisation on lung pixels). Prints a line
 per finished run, then a markdown table (mean and, with several seeds, the spread over seeds);
 `--runs` keeps the run dirs (results.json, predictions.csv).
 """
@@ -34,8 +35,12 @@ SETTINGS = {
     "none": ["preprocessing=none"],
     "crop_inpaint": ["preprocessing=crop_inpaint"],
     "acquisition": ["preprocessing=crop_inpaint", "augment=acquisition"],
+    "lungs": ["preprocessing=lungs"],
+    "cnn_none": [*CNN, "preprocessing=none"],
     "cnn_crop_inpaint": [*CNN, "preprocessing=crop_inpaint"],
     "cnn_acquisition": [*CNN, "preprocessing=crop_inpaint", "augment=acquisition"],
+    "cnn_lungs": [*CNN, "preprocessing=lungs"],
+    "cnn_lungs_acquisition": [*CNN, "preprocessing=lungs", "augment=acquisition"],
 }
 COLUMNS = [("specificity", "in_distribution"), ("specificity", "shifted"), ("specificity", "drop"),
            ("sensitivity", "in_distribution"), ("sensitivity", "shifted"), ("auroc", "shifted")]

@@ -19,6 +19,7 @@ from covid_tl.data.datamodule import XrayDataModule
 from covid_tl.data.findings import FindingsDataModule
 from covid_tl.data.lung_masks import LungMaskDataModule
 from covid_tl.errors import ConfigError
+from covid_tl.models.segmenter import LungSegmenter
 from covid_tl.preprocess.cache import PreprocessCache
 from covid_tl.preprocess.model_input import InputSpec
 from covid_tl.preprocess.pipeline import Preprocess
@@ -72,11 +73,16 @@ def build_datamodule(cfg: DictConfig, input_spec: InputSpec) -> XrayDataModule:
 
 
 def build_preprocessing(cfg: DictConfig) -> tuple[Preprocess, PreprocessCache | None]:
-    """The deterministic preprocessing of `cfg.preprocessing` and its disk cache (if on)."""
+    """The deterministic preprocessing of `cfg.preprocessing` and its disk cache (if on). With
+    `lungs`, the segmenter its `model` names goes in, and its digest into the cache key."""
     options = OmegaConf.to_container(cfg.preprocessing, resolve=True)
     cache_dir, use_cache, target = options.pop("cache_dir"), options.pop("cache"), options.pop("_target_")
-    preprocess = instantiate({"_target_": target, **options}, _convert_="all")
-    return preprocess, PreprocessCache(cache_dir, options) if use_cache else None
+    extra, key = {}, dict(options)
+    if options.get("lungs") is not None:
+        extra["segment"] = LungSegmenter.load(options["lungs"].pop("model", None))
+        key = {**options, "segmenter": extra["segment"].digest}
+    preprocess = instantiate({"_target_": target, **options}, **extra, _convert_="all")
+    return preprocess, PreprocessCache(cache_dir, key) if use_cache else None
 
 
 

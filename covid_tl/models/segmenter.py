@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,12 +60,26 @@ def load_lite0_encoder(net: nn.Module) -> int:
     return len(expected)
 
 
+@contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to `count` (None: left alone) inside, restored after."""
+    before = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class LungSegmenter:
     """uint8 (H, W) film in, bool (H, W) lung mask out; CPU unless moved with `to`.
 
     The film is resized to `input_size` square (no padding), standardised, segmented, the
     probabilities resized back and cut at `threshold`; the two largest components are kept.
-    Picklable, so DataLoader workers can each hold one.
+    Picklable, so DataLoader workers can each hold one. On the CPU one film runs on `threads`
+    torch threads (default 1): a film is too small to share out, and on a loaded 2-core machine
+    2 threads took 2.9-5.1 s per 64 px phantom against 0.11-0.17 s for 1 (docs/benchmarks.md).
     """
 
     def __init__(self, net: nn.Module, architecture: Mapping[str, Any], input_size: int, threshold: float = 0.5,
@@ -80,6 +95,7 @@ class LungSegmenter:
         self.threshold = float(threshold)
         self.notes = dict(notes or {})
         self.device = torch.device("cpu")
+        self.threads: int | None = 1
 
     @classmethod
     def create(cls, arch: str = "Unet", encoder: str = LITE0_ENCODER, encoder_weights: str = "imagenet_offline",
@@ -145,7 +161,7 @@ class LungSegmenter:
         if image.ndim != 2:
             raise ValueError(f"expected a single-channel (H, W) image, got shape {image.shape}")
         x = torch.from_numpy(standardize(resize_to(image, self.input_size)))[None, None].to(self.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), torch_threads(self.threads if self.device.type == "cpu" else None):
             return torch.sigmoid(self.net.eval()(x))[0, 0].float().cpu().numpy()
 
     def __call__(self, image: np.ndarray) -> np.ndarray:

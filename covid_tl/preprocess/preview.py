@@ -1,6 +1,7 @@
 """Preview panels: the original with the crop box (green), the marks the detector finds (red),
-and the image as the model will get it (before resizing). `python -m covid_tl.tasks.preview`
-draws them for a sample of a data config.
+with preprocessing=lungs the lung mask (blue, with the lung box) and the lung crop before
+standardising, and the image as the model will get it (before resizing).
+`python -m covid_tl.tasks.preview` draws them for a sample of a data config.
 """
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ import cv2
 import numpy as np
 
 from covid_tl.grid import column_headers, grid, labelled, legend
+from covid_tl.preprocess.lungs import LungField
 from covid_tl.preprocess.pipeline import Prepared
 
 TILE = 192
 COLUMNS = ("original + crop box", "detected marks", "model input")
+LUNG_COLUMNS = ("original + crop box", "detected marks", "lung mask", "lung crop", "model input")
 KEY = [((0, 255, 0), "crop box (the model sees what is inside)"), ((255, 0, 0), "burned-in marks the detector finds")]
+LUNG_KEY = [((0, 128, 255), "lung mask (red box: refused, whole image used)")]
 
 
 def _fit(image: np.ndarray, tile: int = TILE) -> np.ndarray:
@@ -28,8 +32,22 @@ def _fit(image: np.ndarray, tile: int = TILE) -> np.ndarray:
     return canvas
 
 
-def panels(original: np.ndarray, prepared: Prepared, marks: np.ndarray | None) -> list[np.ndarray]:
-    """[original with crop box, marks in red, result] as RGB tiles."""
+def lung_panels(base: np.ndarray, field: LungField) -> list[np.ndarray]:
+    """[the segmented image with the mask in blue and the lung box, the crop before standardising]."""
+    shown = np.repeat(base[:, :, None], 3, axis=2)
+    y0, x0, y1, x1 = field.box
+    full = np.zeros(base.shape, bool)
+    full[y0:y1, x0:x1] = field.mask
+    if not field.fallback:
+        shown[full] = (0.5 * shown[full] + 0.5 * np.array((0, 128, 255))).astype(np.uint8)
+    thickness = max(1, min(base.shape) // 150)
+    cv2.rectangle(shown, (x0, y0), (x1 - 1, y1 - 1), (255, 0, 0) if field.fallback else (0, 128, 255), thickness)
+    return [_fit(shown), _fit(np.repeat(field.crop[:, :, None], 3, axis=2))]
+
+
+def panels(original: np.ndarray, prepared: Prepared, marks: np.ndarray | None,
+           lungs: list[np.ndarray] | None = None) -> list[np.ndarray]:
+    """[original with crop box, marks in red, (lung panels,) result] as RGB tiles."""
     rgb = np.repeat(original[:, :, None], 3, axis=2)
     boxed = rgb.copy()
     y0, x0, y1, x1 = prepared.box
@@ -40,14 +58,15 @@ def panels(original: np.ndarray, prepared: Prepared, marks: np.ndarray | None) -
         grown = cv2.dilate(marks.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=thickness) > 0
         marked[grown] = (255, 0, 0)
     result = np.repeat(prepared.image[:, :, None], 3, axis=2)
-    return [_fit(boxed), _fit(marked), _fit(result)]
+    return [_fit(boxed), _fit(marked), *(lungs or []), _fit(result)]
 
 
 def preview_grid(rows: Sequence[list[np.ndarray]], captions: Sequence[str], per_row: int = 2) -> np.ndarray:
-    """Triplets of panels, `per_row` images per grid row, each captioned; a header names the
-    three columns and a legend the colours."""
+    """Rows of panels, `per_row` images per grid row, each captioned; a header names the
+    columns (three, or five with the lung panels) and a legend the colours."""
+    lungs = len(rows[0]) == len(LUNG_COLUMNS)
     triplets = [labelled(np.hstack(p), [c], 0.45) for p, c in zip(rows, captions)]
-    header = column_headers(COLUMNS, rows[0][0].shape[1], 0.5)
+    header = column_headers(LUNG_COLUMNS if lungs else COLUMNS, rows[0][0].shape[1], 0.5)
     headers = grid([header] * min(per_row, len(triplets)), columns=per_row)
     body = grid(triplets, columns=per_row)
-    return np.vstack([headers[:-4], body, legend(KEY, body.shape[1], 0.5)])  # one pad between header and body
+    return np.vstack([headers[:-4], body, legend(KEY + (LUNG_KEY if lungs else []), body.shape[1], 0.5)])  # one pad between header and body

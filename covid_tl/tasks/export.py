@@ -129,8 +129,9 @@ def description(run_cfg: DictConfig, spec: InputSpec, point: dict[str, Any], fil
             "read the file as 8-bit grayscale: colour to luminance (OpenCV BGR2GRAY), alpha dropped, "
             "deeper than 8 bits stretched from the image's own minimum to maximum, DICOM with its "
             "modality and VOI LUTs (MONOCHROME1 inverted)",
-            "apply `preprocessing`: every step null, nothing to do; `crop` or `inpaint` set, covid-tl's "
-            "covid_tl.preprocess.pipeline.build_preprocess(crop, inpaint) with these settings",
+            "apply `preprocessing`: every step null, nothing to do; `crop`, `inpaint` or `lungs` set, covid-tl's "
+            "covid_tl.preprocess.pipeline.build_preprocess(crop, inpaint, lungs) with these settings "
+            "(`lungs` with covid-tl's lung segmenter)",
             "resize to size x size, aspect ratio not kept (OpenCV INTER_AREA when either side "
             "shrinks, INTER_LINEAR otherwise)",
             "divide by 255, repeat to `channels`, subtract `mean` and divide by `std` per channel",

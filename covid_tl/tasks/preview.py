@@ -5,7 +5,9 @@
 Takes the same overrides as train.py (plus `n`, `out`, `seed`). Each image gets three
 panels, named in a header row: the original with the crop box (green), the marks the detector
 finds on the whole film in red (what `crop_inpaint` paints over), and the image as the model
-will get it (before resizing); a legend below says what the colours mean.
+will get it (before resizing); a legend below says what the colours mean. With
+preprocessing=lungs two more come before the last: the lung mask (blue) with the lung box on
+the image the segmenter saw, and the lung crop before its intensity is standardised.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from covid_tl.build import build_datamodule
 from covid_tl.cam.callback import balanced_rows
 from covid_tl.preprocess.marks import detect_marks
 from covid_tl.preprocess.model_input import InputSpec
-from covid_tl.preprocess.preview import panels, preview_grid
+from covid_tl.preprocess.preview import lung_panels, panels, preview_grid
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,19 +39,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     n = int(own.get("n", 16))
     inpaint = OmegaConf.to_container(cfg.preprocessing, resolve=True).get("inpaint") or {}
     detector = lambda image: detect_marks(image, inpaint.get("detector"))  # noqa: E731
+    steps = datamodule.prepared.preprocess
+    with_lungs = getattr(steps, "lungs", None) is not None
     tiles, captions = [], []
     for i in balanced_rows(manifest.targets, n):
         row = manifest.frame.iloc[i].to_dict()
         original = datamodule.load_image(row)
         prepared = datamodule.prepared(row)
         # On the whole film, as the pipeline detects before it crops: the red is what gets painted over.
-        tiles.append(panels(original, prepared, detector(original)))
+        lungs = lung_panels(*_lung_stages(steps, original)) if with_lungs else None
+        tiles.append(panels(original, prepared, detector(original), lungs))
         captions.append(f"{row['label']} | {row['source']} | {Path(str(row['path'])).name[:30]}")
     out = Path(own.get("out", "preview.png"))
     out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(out), preview_grid(tiles, captions)[:, :, ::-1])
-    print(f"wrote {out}: {len(tiles)} images (original + crop box | detected marks | result)")
+    columns = "original + crop box | detected marks | " + ("lung mask | lung crop | " if with_lungs else "") + "result"
+    print(f"wrote {out}: {len(tiles)} images ({columns})")
     return 0
+
+
+def _lung_stages(steps, original):
+    """(the image the segmenter saw, its lung field)."""
+    base, _ = steps.before_lungs(original)
+    return base, steps.lung_field(base)
 
 
 if __name__ == "__main__":

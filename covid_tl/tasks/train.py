@@ -92,6 +92,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     sets = {s: (datamodule.subset(s), datamodule.dataset(s)) for s in datamodule.eval_sets if len(datamodule.subset(s))}
     results = evaluate_sets(final.net, sets, run_dir, final.threshold, cfg.bootstrap, cfg.seed,
                             pick_device(cfg.trainer.accelerator))
+    report_lung_fallbacks(datamodule)
     shift = shift_summary(results, datamodule.holdout_source)
     if shift is not None:
         results["shift"] = shift
@@ -128,6 +129,13 @@ def operating_point(model: CovidClassifier, best: str, datamodule, cfg: DictConf
         log.info("operating point on %s (%d images): threshold=%s -> %.4f, temperature %.3f", point["split"],
                  point["n"], point["rule"], point["threshold"], point["temperature"])
     return point
+
+
+def report_lung_fallbacks(datamodule: Any) -> None:
+    """preprocessing=lungs: one warning line for the run with the count of refused lung masks."""
+    summary = getattr(datamodule.prepared.preprocess, "fallback_summary", lambda: None)()
+    if summary:
+        log.warning(summary)
 
 
 def best_epoch(trainer: pl.Trainer, best: str) -> dict[str, Any]:
