@@ -20,13 +20,15 @@ def render_films(directory: Path, n: int, size: int = 1024, seed: int = 0) -> Pa
     directory.mkdir(parents=True, exist_ok=True)
     source = SyntheticSource(n_patients=n, images_per_patient=(1, 1), image_size=min(size, 256), seed=seed)
     rng = np.random.default_rng(seed)
+    grain = rng.normal(0, 6, (2 * size, 2 * size)).astype(np.float32)  # film grain: PNGs as large as real ones
     rows = []
     for row in source.frame().to_dict("records"):
         index = len(rows)
         image = source.load_image(row)
         image = image if image.ndim == 2 else image[..., 0]
         film = cv2.resize(image, (size, size), interpolation=cv2.INTER_CUBIC).astype(np.float32)
-        film += rng.normal(0, 6, film.shape).astype(np.float32)  # grain: PNGs as large as real ones
+        y, x = rng.integers(0, size, 2)
+        film += grain[y:y + size, x:x + size]  # a different window per film: every file differs
         path = directory / f"{index:06d}.png"
         cv2.imwrite(str(path), np.clip(film, 0, 255).astype(np.uint8))
         rows.append({"path": path.name, "label": row["label"], "patient_id": f"p{index}"})

@@ -203,7 +203,7 @@ class XrayDataModule(pl.LightningDataModule):
 
     def _read_files(self, row: Mapping[str, Any]) -> None:
         """Read a row's files as the epochs and the Grad-CAM callback will (ImageReadError if not)."""
-        self.prepared.check(row)
+        self.prepared.check(row, self.input_spec.size)
         try:
             self.load_lung_mask(row)
         except ImageReadError as error:

@@ -44,11 +44,13 @@ class PreparedImages:
         self._input_caches: dict[int, PreprocessCache] = {}
         self.reads_files = reads_files
 
-    def check(self, row: Mapping[str, Any]) -> None:
+    def check(self, row: Mapping[str, Any], size: int | None = None) -> None:
         """Decode the row's image as an epoch will, raising ImageReadError if it cannot be; with
-        a cache, also preprocess and store it, so the setup check is the only decode and the
-        first epoch reads entries."""
-        if self.cache is None or not self.reads_files(row):
+        a cache, also preprocess and store it (and its model input at `size`), so the setup
+        check is the only decode and the first epoch reads entries."""
+        if self.input_cache is not None and size is not None and self.reads_files(row):
+            self.model_input(row, size)
+        elif self.cache is None or not self.reads_files(row):
             self.load_image(row)
         else:
             self(row)
