@@ -79,3 +79,26 @@ def test_an_entry_of_another_image_in_its_place_is_rebuilt_not_used(tmp_path):
     assert cache.get(key_b) is None
     assert prepared({"path": b}).image[0, 0] == 255 - 20
     assert cache.get(key_b).image[0, 0] == 235 and cache.get(key_a).image[0, 0] == 245
+
+
+def test_model_input_is_cached_small_even_without_preprocessing(tmp_path):
+    path = str(tmp_path / "film.png")
+    film = np.zeros((64, 64), np.uint8)
+    film[:, 32:] = 200  # left half 0, right half 200: each 4x4 block of the 8 px input is one value
+    assert cv2.imwrite(path, film)
+    loads = []
+
+    def load(row):
+        loads.append(row["path"])
+        return cv2.imread(row["path"], 0)
+
+    cache = PreprocessCache(tmp_path / "cache", {"steps": []})
+    first = PreparedImages(load, identity, cache, lambda row: True).model_input({"path": path}, 8)
+    again = PreparedImages(load, identity, PreprocessCache(tmp_path / "cache", {"steps": []}), lambda row: True)
+    second = again.model_input({"path": path}, 8)
+    assert len(loads) == 1  # the second read is the 8x8 entry, not the 64 px film
+    assert first.shape == (8, 8) and np.array_equal(first, second)
+    assert (first[:, :4] == 0).all() and (first[:, 4:] == 200).all()
+    (entry,) = (tmp_path / "cache").rglob("*.npz")
+    assert entry.stat().st_size < 2000  # 64 bytes of image, not the film's 4096
+    assert again.model_input({"path": path}, 16).shape == (16, 16) and len(loads) == 2  # per size

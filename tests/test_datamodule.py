@@ -125,3 +125,17 @@ def test_data_summary_counts_match_the_splits(tmp_path):
     assert sum(r["images"] for r in summary["rows"]) == len(frame) == summary["images"]
     for split, by_label in summary["images_per_split_and_label"].items():
         assert by_label == frame[frame["split"] == split]["label"].value_counts().to_dict()
+
+
+def test_auto_workers_are_none_on_the_cpu_and_capped_on_cuda(monkeypatch):
+    import os
+
+    from covid_tl.data import datamodule
+
+    assert datamodule.default_num_workers(cuda=False) == 0  # every CPU test run: no forked workers
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert datamodule.default_num_workers(cuda=True) == 8  # min(16 - 1, 8)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert datamodule.default_num_workers(cuda=True) == 3
+    monkeypatch.setattr(datamodule.torch.cuda, "is_available", lambda: False)
+    assert datamodule.default_num_workers() == 0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -10,6 +11,7 @@ import albumentations as A
 import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
+import torch
 from torch.utils.data import DataLoader, Sampler
 
 from covid_tl.data.dataset import PreparedImages, WatermarkTransplant, XrayDataset
@@ -26,6 +28,16 @@ from covid_tl.preprocess.pipeline import Preprocess, identity
 from covid_tl.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+
+def default_num_workers(cuda: bool | None = None) -> int:
+    """DataLoader workers for `num_workers: auto`: min(cores - 1, 8) when CUDA trains, and 0 on
+    the CPU, where workers compete with the model for the same cores (no clear gain measured,
+    docs/benchmarks.md) and forking after threads exist can deadlock."""
+    if not (torch.cuda.is_available() if cuda is None else cuda):
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(0, min(cores - 1, 8))
 
 
 class DataSource(Protocol):
@@ -95,8 +107,8 @@ class XrayDataModule(pl.LightningDataModule):
         sample_seed: int = 0,
         on_bad: str = "raise",
         batch_size: int = 32,
-        num_workers: int = 0,
-        pin_memory: bool = False,
+        num_workers: int | str = "auto",
+        pin_memory: bool | str = "auto",
     ) -> None:
         super().__init__()
         if not sources:
@@ -105,6 +117,8 @@ class XrayDataModule(pl.LightningDataModule):
             raise ConfigError("val_fraction must be positive: checkpoints are chosen on the validation split")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        if num_workers != "auto" and not (isinstance(num_workers, int) and num_workers >= 0):
+            raise ConfigError(f"num_workers must be 'auto' or a count >= 0, got {num_workers!r}")
         if extra_no_finding and not balance:
             raise ConfigError("data.extra_no_finding needs data.balance=true (it is what balancing leaves over)")
         self.sources = dict(sources)
@@ -124,8 +138,8 @@ class XrayDataModule(pl.LightningDataModule):
         self.sample_seed = sample_seed
         self.on_bad = on_bad
         self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.pin_memory = pin_memory
+        self.num_workers = default_num_workers() if num_workers == "auto" else num_workers
+        self.pin_memory = torch.cuda.is_available() if pin_memory == "auto" else bool(pin_memory)
         self.manifest: Manifest | None = None
         self.split_names: np.ndarray | None = None
         self.extra_sets: dict[str, Manifest] = {}
@@ -189,7 +203,7 @@ class XrayDataModule(pl.LightningDataModule):
 
     def _read_files(self, row: Mapping[str, Any]) -> None:
         """Read a row's files as the epochs and the Grad-CAM callback will (ImageReadError if not)."""
-        self.prepared.check(row)
+        self.prepared.check(row, self.input_spec.size)
         try:
             self.load_lung_mask(row)
         except ImageReadError as error:

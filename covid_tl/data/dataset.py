@@ -23,7 +23,12 @@ ImageLoader = Callable[[Mapping[str, Any]], np.ndarray]
 
 class PreparedImages:
     """Loaded and deterministically preprocessed images; cached on disk when a cache is given
-    and the row names a file (generated images are cheaper to make than to look up)."""
+    and the row names a file (generated images are cheaper to make than to look up).
+
+    Two kinds of entry: the preprocessed image at its own size (what marks, crops and lung
+    masks are read against; only when there is preprocessing), and the model input, that image
+    resized to the backbone's size (with or without preprocessing: a warm epoch then reads a
+    small file instead of decoding a 1024 px film)."""
 
     def __init__(
         self,
@@ -35,13 +40,17 @@ class PreparedImages:
         self.load_image = load_image
         self.preprocess = preprocess
         self.cache = cache if preprocess is not identity else None
+        self.input_cache = cache
+        self._input_caches: dict[int, PreprocessCache] = {}
         self.reads_files = reads_files
 
-    def check(self, row: Mapping[str, Any]) -> None:
+    def check(self, row: Mapping[str, Any], size: int | None = None) -> None:
         """Decode the row's image as an epoch will, raising ImageReadError if it cannot be; with
-        a cache, also preprocess and store it, so the setup check is the only decode and the
-        first epoch reads entries."""
-        if self.cache is None or not self.reads_files(row):
+        a cache, also preprocess and store it (and its model input at `size`), so the setup
+        check is the only decode and the first epoch reads entries."""
+        if self.input_cache is not None and size is not None and self.reads_files(row):
+            self.model_input(row, size)
+        elif self.cache is None or not self.reads_files(row):
             self.load_image(row)
         else:
             self(row)
@@ -55,6 +64,21 @@ class PreparedImages:
             prepared = self.preprocess(self.load_image(row))
             self.cache.put(key, prepared)
         return prepared
+
+    def model_input(self, row: Mapping[str, Any], size: int) -> np.ndarray:
+        """The prepared image resized to (size, size) uint8, from the cache when it has it."""
+        if self.input_cache is None or not self.reads_files(row):
+            return resize_square(self(row).image, size)
+        if size not in self._input_caches:
+            self._input_caches[size] = PreprocessCache(self.input_cache.directory, {"model_input_size": size})
+        cache = self._input_caches[size]
+        key = self.input_cache.file_key(row["path"])
+        entry = cache.get(key)
+        if entry is None:
+            prepared = self(row)
+            entry = Prepared(resize_square(prepared.image, size), prepared.box)
+            cache.put(key, entry)
+        return entry.image
 
 
 def read_path(row: Mapping[str, Any]) -> np.ndarray:
@@ -139,10 +163,13 @@ class XrayDataset(Dataset):
 
     def image(self, i: int) -> np.ndarray:
         """The uint8 image as the model sees it (before normalisation)."""
-        image = self.prepare(self.rows[i]).image
-        if self.watermark is not None and self.targets[i] == 0:
-            image = self.watermark(image)
-        image = resize_square(image, self.input_spec.size)
+        if self.watermark is None and isinstance(self.prepare, PreparedImages):
+            image = self.prepare.model_input(self.rows[i], self.input_spec.size)
+        else:  # marks are pasted at the prepared image's own size, before resizing
+            image = self.prepare(self.rows[i]).image
+            if self.watermark is not None and self.targets[i] == 0:
+                image = self.watermark(image)
+            image = resize_square(image, self.input_spec.size)
         return self.augment(image) if self.augment is not None else image
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:

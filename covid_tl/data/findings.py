@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from covid_tl.data.datamodule import EpochShuffle
+from covid_tl.data.datamodule import EpochShuffle, default_num_workers
 from covid_tl.data.images import read_xray
 from covid_tl.data.sources import NIH_FINDINGS, NIHSource
 from covid_tl.data.validate import ON_BAD, drop_bad_rows, find_undecodable
@@ -68,7 +68,7 @@ class FindingsDataModule(pl.LightningDataModule):
         split_seed: int = 0,
         on_bad: str = "raise",
         batch_size: int = 32,
-        num_workers: int = 0,
+        num_workers: int | str = "auto",
     ) -> None:
         super().__init__()
         if on_bad not in ON_BAD:
@@ -78,7 +78,9 @@ class FindingsDataModule(pl.LightningDataModule):
         self.input_spec = input_spec
         self.root, self.metadata, self.views = root, metadata, views
         self.val_fraction, self.split_seed, self.on_bad = val_fraction, split_seed, on_bad
-        self.batch_size, self.num_workers = batch_size, num_workers
+        self.batch_size = batch_size
+        self.num_workers = default_num_workers() if num_workers == "auto" else int(num_workers)
+        self.pin_memory = torch.cuda.is_available()
         self.frame: pd.DataFrame | None = None  # the usable rows with their `split`
 
     def setup(self, stage: str | None = None) -> None:
@@ -102,7 +104,9 @@ class FindingsDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         dataset = self.dataset("train")
         return DataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers,
-                          sampler=EpochShuffle(len(dataset), self.split_seed))
+                          sampler=EpochShuffle(len(dataset), self.split_seed), pin_memory=self.pin_memory,
+                          persistent_workers=self.num_workers > 0)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.dataset("val"), batch_size=self.batch_size, num_workers=self.num_workers)
+        return DataLoader(self.dataset("val"), batch_size=self.batch_size, num_workers=self.num_workers,
+                          pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0)

@@ -1,9 +1,20 @@
 """The frozen fast path: when nothing before the head trains and training images are not
 augmented, every image's backbone features are computed once and the head trains on them.
+
+A split's features are computed when a loader first asks for them (the test split's only when
+testing), and with a cache directory they are stored there, keyed by the backbone's weights,
+the preprocessing and input spec, and the content of every file: a second run over the same
+images and backbone (a seed or head sweep, `hparams_search=optuna`) reads them in a moment.
+Rows that are not files (synthetic phantoms) are never cached.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -12,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from covid_tl.data.datamodule import EpochShuffle, XrayDataModule
-from covid_tl.data.split import SPLITS
+from covid_tl.preprocess.cache import config_digest
 
 log = logging.getLogger(__name__)
 
@@ -37,27 +48,68 @@ def extract(features: nn.Module, loader: DataLoader, device: torch.device) -> Te
     return TensorDataset(torch.cat(out), torch.cat(targets))
 
 
+def weights_digest(module: nn.Module) -> str:
+    """Hash of every tensor in the module's state dict (names, shapes, values)."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 class FeatureDataModule(pl.LightningDataModule):
     """Serves (features, target) batches for train/val/test; everything else (subsets, images
-    for Grad-CAM, lung masks) comes from the image DataModule it wraps."""
+    for Grad-CAM, lung masks) comes from the image DataModule it wraps.
 
-    def __init__(self, images: XrayDataModule, features: nn.Module, device: torch.device) -> None:
+    `cache_dir` (None: no cache) and `cache_config` (the preprocessing options) place stored
+    features, as described in the module docstring."""
+
+    def __init__(self, images: XrayDataModule, features: nn.Module, device: torch.device,
+                 cache_dir: str | os.PathLike | None = None, cache_config: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         self.images = images
-        was_training = features.training
-        features.eval().to(device)
-        self.sets = {s: extract(features, images.dataloader(s), device) for s in SPLITS if len(images.subset(s))}
-        features.train(was_training)
-        log.info("frozen fast path: features of %d images computed once",
-                 sum(len(d) for d in self.sets.values()))
+        self.features = features
+        self.device = device
+        self.cache_dir = Path(cache_dir).expanduser() / "features" if cache_dir is not None else None
+        self.cache_config = dict(cache_config or {})
+        self.sets: dict[str, TensorDataset] = {}
+
+    def _cache_path(self, split: str) -> Path | None:
+        rows = self.images.subset(split).frame.to_dict("records")
+        if self.cache_dir is None or not all(self.images.prepared.reads_files(r) for r in rows):
+            return None
+        files = [hashlib.sha256(Path(r["path"]).read_bytes()).hexdigest() for r in rows]
+        spec = self.images.input_spec
+        key = config_digest({"weights": weights_digest(self.features), "preprocessing": self.cache_config,
+                             "input": [spec.size, spec.channels, list(spec.mean), list(spec.std)], "files": files})
+        return self.cache_dir / f"{key}.pt"
+
+    def dataset(self, split: str) -> TensorDataset:
+        """The split's (features, target) pairs: from memory, the cache, or the backbone."""
+        if split in self.sets:
+            return self.sets[split]
+        path = self._cache_path(split)
+        if path is not None and path.is_file():
+            stored = torch.load(path, map_location="cpu", weights_only=True)
+            self.sets[split] = TensorDataset(stored["features"], stored["targets"])
+            log.info("frozen fast path: features of %d %s images read from %s", len(self.sets[split]), split, path)
+            return self.sets[split]
+        was_training = self.features.training
+        self.features.eval().to(self.device)
+        self.sets[split] = extract(self.features, self.images.dataloader(split), self.device)
+        self.features.train(was_training)
+        log.info("frozen fast path: features of %d %s images computed once", len(self.sets[split]), split)
+        if path is not None:
+            _save_atomically({"features": self.sets[split].tensors[0], "targets": self.sets[split].tensors[1]}, path)
+        return self.sets[split]
 
     def __getattr__(self, name: str) -> Any:
-        if name in ("images", "sets") or name.startswith("__"):
+        if name in ("images", "sets", "features", "device", "cache_dir", "cache_config") or name.startswith("__"):
             raise AttributeError(name)
         return getattr(self.images, name)
 
     def _loader(self, split: str, train: bool = False) -> DataLoader:
-        data = self.sets[split]
+        data = self.dataset(split)
         sampler = EpochShuffle(len(data), self.images.split_seed) if train else None
         return DataLoader(data, batch_size=self.images.batch_size, sampler=sampler)
 
@@ -69,3 +121,16 @@ class FeatureDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
+
+
+def _save_atomically(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Write to a temporary file and rename it into place: a reader sees the whole file or none."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            torch.save(tensors, stream)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

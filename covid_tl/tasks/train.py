@@ -70,7 +70,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if cfg.fast_frozen:
         blocker = fast_path_blocker(net, datamodule)
         if blocker is None:
-            fit_data = FeatureDataModule(datamodule, net.features, pick_device(cfg.trainer.accelerator))
+            cache_dir = cfg.preprocessing.cache_dir if cfg.preprocessing.cache else None
+            options = {k: v for k, v in OmegaConf.to_container(cfg.preprocessing, resolve=True).items()
+                       if k not in ("cache", "cache_dir")}
+            fit_data = FeatureDataModule(datamodule, net.features, pick_device(cfg.trainer.accelerator), cache_dir, options)
             model.head_only = True
         else:
             log.info("frozen fast path off: %s", blocker)
