@@ -2,11 +2,14 @@
 fold and recipe, and the pooled out-of-fold AUROC, of the robust recipe beside today's.
 
     python benchmarks/xray_mini_folds.py [--recipes robust today] [--folds 5] [--seed 1]
-        [--runs /work/runs/xray5fold] [--out table.md] [override ...]
+        [--runs /work/runs/xray5fold] [--out table.md] [--cams] [override ...]
 
 Every run is `python train.py data=xray_mini data.num_folds=K data.fold=k seed=S` plus the
 recipe's overrides into `<runs>/<recipe>/fold<k>/` (kept: checkpoints, predictions.csv, for CAM
 scores later). A run dir that already holds results.json is read, not trained again.
+`--cams` then runs `evaluate.py cams=true` on each fold's best checkpoint (into
+`<run>/cam_scores/`, likewise read when there) and adds, per recipe and class, the Grad-CAM
+lung_fraction of the test films pooled over folds beside its chance level (lung_area).
 """
 from __future__ import annotations
 
@@ -20,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from covid_tl.metrics import auroc, bootstrap_intervals
+from covid_tl.labels import DISPLAY
+from covid_tl.metrics import auroc, bootstrap_intervals, bootstrap_mean
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,6 +59,32 @@ def pooled(run_dirs: list[Path], seed: int) -> tuple[float, list[float] | None]:
     return auroc(targets, probabilities), interval
 
 
+def cam_scores(run_dir: Path) -> pd.DataFrame:
+    """cams.csv of `evaluate.py cams=true` on the fold's best checkpoint (its test films)."""
+    out = run_dir / "cam_scores"
+    if not (out / "cams.csv").is_file():
+        ckpt = run_dir / json.loads((run_dir / "results.json").read_text())["run"]["best_checkpoint"]
+        proc = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), f"ckpt_path={ckpt}", "cams=true",
+                               f"hydra.run.dir={out}"], cwd=ROOT, capture_output=True, text=True)
+        if proc.returncode:
+            raise SystemExit(f"evaluate.py cams=true on {ckpt} failed:\n{proc.stderr[-3000:]}")
+    return pd.read_csv(out / "cams.csv")
+
+
+def cam_rows(name: str, frame: pd.DataFrame, seed: int) -> list[str]:
+    """Per class: lung_fraction, lung_area (chance) and their difference, 95% patient bootstrap."""
+    lines = []
+    for label, part in frame[frame["lung_fraction"].notna()].groupby("label", sort=True):
+        cells = []
+        for column in ("lung_fraction", "lung_area", "above_chance"):
+            values = part[column].to_numpy(float)
+            cells.append(fmt(values.mean(), bootstrap_mean(values, part["patient_id"].to_numpy(), seed=seed)))
+        sources = ", ".join(f"{k} {v}" for k, v in part["lung_source"].value_counts().items())
+        lines.append(f"| {name} | {DISPLAY.get(label, label)} | {len(part)} ({part['patient_id'].nunique()}) | "
+                     f"{sources} | {' | '.join(cells)} |")
+    return lines
+
+
 def fmt(value: float | None, interval: list[float] | None) -> str:
     if value is None:
         return "-"
@@ -68,10 +98,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--runs", type=Path, default=Path("/work/runs/xray5fold"))
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--cams", action="store_true", help="also the CAM lung_fraction per class (evaluate.py cams=true)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     head = ["recipe", *[f"fold {k}" for k in range(args.folds)], "mean ± sd over folds", "pooled out-of-fold", "wall s/run"]
     lines = [f"| {' | '.join(head)} |", "|" + "---|" * len(head)]
+    cams = ["| recipe | class | test films (patients) | lungs from | lung_fraction | lung_area (chance) | above chance |",
+            "|---|---|---|---|---|---|---|"]
     for name in args.recipes:
         tests, walls, dirs = [], [], []
         for fold in range(args.folds):
@@ -88,7 +121,11 @@ def main() -> None:
         cells = [fmt(t["auroc"], t["bootstrap_ci95"]["auroc"]) for t in tests]
         lines.append(f"| {name} | {' | '.join(cells)} | {np.mean(values):.3f} ± {np.std(values, ddof=1):.3f} | "
                      f"{fmt(*pooled(dirs, args.seed))} | {np.mean([w for w in walls if w] or [0]):.0f} |")
+        if args.cams:
+            cams += cam_rows(name, pd.concat([cam_scores(d) for d in dirs]), args.seed)
     text = "\n".join(lines) + f"\n\nAUROC on each fold's test patients [95% patient-bootstrap interval]; seed {args.seed}."
+    if args.cams:
+        text += "\n\n" + "\n".join(cams) + "\n\nGrad-CAM lung_fraction of every fold's test films, pooled; [95% patient bootstrap]."
     print("\n" + text)
     if args.out:
         args.out.write_text(text + "\n")

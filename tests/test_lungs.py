@@ -118,4 +118,4 @@ def test_experiment_robust_is_the_small_cnn_on_equalised_lung_fields():
     cfg = compose_train("experiment=robust", "data=synthetic_shift")
     assert cfg.backbone.name == "simple_cnn" and cfg.backbone.weights == "none" and cfg.freeze.policy == "none"
     assert cfg.preprocessing.lungs.standardize == "equalize" and cfg.preprocessing.crop is None
-    assert cfg.trainer.max_epochs == 20 and cfg.data.holdout_source == "hospital_c"
+    assert cfg.trainer.max_epochs == 20 and cfg.data.holdout_source == "hospital_c" and cfg.threshold == "youden"
