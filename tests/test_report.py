@@ -96,6 +96,20 @@ def test_summary_stands_alone_fixed_settings_code_training_record_and_a_test_siz
     assert summary["best_epoch"].tolist() == [1, 1] and summary["total_params"].tolist() == [34000, 34000]
 
 
+def test_summary_shows_each_runs_threshold_rule_and_calibration(tmp_path):
+    for n, (point, ece) in enumerate([({"rule": "youden", "threshold": 0.3125}, 0.25), ({"rule": 0.5, "threshold": 0.5}, 0.1)]):
+        fake_run(tmp_path / str(n), [f"seed={n}"], 0.8)
+        results = json.loads((tmp_path / str(n) / "results.json").read_text())
+        results["test"].update(ece=ece, brier=ece / 2)
+        results["run"] = {"operating_point": point}
+        (tmp_path / str(n) / "results.json").write_text(json.dumps(results))
+    write_report(tmp_path)
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert summary["threshold"].tolist() == ["0.312 (youden)", "0.500"]
+    assert summary["ece"].tolist() == [0.25, 0.1] and summary["brier"].tolist() == [0.125, 0.05]
+    assert "| 0.312 (youden) |" in (tmp_path / "summary.md").read_text()
+
+
 def test_summary_warns_about_different_code_but_not_about_equal_test_sets(tmp_path):
     recorded_run(tmp_path / "0", 1, n_test=10, commit="aaaaaaaaaaaaaaaa")
     recorded_run(tmp_path / "1", 2, n_test=10, commit="bbbbbbbbbbbbbbbb")
