@@ -36,6 +36,7 @@ SETTINGS = {
     "crop_inpaint": ["preprocessing=crop_inpaint"],
     "acquisition": ["preprocessing=crop_inpaint", "augment=acquisition"],
     "lungs": ["preprocessing=lungs"],
+    "lungs_ft2": ["preprocessing=lungs", "freeze=last_n", "freeze.trainable=2"],  # experiment=robust (+ threshold=youden)
     "cnn_none": [*CNN, "preprocessing=none"],
     "cnn_crop_inpaint": [*CNN, "preprocessing=crop_inpaint"],
     "cnn_acquisition": [*CNN, "preprocessing=crop_inpaint", "augment=acquisition"],

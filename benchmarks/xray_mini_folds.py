@@ -1,5 +1,6 @@
 """xray-mini, 5 folds grouped by patient: test AUROC (with its patient-bootstrap interval) per
-fold and recipe, and the pooled out-of-fold AUROC, of the robust recipe beside today's.
+fold and recipe, and the pooled out-of-fold AUROC, of the robust recipe beside today's and
+the other lung-field recipes.
 
     python benchmarks/xray_mini_folds.py [--recipes robust today] [--folds 5] [--seed 1]
         [--runs /work/runs/xray5fold] [--out table.md] [--cams] [override ...]
@@ -31,7 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 BASE = ["data=xray_mini", "logger=none", "callbacks.grad_cam=null"]
 RECIPES = {
     "today": ["backbone=efficientnet_lite0", "backbone.weights=imagenet_offline", "freeze=all", "preprocessing=crop_inpaint"],
-    "robust": ["experiment=robust"],
+    "robust": ["experiment=robust"],  # EfficientNet-Lite0, last 2 blocks fine-tuned on lung fields, youden
+    "cnn_lungs": ["backbone=simple_cnn", "backbone.weights=none", "freeze=none", "preprocessing=lungs",
+                  "trainer.max_epochs=20"],  # the small CNN from scratch on lung fields
     "lite0_lungs": ["backbone=efficientnet_lite0", "backbone.weights=imagenet_offline", "freeze=all", "preprocessing=lungs"],
 }
 

@@ -114,8 +114,9 @@ def test_lungs_crop_inpaint_paints_marks_then_takes_the_lung_field():
     assert cfg.preprocessing.lungs.outside == "fill" and cfg.preprocessing.lungs.standardize == "equalize"
 
 
-def test_experiment_robust_is_the_small_cnn_on_equalised_lung_fields():
+def test_experiment_robust_fine_tunes_efficientnet_lite0_on_equalised_lung_fields():
     cfg = compose_train("experiment=robust", "data=synthetic_shift")
-    assert cfg.backbone.name == "simple_cnn" and cfg.backbone.weights == "none" and cfg.freeze.policy == "none"
+    assert cfg.backbone.name == "efficientnet_lite0" and cfg.backbone.weights == "imagenet_offline"
+    assert cfg.freeze.policy == "last_n" and cfg.freeze.trainable == 2 and cfg.freeze.bn == "frozen"
     assert cfg.preprocessing.lungs.standardize == "equalize" and cfg.preprocessing.crop is None
-    assert cfg.trainer.max_epochs == 20 and cfg.data.holdout_source == "hospital_c" and cfg.threshold == "youden"
+    assert cfg.trainer.max_epochs == 8 and cfg.data.holdout_source == "hospital_c" and cfg.threshold == "youden"
