@@ -11,6 +11,8 @@ from sklearn.metrics import brier_score_loss
 from torchmetrics.functional.classification import binary_calibration_error
 
 BINS = 10
+#: The calibration scores results.json carries per set, beside the rates (metrics.METRICS).
+CALIBRATION_METRICS = ("ece", "brier")
 TEMPERATURE_BOUNDS = (0.05, 20.0)
 
 

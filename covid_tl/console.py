@@ -8,9 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from covid_tl.calibration import CALIBRATION_METRICS
 from covid_tl.metrics import METRICS
-
-CALIBRATION = ("ece", "brier")
 
 
 def _cell(value: float | None, interval: list[float] | None = None) -> str:
@@ -31,12 +30,12 @@ def print_results(results: dict[str, Any], run_dir: Path, console: Console | Non
     table = Table(title="results (best checkpoint)")
     table.add_column("split")
     table.add_column("n", justify="right")
-    for name in (*METRICS, *CALIBRATION):
+    for name in (*METRICS, *CALIBRATION_METRICS):
         table.add_column(name, justify="right")
     for split in (name for name in results if name not in ("run", "shift")):  # splits, then extra sets
         r = results[split]
         table.add_row(split, str(r["n"]), *(_cell(r[m], r.get(f"{m}_ci95")) for m in METRICS),
-                      *(_cell(r.get(m)) for m in CALIBRATION))
+                      *(_cell(r.get(m)) for m in CALIBRATION_METRICS))
     console.print(table)
     point = results.get("run", {}).get("operating_point")
     if point:

@@ -21,9 +21,8 @@ import pandas as pd
 import yaml
 from omegaconf import OmegaConf
 
+from covid_tl.calibration import CALIBRATION_METRICS
 from covid_tl.metrics import METRICS
-
-CALIBRATION = ("ece", "brier")  # test-split calibration of results.json, shown beside the rates
 from covid_tl.page import Block, Heading, Image, Table, Text, html_page, markdown
 from covid_tl.plots import confusion_matrices, metric_bars, metric_lines
 
@@ -109,7 +108,7 @@ def run_row(run_dir: Path, sweep_dir: Path) -> dict[str, Any]:
     if point:  # the threshold the rates are at, and the rule that chose it
         row["threshold"] = f"{point['threshold']:.3f} ({point['rule']})" if point.get("rule") != point.get("threshold") \
             else f"{point['threshold']:.3f}"
-    for name in CALIBRATION:
+    for name in CALIBRATION_METRICS:
         row[name] = test.get(name)
     if "extra_no_finding" in results:
         row["extra_specificity"] = results["extra_no_finding"].get("specificity")
@@ -246,7 +245,7 @@ def write_report(sweep_dir: Path, out_dir: Path | None = None) -> pd.DataFrame:
     out_dir.mkdir(parents=True, exist_ok=True)
     table, varying, fixed = summarize_sweep(sweep_dir)
     shown = ["run", *varying, *[c for m in METRICS for c in (m, f"{m}_ci95")], "n_test"]
-    shown += [c for c in ("threshold", *CALIBRATION) if c in table.columns and table[c].notna().any()]
+    shown += [c for c in ("threshold", *CALIBRATION_METRICS) if c in table.columns and table[c].notna().any()]
     shown += [c for c in table.columns if c == "extra_specificity" or c.startswith("cam_")]
     recorded = ["best_epoch", "epochs_trained", "wall_time_s", "trainable_params", "total_params", "commit", "versions"]
     table[shown + recorded].to_csv(out_dir / "summary.csv", index=False)
