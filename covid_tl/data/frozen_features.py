@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from covid_tl.data.datamodule import EpochShuffle, XrayDataModule
-from covid_tl.preprocess.cache import config_digest
+from covid_tl.preprocess.cache import config_digest, content_hash, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +78,17 @@ class FeatureDataModule(pl.LightningDataModule):
         rows = self.images.subset(split).frame.to_dict("records")
         if self.cache_dir is None or not all(self.images.prepared.reads_files(r) for r in rows):
             return None
-        files = [hashlib.sha256(Path(r["path"]).read_bytes()).hexdigest() for r in rows]
+        image_cache = self.images.prepared.input_cache  # its memo holds every file's hash since setup's check
+        files = [(image_cache.file_key if image_cache is not None else content_hash)(r["path"]) for r in rows]
         spec = self.images.input_spec
-        key = config_digest({"weights": weights_digest(self.features), "preprocessing": self.cache_config,
+        key = config_digest({"weights": self._weights_digest, "preprocessing": self.cache_config,
                              "input": [spec.size, spec.channels, list(spec.mean), list(spec.std)], "files": files})
         return self.cache_dir / f"{key}.pt"
+
+    @cached_property
+    def _weights_digest(self) -> str:
+        """weights_digest of the frozen backbone, taken once for the three splits."""
+        return weights_digest(self.features)
 
     def dataset(self, split: str) -> TensorDataset:
         """The split's (features, target) pairs: from memory, the cache, or the backbone."""
@@ -100,7 +106,8 @@ class FeatureDataModule(pl.LightningDataModule):
         self.features.train(was_training)
         log.info("frozen fast path: features of %d %s images computed once", len(self.sets[split]), split)
         if path is not None:
-            _save_atomically({"features": self.sets[split].tensors[0], "targets": self.sets[split].tensors[1]}, path)
+            tensors = {"features": self.sets[split].tensors[0], "targets": self.sets[split].tensors[1]}
+            write_atomically(path, lambda stream: torch.save(tensors, stream))
         return self.sets[split]
 
     def __getattr__(self, name: str) -> Any:
@@ -122,15 +129,3 @@ class FeatureDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
 
-
-def _save_atomically(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """Write to a temporary file and rename it into place: a reader sees the whole file or none."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(tensors, stream)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -13,9 +13,9 @@ import json
 import os
 import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -28,6 +28,25 @@ ALGORITHM_VERSION = 2
 def config_digest(config: Mapping[str, Any]) -> str:
     text = json.dumps({"config": config, "version": ALGORITHM_VERSION}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def content_hash(path: str | Path) -> str:
+    """sha256 of a file's bytes: what names an image in every cache, wherever it lies."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def write_atomically(target: Path, write: Callable[[BinaryIO], None]) -> None:
+    """`write` into a temporary file beside `target`, then renamed into place: a reader sees
+    the whole file or none, however many processes fill the cache at once."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 class PreprocessCache:
@@ -43,7 +62,7 @@ class PreprocessCache:
         stat = os.stat(path)
         memo = (str(path), stat.st_size, stat.st_mtime_ns)
         if memo not in self._keys:
-            self._keys[memo] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            self._keys[memo] = content_hash(path)
         return self._keys[memo]
 
     def _path(self, key: str) -> Path:
@@ -61,13 +80,5 @@ class PreprocessCache:
             return None
 
     def put(self, key: str, prepared: Prepared) -> None:
-        target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                np.savez(stream, image=np.ascontiguousarray(prepared.image), box=np.asarray(prepared.box), key=np.asarray(key))
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_atomically(self._path(key), lambda stream: np.savez(
+            stream, image=np.ascontiguousarray(prepared.image), box=np.asarray(prepared.box), key=np.asarray(key)))
