@@ -24,6 +24,7 @@ from covid_tl.cam.overlay import cam_grid, cam_title
 from covid_tl.cam.scores import mean_scores
 from covid_tl.cam.images import lung_legend, score_cams, scoring_images, shown_lungs
 from covid_tl.cam.lungs import build_lungs
+from covid_tl.cam.sets import mark_detector
 from covid_tl.build import build_datamodule, build_preprocessing, pick_device
 from covid_tl.results import requested_operating_point
 
@@ -65,8 +66,8 @@ def explain(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
         load, prepare = datamodule.load_image, datamodule.prepared
         masks = mask_finder(cfg.get("masks"))
         lungs = lambda row: masks(row) if cfg.get("masks") else datamodule.load_lung_mask(row)  # noqa: E731
-    inpaint = OmegaConf.to_container(run_cfg.preprocessing, resolve=True).get("inpaint") or {}
-    items = scoring_images(rows, load, prepare, lungs, net.input_spec, inpaint.get("detector"), build_lungs(cfg.lungs))
+    detector = mark_detector(OmegaConf.to_container(run_cfg.preprocessing, resolve=True))
+    items = scoring_images(rows, load, prepare, lungs, net.input_spec, detector, build_lungs(cfg.lungs))
     batch = torch.stack([item.input for item in items])
     cams, probabilities = compute_cams(net, batch, cfg.method, cfg.target, cfg.layer, cfg.batch_size, threshold)
     scores = score_cams(cams, items)
