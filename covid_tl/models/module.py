@@ -64,7 +64,6 @@ class CovidClassifier(pl.LightningModule):
         self.head_only = False  # set by training for the frozen fast path (covid_tl.data.frozen_features)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.threshold = threshold
         self.backbone_lr_scale = float(backbone_lr_scale)
         self.pos_weight_option = pos_weight
         self.pos_weight: torch.Tensor | None = None if pos_weight in (None, "balanced") else torch.tensor(float(pos_weight))
@@ -74,8 +73,7 @@ class CovidClassifier(pl.LightningModule):
         # Separate attributes, not a ModuleDict: "train" would clash with Module.train().
         self.train_metrics = metric_collection(threshold)
         self.val_metrics = metric_collection(threshold)
-        self.test_metrics = metric_collection(threshold)
-        self.test_confusion = BinaryConfusionMatrix(threshold=threshold)
+        self.use_threshold(threshold)  # self.threshold, and the test metrics at it
 
     def use_threshold(self, threshold: float) -> None:
         """Call (and log test metrics) at `threshold` from now on: the one chosen after training."""
