@@ -25,7 +25,10 @@ def package_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str | No
 
 def _git(folder: Path, *args: str) -> str | None:
     try:
-        done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10)
+        # --no-optional-locks: `status` would otherwise refresh the index under .git/index.lock,
+        # failing a user's own git command that runs meanwhile.
+        done = subprocess.run(["git", "--no-optional-locks", "-C", str(folder), *args], capture_output=True,
+                              text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):  # no git on the machine, or it hangs
         return None
     return done.stdout.strip() if done.returncode == 0 else None

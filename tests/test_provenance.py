@@ -1,5 +1,6 @@
 """results.json names the code that made a run: the commit when the package is tracked in a git
 checkout (None otherwise, never an error) and the versions of the libraries that shape results."""
+import os
 import shutil
 import subprocess
 
@@ -30,6 +31,24 @@ def test_commit_of_a_tracked_package_dirty_when_edited_and_none_for_an_untracked
     installed.mkdir(parents=True)
     (installed / "__init__.py").write_text("x = 1\n")
     assert git_commit(installed) is None
+
+
+@needs_git
+def test_recording_the_commit_leaves_the_index_alone(tmp_path):
+    """A plain `git status` refreshes a stale index under .git/index.lock (a user's own git
+    command then fails); recording the commit must not write to .git at all."""
+    repo = tmp_path / "repo"
+    (repo / "pkg").mkdir(parents=True)
+    (repo / "pkg" / "__init__.py").write_text("x = 1\n")
+    git(repo, "init", "-q")
+    git(repo, "add", "pkg/__init__.py")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one")
+    os.utime(repo / "pkg" / "__init__.py", (1, 1))  # same content, new stat: the index is stale
+    index = (repo / ".git" / "index").read_bytes()
+    assert git_commit(repo / "pkg")["dirty"] is False
+    assert (repo / ".git" / "index").read_bytes() == index
+    git(repo, "status", "--porcelain")  # the check above can fail: a plain status rewrites it
+    assert (repo / ".git" / "index").read_bytes() != index
 
 
 def test_no_checkout_gives_none_not_an_error(tmp_path):
