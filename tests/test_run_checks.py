@@ -1,4 +1,5 @@
 """Checks of the composed config that train.py runs before a task writes anything."""
+import re
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,7 @@ from omegaconf import OmegaConf, open_dict
 
 from covid_tl.config_check import group_options
 from covid_tl.errors import ConfigError
-from covid_tl.run_checks import check_train_config, missing_keys, resume_files
+from covid_tl.run_checks import check_script_config, check_train_config, missing_keys, resume_files
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -24,10 +25,23 @@ def composed(*overrides, run_dir="/tmp/covid-tl-run"):
     return cfg
 
 
-@pytest.mark.parametrize("group", ["trainer", "logger", "callbacks", "experiment"])
+@pytest.mark.parametrize("group", ["trainer", "logger", "callbacks", "experiment", "data", "optimizer", "scheduler"])
 def test_every_shipped_option_passes(group):
+    needs = {"manifest": ["data.path=x.csv"], "folders": ["data.root=x"]}
     for option in group_options(CONF, group):
-        check_train_config(composed(f"{group}={option}"))
+        if group == "data" and option in ("nih14", "lung_masks", "cohen_v7labs_lungs"):
+            continue  # data of the other tasks (pretrain, segment), checked with their configs
+        check_train_config(composed(f"{group}={option}", *needs.get(option, []) * (group == "data")))
+
+
+def test_the_other_tasks_configs_pass():
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        segment = compose("segment", overrides=["hydra.run.dir=/tmp/covid-tl-run"])
+        pretrain = compose("train", overrides=["hydra.run.dir=/tmp/covid-tl-run", "task=pretrain", "data=nih14"])
+    for cfg in (segment, pretrain):
+        with open_dict(cfg):
+            cfg.pop("hydra", None)
+        check_train_config(cfg)
 
 
 @pytest.mark.parametrize("override, says", [
@@ -42,12 +56,27 @@ def test_every_shipped_option_passes(group):
     ("threshold=foo", "threshold must be a probability in [0, 1], youden, or sens@X"),
     ("threshold=sens@1.5", "threshold=sens@1.5: the sensitivity after sens@ must be a number in (0, 1]"),
     ("calibrate=maybe", "calibrate must be true or false"),
+    ("seed=abc", "seed must be a whole number, got 'abc'"),
+    ("seed=1.5", "seed must be a whole number, got 1.5"),
+    ("trainer.max_epochs=0", "trainer.max_epochs must be a whole number >= 1, got 0"),
+    ("trainer.max_epochs=-1", "trainer.max_epochs=-1 trains until killed"),
+    ("data.batch_size=abc", "data.batch_size='abc' does not fit XrayDataModule's batch_size (int)"),
+    ("data.batch_size=0", "data.batch_size must be a whole number >= 1, got 0"),
+    ("data.num_workers=-1", "data.num_workers must be a whole number >= 0 or auto, got -1"),
+    ("data.val_fraction=abc", "data.val_fraction='abc' does not fit XrayDataModule's val_fraction"),
+    ("optimizer.lr=abc", "optimizer.lr='abc' does not fit Adam's lr"),
+    ("optimizer.lr=-1", "optimizer (torch.optim.Adam): Invalid learning rate: -1"),
+    ("optimizer=sgd optimizer.momentum=-0.5", "optimizer (torch.optim.SGD): Invalid momentum value: -0.5"),
     ("data=manifest", "missing required value: add data.path=... to the command line"),
 ])
 def test_mistakes_are_one_line_that_names_the_key(override, says):
     with pytest.raises(ConfigError) as excinfo:
-        check_train_config(composed(override))
+        check_train_config(composed(*override.split()))
     assert says in str(excinfo.value) and "\n" not in str(excinfo.value)
+
+
+def test_no_epoch_limit_is_allowed_with_early_stopping():
+    check_train_config(composed("trainer.max_epochs=-1", "callbacks=[default,early_stopping]"))
 
 
 def test_resume_needs_an_existing_file_and_last_may_find_none(tmp_path):
@@ -65,3 +94,18 @@ def test_last_is_looked_for_where_the_default_checkpoint_callback_writes(tmp_pat
 def test_missing_keys_reads_the_unresolved_config():
     cfg = OmegaConf.create({"a": "???", "b": {"c": "${a}", "d": ["x", "???"]}, "e": 1})
     assert missing_keys(OmegaConf.to_container(cfg, resolve=False)) == ["a", "b.d.1"]
+
+
+@pytest.mark.parametrize("script, override, says", [
+    ("predict", "num_workers=-1", "num_workers must be a whole number >= 0, got -1"),
+    ("predict", "batch_size=abc", "batch_size must be a whole number >= 1, got 'abc'"),
+    ("explain", "n=0", "n must be a whole number >= 1, got 0"),
+    ("evaluate", "bootstrap=true", "bootstrap must be a whole number >= 0, got True"),
+])
+def test_inference_scripts_refuse_bad_counts_in_one_line(script, override, says):
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose(script, overrides=["ckpt_path=x.ckpt", *["images=x"] * (script == "predict"), override])
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        check_script_config(cfg)
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        check_script_config(compose(script, overrides=["ckpt_path=x.ckpt"] + ["images=x"] * (script == "predict")))

@@ -21,6 +21,8 @@ def one_line_error(proc) -> str:
 @pytest.mark.parametrize("overrides, says", [
     (["trainer.max_epochs=abc"], "error: trainer.max_epochs='abc' does not fit Trainer's max_epochs (Optional[int])"),
     (["threshold=2"], "error: threshold must be a probability in [0, 1]"),
+    (["seed=abc"], "error: seed must be a whole number, got 'abc'"),
+    (["optimizer.lr=-1"], "error: optimizer (torch.optim.Adam): Invalid learning rate: -1"),
     (["ckpt_path={tmp}/missing.ckpt"], "error: ckpt_path={tmp}/missing.ckpt: no such checkpoint file"),
     (["data=manifest", "data.path={tmp}/empty.csv"], "error: manifest '{tmp}/empty.csv' is empty"),
 ])
