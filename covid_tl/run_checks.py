@@ -16,7 +16,7 @@ from pydantic import ConfigDict, PydanticUserError, TypeAdapter, ValidationError
 
 from covid_tl.errors import ConfigError
 from covid_tl.operating_point import parse_threshold
-from covid_tl.torch_files import TRUST_CHECKPOINT, check_loadable
+from covid_tl.torch_files import check_checkpoint_file
 
 #: No coercion ("3" stays a string, as the target would receive it); any class is a type.
 STRICT = ConfigDict(strict=True, arbitrary_types_allowed=True)
@@ -223,6 +223,5 @@ def check_train_config(cfg: DictConfig) -> None:
     for key, entry in instantiated_entries(cfg).items():
         check_arguments(entry, key)
     check_values(cfg)
-    if not cfg.trust_checkpoint:
-        for path in resume_files(cfg):
-            check_loadable(path, TRUST_CHECKPOINT)
+    for path in resume_files(cfg):  # bounded, plain types, own code in its config (unless trusted)
+        check_checkpoint_file(path, bool(cfg.trust_checkpoint))

@@ -4,12 +4,25 @@ Unpickling runs whatever code a file names. `weights_only=True` loads tensors an
 containers only, which is all covid-tl's own checkpoints hold (the run config travels as a
 plain dict); a file that needs more is refused in one line naming the key that loads it
 anyway (`trust_checkpoint=true`, `backbone.trust_weights=true`), for files the user trusts.
+
+A file is also bounded before torch reads it: torch.save writes its records uncompressed, so a
+compressed record (a zip bomb: a few MB that inflate to gigabytes), records larger than the
+file, or more than MAX_RECORD_BYTES in all are refused before anything is allocated. Files
+outside the zip format (torch.save before 1.6, pickle.dump) cannot be bounded or checked
+before they are loaded, so they load only when trusted.
+
+The run config a checkpoint carries is data too (check_run_config): every `_target_` in it
+must name covid-tl's own code (OWN_CODE_RULE) before Hydra may see it.
 """
 from __future__ import annotations
 
+import importlib
+import inspect
 import re
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -18,6 +31,21 @@ from covid_tl.errors import ConfigError
 
 #: The key that loads a checkpoint needing more than weights_only (evaluate, explain, resume).
 TRUST_CHECKPOINT = "trust_checkpoint"
+#: The most the records of one torch file may hold in all (uncompressed: never more than the file).
+MAX_RECORD_BYTES = 4 << 30
+#: The most its pickle (data.pkl: the containers, names and config, not the tensors) may hold.
+MAX_PICKLE_BYTES = 32 << 20
+#: Where a covid-tl checkpoint keeps its run config.
+RUN_CONFIG = ("hyper_parameters", "config")
+
+#: What a `_target_` in a checkpoint's run config may name (README, "Checkpoints are loaded as data").
+OWN_CODE_RULE = ("a class or function defined in a covid_tl module, reached through covid_tl modules only "
+                 "(covid_tl.<module>.<name>; covid_tl.build.instantiate, a name covid-tl imports, is refused)")
+OWN_CODE = ("covid_tl",)
+#: Blocks only training instantiates (inference drops them): beside covid-tl's own code, their
+#: targets may be defined in the libraries covid-tl's configs name there.
+TRAINING_ONLY = ("optimizer", "scheduler", "trainer", "callbacks", "logger")
+TRAINING_CODE = ("covid_tl", "torch.optim", "pytorch_lightning", "lightning.pytorch")
 
 
 def unsafe_globals(path: Path) -> list[str]:
@@ -38,12 +66,45 @@ def check_loadable(path: Path, trust_key: str, error: type[ConfigError] = Config
         )
 
 
+def check_structure(path: Path, what: str, trust_key: str, trust: bool = False,
+                    error: type[ConfigError] = ConfigError) -> None:
+    """Raise `error` unless `path` is a torch.save zip whose records are bounded (see the module
+    docstring); a pickle outside the zip format passes only when trusted. Reads the zip's
+    directory, never a record."""
+    if not zipfile.is_zipfile(path):
+        if not _is_bare_pickle(path):
+            raise error(f"{path} is not a readable {what} (neither the zip archive nor the pickle that torch.save "
+                        "writes; a cut-off download?)")
+        if not trust:
+            raise error(f"{path} is not a readable {what}: a pickle outside torch's zip format (torch.save before "
+                        f"1.6, pickle.dump), which cannot be checked before it runs; a trusted pickle loads with "
+                        f"{trust_key}=true")
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as failure:
+        raise error(f"{path} is not a readable {what} ({reason(failure)})") from None
+    size = path.stat().st_size
+    for record in records:
+        if record.compress_type != zipfile.ZIP_STORED or record.compress_size != record.file_size:
+            raise error(f"{path} holds a compressed record ({record.filename}), which torch.save never writes "
+                        f"(a zip bomb inflates a small file to gigabytes); re-save it with torch.save")
+        if record.filename.endswith("/data.pkl") and record.file_size > MAX_PICKLE_BYTES:
+            raise error(f"{path} holds a {record.file_size / 2**20:.0f} MiB pickle ({record.filename}); "
+                        f"a torch.save file's is far under {MAX_PICKLE_BYTES >> 20} MiB")
+    total = sum(record.file_size for record in records)
+    if total > min(size, MAX_RECORD_BYTES):
+        raise error(f"{path} declares {total:,} bytes of records in a {size:,}-byte file"
+                    + (f" (at most {MAX_RECORD_BYTES >> 30} GiB are loaded)" if total > MAX_RECORD_BYTES else ""))
+
+
 def load_torch_file(
     path: Path, what: str, trust_key: str, trust: bool = False, error: type[ConfigError] = ConfigError
 ) -> Any:
-    """torch.load on the CPU: weights only unless `trust`; any failure is one `error` line."""
-    if not zipfile.is_zipfile(path) and not _is_bare_pickle(path):
-        raise error(f"{path} is not a readable {what} (neither the zip archive nor the pickle that torch.save writes)")
+    """torch.load on the CPU: bounded (check_structure), weights only unless `trust`; any failure
+    is one `error` line."""
+    check_structure(path, what, trust_key, trust, error)
     if not trust:
         check_loadable(path, trust_key, error)
     try:
@@ -51,6 +112,100 @@ def load_torch_file(
     except Exception as failure:  # noqa: BLE001 - torch raises many types for a file it cannot load
         hint = f"; a trusted pickle loads with {trust_key}=true" if not trust and _is_bare_pickle(path) else ""
         raise error(f"{path} is not a readable {what} ({reason(failure)}){hint}") from None
+
+
+def check_checkpoint_file(path: Path, trust: bool = False, error: type[ConfigError] = ConfigError) -> None:
+    """What a checkpoint must pass before Lightning may resume from it, without reading its
+    weights: the bounds, no objects beyond plain types and a run config naming only covid-tl's
+    own code, unless `trust`."""
+    check_structure(path, "PyTorch checkpoint", TRUST_CHECKPOINT, trust, error)
+    if trust:
+        return
+    check_loadable(path, TRUST_CHECKPOINT, error)
+    try:  # the pickle alone: tensors come back on the meta device, no bytes of them read
+        checkpoint = torch.load(path, map_location="meta", weights_only=True)
+    except Exception as failure:  # noqa: BLE001 - as in load_torch_file
+        raise error(f"{path} is not a readable PyTorch checkpoint ({reason(failure)})") from None
+    config = run_config(checkpoint)
+    if config is not None:
+        check_run_config(config, path, TRUST_CHECKPOINT, error)
+
+
+def run_config(checkpoint: Any) -> Any:
+    """The run config a covid-tl checkpoint carries (hyper_parameters.config), or None."""
+    node = checkpoint
+    for key in RUN_CONFIG:
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node
+
+
+def check_run_config(config: Any, path: Path | str, trust_key: str = TRUST_CHECKPOINT,
+                     error: type[ConfigError] = ConfigError) -> None:
+    """Raise `error`, naming the key, where the run config of the checkpoint at `path` holds a
+    `_target_` outside OWN_CODE_RULE (TRAINING_ONLY blocks: TRAINING_CODE) or an interpolation
+    (`${...}`: covid-tl stores its configs resolved, and a resolver such as oc.decode would
+    build a config the check never saw)."""
+    for key, value in _leaves(config):
+        if isinstance(value, str) and "${" in value:
+            raise error(f"{path} config key {key} holds an interpolation ({_short(value)}), which a covid-tl "
+                        f"checkpoint never does; only if you trust the file, load it with {trust_key}=true")
+        if key == "_target_" or key.endswith("._target_"):
+            training = key.split(".", 1)[0] in TRAINING_ONLY
+            if not is_own_code(value, TRAINING_CODE if training else OWN_CODE):
+                also = " (nor torch.optim's or PyTorch Lightning's)" if training else ""
+                raise error(f"{path} config key {key} names {_short(value)}, which is not one of covid-tl's own "
+                            f"classes or functions{also}; only if you trust the file, load it with {trust_key}=true")
+
+
+def is_own_code(target: Any, packages: tuple[str, ...] = OWN_CODE) -> bool:
+    """Whether the dotted path `target` reaches, as Hydra would look it up, a class or function
+    defined in one of `packages`. Only modules inside (or above) those packages are imported
+    to find out, and a path that walks out of them through a module attribute
+    (covid_tl.tasks.train.torch.load) reaches an object defined elsewhere: refused."""
+    if not isinstance(target, str) or not _within(target, packages):
+        return False
+    parts = target.split(".")
+    obj: Any = _import(parts[0], packages)
+    for i, part in enumerate(parts[1:], start=2):
+        if obj is None or not part.isidentifier():
+            return False
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            obj = _import(".".join(parts[:i]), packages) if isinstance(obj, ModuleType) else None
+        except Exception:  # noqa: BLE001 - a lazy attribute that fails: not something to call
+            return False
+    if not (inspect.isclass(obj) or inspect.isfunction(obj) or inspect.ismethod(obj)):
+        return False
+    return _within(str(getattr(obj, "__module__", "")), packages)
+
+
+def _within(name: str, packages: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in packages)
+
+
+def _import(name: str, packages: tuple[str, ...]) -> ModuleType | None:
+    """The module `name` where it is one of `packages`, inside one, or a package above one."""
+    if not (_within(name, packages) or any(p.startswith(name + ".") for p in packages)):
+        return None
+    try:
+        return importlib.import_module(name)
+    except Exception:  # noqa: BLE001 - not importable: not a target either
+        return None
+
+
+def _leaves(node: Any, prefix: str = ""):
+    """(dotted key, value) of every entry of a nested dict/list, containers included."""
+    items = node.items() if isinstance(node, Mapping) else enumerate(node) if isinstance(node, (list, tuple)) else ()
+    for key, value in items:
+        dotted = f"{prefix}{key}"
+        yield dotted, value
+        yield from _leaves(value, dotted + ".")
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _is_bare_pickle(path: Path) -> bool:

@@ -8,7 +8,7 @@ from conftest import TINY, run_script
 from covid_tl.models.backbones import build_backbone
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.weights import WeightsError
-from covid_tl.torch_files import unsafe_globals
+from covid_tl.torch_files import check_checkpoint_file, unsafe_globals
 
 SIZE = 32
 
@@ -93,6 +93,8 @@ def test_covid_tl_checkpoints_hold_only_plain_types(train_run, tmp_path):
                                     "model.pos_weight=balanced", "bootstrap=20")
     checkpoints = sorted((run_dir / "checkpoints").glob("*.ckpt"))
     assert len(checkpoints) == 2 and all(unsafe_globals(path) == [] for path in checkpoints)
+    for path in checkpoints:  # bounded, and its run config names only covid-tl, torch.optim and Lightning code
+        check_checkpoint_file(path)
     proc = run_script("evaluate.py", f"ckpt_path={run_dir / results['run']['best_checkpoint']}", "bootstrap=20",
                       f"hydra.run.dir={tmp_path / 'eval'}")
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -7,19 +7,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from covid_tl.errors import ConfigError
 from covid_tl.operating_point import is_rule
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.module import CovidClassifier
-from covid_tl.torch_files import TRUST_CHECKPOINT, load_torch_file, reason
+from covid_tl.torch_files import TRAINING_ONLY, TRUST_CHECKPOINT, check_run_config, load_torch_file, reason
 
 log = logging.getLogger(__name__)
 
 #: The checkpoint key of the operating point chosen after training: {rule, threshold, temperature}.
 OPERATING_POINT = "operating_point"
+#: conf/preprocessing/*.yaml's cache_dir: where the run reading a checkpoint caches, whatever
+#: the checkpoint recorded (current_cache_dir resolves it).
+CACHE_DIR = "${oc.env:COVID_TL_CACHE,'~/.cache/covid-tl'}"
 
 
 class CheckpointError(ConfigError):
@@ -29,17 +31,24 @@ class CheckpointError(ConfigError):
 def load_run(ckpt_path: str | Path, trust: bool = False) -> tuple[DictConfig, CovidClassifier]:
     """The run config recorded in the checkpoint and the model with its weights, in eval mode.
 
-    Weights only (see covid_tl.torch_files) unless `trust`: checkpoints are shared files."""
+    Weights only (see covid_tl.torch_files) unless `trust`: checkpoints are shared files, and
+    so is the config they carry: unless `trust`, every `_target_` in it must name covid-tl's
+    own code (torch_files.check_run_config) before Hydra sees it. The config that comes back
+    holds no training-only block (nothing at inference builds an optimizer, a Trainer, callbacks
+    or loggers) and caches where this run caches (inference_config)."""
     path = Path(ckpt_path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint file at {path}")
     checkpoint = load_torch_file(path, "PyTorch checkpoint", TRUST_CHECKPOINT, trust, CheckpointError)
     config = checkpoint.get("hyper_parameters", {}).get("config") if isinstance(checkpoint, dict) else None
-    if not config or "state_dict" not in checkpoint:
+    if not isinstance(config, dict) or not config or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path} is not a covid-tl checkpoint: it carries no run config")
+    if not trust:
+        check_run_config(config, path, TRUST_CHECKPOINT, CheckpointError)
+    config = inference_config(config)
     cfg = OmegaConf.create(config)
     net = build_classifier(cfg.backbone, keep_fc=cfg.get("freeze", {}).get("keep_fc"), load_pretrained=False)
-    model = CovidClassifier(net, optimizer=instantiate(cfg.optimizer), threshold=decision_threshold(checkpoint, path),
+    model = CovidClassifier(net, optimizer=not_for_training, threshold=decision_threshold(checkpoint, path),
                             config=config)
     try:
         model.load_state_dict(checkpoint["state_dict"])
@@ -49,6 +58,27 @@ def load_run(ckpt_path: str | Path, trust: bool = False) -> tuple[DictConfig, Co
     net.temperature = float(stored.get("temperature", 1.0))
     model.operating_point = {**stored, "threshold": model.threshold, "temperature": net.temperature}
     return cfg, model.eval()
+
+
+def inference_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A checkpoint's run config as inference may use it: the training-only blocks dropped, and
+    the preprocessing cache in this run's cache dir (a path in a checkpoint never decides where
+    to write)."""
+    kept = {key: value for key, value in config.items() if key not in TRAINING_ONLY}
+    if isinstance(kept.get("preprocessing"), Mapping):
+        kept["preprocessing"] = {**kept["preprocessing"], "cache_dir": current_cache_dir()}
+    return kept
+
+
+def current_cache_dir() -> str:
+    """CACHE_DIR resolved now ($COVID_TL_CACHE, else ~/.cache/covid-tl)."""
+    return str(OmegaConf.create({"cache_dir": CACHE_DIR}).cache_dir)
+
+
+def not_for_training(*args: Any, **kwargs: Any) -> None:
+    """The optimizer factory of a model loaded for inference: training it is a mistake."""
+    raise CheckpointError("a model loaded by load_run is for inference: it has no optimizer (train.py trains, "
+                          "ckpt_path=<file> resumes)")
 
 
 def decision_threshold(checkpoint: Mapping[str, Any], path: str | Path = "the checkpoint") -> float:
