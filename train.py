@@ -20,7 +20,6 @@ def main(cfg: DictConfig) -> float | None:
     """Runs the task; returns `optimized_metric` of its results, for a sweeper (hparams_search)."""
     from covid_tl.errors import ConfigError
     from covid_tl.run_checks import check_train_config
-    from covid_tl.run_dir import run_lock
     from covid_tl.tasks.pretrain import pretrain  # heavy imports after Hydra has parsed the command line
     from covid_tl.tasks.segment import segment
     from covid_tl.tasks.train import train
@@ -32,8 +31,7 @@ def main(cfg: DictConfig) -> float | None:
         if cfg.task not in tasks:
             raise ConfigError(f"unknown task {cfg.task!r}; valid: {', '.join(tasks)}")
         check_train_config(cfg)  # before the run dir holds anything beyond Hydra's .hydra/ and log
-        with run_lock(run_dir):
-            results = tasks[cfg.task](cfg, run_dir)
+        results = tasks[cfg.task](cfg, run_dir)  # conf's hydra.callbacks.run_dir holds run.lock
         # Only the process that wrote results.json has results (under DDP the others return {}).
         return metric_value(results, cfg.optimized_metric) if cfg.get("optimized_metric") and results else None
     except ConfigError as error:

@@ -26,6 +26,7 @@ from covid_tl.calibration import (brier_score, expected_calibration_error, fit_t
 from covid_tl.metrics import METRICS, bootstrap_intervals, roc_points, summarize
 from covid_tl.operating_point import choose_threshold, is_rule, parse_threshold
 from covid_tl.plots import confusion_matrices, reliability_diagram, roc_curves
+from covid_tl.preprocess.cache import write_atomically
 
 ImageSets = Mapping[str, tuple[Manifest, Dataset]]
 
@@ -133,7 +134,8 @@ def evaluate_sets(
             curves[name] = (*points, results[name]["auroc"], operating)
     output_dir.mkdir(parents=True, exist_ok=True)
     if frames:
-        pd.concat(frames, ignore_index=True).to_csv(output_dir / "predictions.csv", index=False)
+        table = pd.concat(frames, ignore_index=True).to_csv(index=False)
+        write_atomically(output_dir / "predictions.csv", lambda stream: stream.write(table.encode()))  # whole or absent
         confusion_matrices({n: r["confusion_matrix"] for n, r in results.items()}, output_dir / "confusion_matrix.png")
     if curves:
         roc_curves(curves, output_dir / "roc.png", threshold)

@@ -1,14 +1,19 @@
-"""A run dir across runs: one run writes into it at a time, and a resumed run keeps its history."""
+"""A run dir is one run's own: a run starts only in an empty dir (or resumes its own), one run
+writes into it at a time, and a resumed run keeps its history."""
 from __future__ import annotations
 
+import atexit
 import csv
 import fcntl
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
@@ -23,8 +28,12 @@ class RunDirBusyError(ConfigError):
     """Another live run holds the run dir."""
 
 
+class RunDirUsedError(ConfigError):
+    """The run dir holds an earlier run's files."""
+
+
 @contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
+def run_lock(run_dir: Path, key: str = "hydra.run.dir") -> Iterator[None]:
     """Hold `run_dir/run.lock` for the run; removed at the end.
 
     An flock, not the file's existence, is the lock: the OS drops it when its process dies, so
@@ -36,7 +45,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_NAME
-    handle = _acquire(path)
+    handle = _acquire(path, key)
     try:
         yield
     finally:
@@ -44,19 +53,16 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         handle.close()
 
 
-def _acquire(path: Path) -> IO[str]:
+def _acquire(path: Path, key: str) -> IO[str]:
     while True:
         handle = path.open("a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
-            holder = handle.read().strip() or "?"
+            holder = handle.read().strip()
             handle.close()
-            raise RunDirBusyError(
-                f"another run (pid {holder}) is writing into {path.parent}; wait for it to end or choose another "
-                "hydra.run.dir"
-            ) from None
+            raise _busy(path, holder, key) from None
         if _is_current(handle, path):
             handle.truncate(0)
             handle.write(f"{os.getpid()}\n")
@@ -65,11 +71,121 @@ def _acquire(path: Path) -> IO[str]:
         handle.close()  # its holder finished and removed it between our open and our flock: retry
 
 
+def _busy(path: Path, holder: str, key: str) -> RunDirBusyError:
+    return RunDirBusyError(f"another run (pid {holder or '?'}) is writing into {path.parent}; wait for it to end or "
+                           f"choose another {key}")
+
+
 def _is_current(handle: IO[str], path: Path) -> bool:
     try:
         return os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
     except FileNotFoundError:
         return False
+
+
+def check_not_held(run_dir: Path, key: str = "hydra.run.dir") -> None:
+    """RunDirBusyError when a live run holds `run_dir/run.lock`; writes nothing (a stale lock
+    file is left as it is)."""
+    path = run_dir / LOCK_NAME
+    try:
+        handle = path.open("r")
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when the file closes
+        except BlockingIOError:
+            raise _busy(path, handle.read().strip(), key) from None
+
+
+def earlier_files(run_dir: Path) -> list[str]:
+    """What `run_dir` holds besides a lock file, sorted by name (nothing when it does not exist)."""
+    if not run_dir.exists():
+        return []
+    if not run_dir.is_dir():
+        return [run_dir.name]
+    return sorted(entry.name for entry in run_dir.iterdir() if entry.name != LOCK_NAME)
+
+
+def check_unused(run_dir: Path, key: str = "hydra.run.dir", resumable: bool = False) -> None:
+    """RunDirUsedError when `run_dir` holds files: a run never writes over another's."""
+    found = earlier_files(run_dir)
+    if found:
+        shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+        resume = " or resume the run in it with ckpt_path=last" if resumable else ""
+        raise RunDirUsedError(f"{run_dir} already holds a run ({shown}); choose another {key}{resume}")
+
+
+def resumes_in(cfg: DictConfig, run_dir: Path) -> bool:
+    """The config resumes the run of `run_dir`: ckpt_path=last, or a checkpoint inside it."""
+    ckpt_path = OmegaConf.select(cfg, "ckpt_path", default=None)
+    if ckpt_path is None:
+        return False
+    if str(ckpt_path) == "last":
+        return True
+    return Path(str(ckpt_path)).expanduser().resolve().is_relative_to(run_dir.resolve())
+
+
+class RunDirGuard(Callback):
+    """Hydra callback (`hydra.callbacks` of every entry point's config) that claims the run dir
+    before Hydra writes `.hydra/` into it: a dir that a live run holds, or that holds an earlier
+    run's files, stops the command with one `error:` line and is left exactly as it was.
+    Otherwise `run.lock` is held until the run ends (or the process exits).
+
+    The dir is `output_dir` where the config has one set, else `hydra.run.dir`; a multirun
+    claims `hydra.sweep.dir` as a whole, its jobs' numbered dirs inside it being new. With
+    `resumable` (training), `ckpt_path=last` or a checkpoint inside the dir continues its run.
+    Under DDP the other processes (Lightning starts them with rank zero's run dir) claim nothing.
+    """
+
+    def __init__(self, resumable: bool = False) -> None:
+        self.resumable = resumable
+        self.held: list[tuple[Path, IO[str]]] = []
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A launcher that pickles the callbacks (joblib, submitit) gets no lock handles: the
+        sweep's process holds them."""
+        return {"resumable": self.resumable, "held": []}
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        output_dir = OmegaConf.select(config, "output_dir", default=None)
+        self.claim(config, Path(str(output_dir or config.hydra.run.dir)), "output_dir" if output_dir else "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.claim(config, Path(str(config.hydra.sweep.dir)), "hydra.sweep.dir")
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self.release()
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self.release()
+
+    def claim(self, config: DictConfig, run_dir: Path, key: str) -> None:
+        """Check, then lock, then check again (a run may have come and gone in between).
+        Hydra turns a callback's exception into a warning: a refusal exits here."""
+        if rank_zero_only.rank != 0:
+            return
+        run_dir = run_dir.expanduser().absolute()
+        resuming = self.resumable and resumes_in(config, run_dir)
+        try:
+            check_not_held(run_dir, key)
+            if not resuming:
+                check_unused(run_dir, key, self.resumable)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            handle = _acquire(run_dir / LOCK_NAME, key)
+            self.held.append((run_dir, handle))
+            atexit.register(self.release)  # a task that exits with an error line skips on_run_end
+            if not resuming:
+                check_unused(run_dir, key, self.resumable)
+        except ConfigError as error:
+            self.release()
+            sys.exit(f"error: {error}")
+
+    def release(self) -> None:
+        while self.held:
+            run_dir, handle = self.held.pop()
+            (run_dir / LOCK_NAME).unlink(missing_ok=True)
+            handle.close()
 
 
 class ResumableCSVLogger(CSVLogger):

@@ -55,9 +55,9 @@ def test_nih14_names_the_findings_datamodule_which_splits_by_patient(tmp_path):
 
 def test_findings_data_and_the_classify_task_refuse_each_other_in_one_line(tmp_path):
     root = nih_findings(tmp_path / "nih")
-    for overrides, says in [(["data=nih14", f"data.root={root}"], "it is for task=pretrain (data=nih14)"),
-                            (["task=pretrain", "data=synthetic"], "task=pretrain needs findings data: data=nih14")]:
-        proc = run_script("train.py", *overrides, "backbone=simple_cnn", "logger=none", f"hydra.run.dir={tmp_path / 'run'}")
+    for i, (overrides, says) in enumerate([(["data=nih14", f"data.root={root}"], "it is for task=pretrain (data=nih14)"),
+                                           (["task=pretrain", "data=synthetic"], "task=pretrain needs findings data: data=nih14")]):
+        proc = run_script("train.py", *overrides, "backbone=simple_cnn", "logger=none", f"hydra.run.dir={tmp_path / f'run{i}'}")
         assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
         last = proc.stderr.strip().splitlines()[-1]
         assert last.startswith("error: ") and says in last

@@ -12,6 +12,7 @@ from covid_tl.cam.sets import record_cams
 from covid_tl.console import print_results
 from covid_tl.errors import ConfigError
 from covid_tl.models.checkpoint import load_run
+from covid_tl.preprocess.cache import write_atomically
 from covid_tl.results import evaluate_sets, external_set, requested_operating_point, shift_summary
 
 
@@ -45,6 +46,7 @@ def evaluate(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     if shift is not None:
         results["shift"] = shift
     results["run"] = {"checkpoint": str(cfg.ckpt_path), "backbone": run_cfg.backbone.name, "operating_point": point}
-    (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    text = json.dumps(results, indent=2) + "\n"
+    write_atomically(output_dir / "results.json", lambda stream: stream.write(text.encode()))  # whole or absent
     print_results(results, output_dir)
     return results

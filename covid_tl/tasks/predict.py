@@ -3,8 +3,8 @@ and threshold recorded in a checkpoint; Grad-CAM overlays on request.
 
 Every file is decoded before the first prediction (as training's setup does), so an unreadable
 one is listed in bad_rows.csv and left out instead of stopping the run half-way. Predictions go
-to predictions.csv batch by batch: thousands of files stream through a DataLoader, and a run
-that stops keeps what it wrote.
+to predictions.csv.partial batch by batch: thousands of files stream through a DataLoader, and a
+run that stops keeps what it wrote there; only a run that finished renames it predictions.csv.
 """
 from __future__ import annotations
 
@@ -38,6 +38,8 @@ from covid_tl.results import requested_operating_point
 log = logging.getLogger(__name__)
 
 COLUMNS = ["path", "prob_covid", "predicted"]
+#: Suffix of predictions.csv while the run writes it: a file without it is complete.
+PARTIAL = ".partial"
 
 
 def readable_rows(paths: list[str], prepare: PreparedImages, pattern: str, output_dir: Path) -> list[dict[str, Any]]:
@@ -114,7 +116,9 @@ def predict(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
     names = [f"{i:0{width}d}_{Path(row['path']).stem}.png" for i, row in enumerate(rows)]
     if cfg.cams:
         (output_dir / "cams").mkdir(exist_ok=True)
-    with (output_dir / "predictions.csv").open("w", newline="") as handle:
+    written = output_dir / "predictions.csv"
+    partial = written.with_name(written.name + PARTIAL)
+    with partial.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(COLUMNS + (["cam"] if cfg.cams else []))
         start = 0
@@ -130,4 +134,5 @@ def predict(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
                 writer.writerow([rows[i]["path"], f"{probability:.6f}", call, *cam])
             handle.flush()
             start = done.stop
-    return pd.read_csv(output_dir / "predictions.csv")
+    partial.replace(written)
+    return pd.read_csv(written)

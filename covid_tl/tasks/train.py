@@ -24,6 +24,7 @@ from covid_tl.models.checkpoint import load_run, saved_epoch, store_operating_po
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.module import CovidClassifier
 from covid_tl.operating_point import fixed_threshold
+from covid_tl.preprocess.cache import write_atomically
 from covid_tl.provenance import provenance
 from covid_tl.results import choose_operating_point, evaluate_sets, shift_summary
 from covid_tl.tracking import log_results
@@ -78,7 +79,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         else:
             log.info("frozen fast path off: %s", blocker)
     # Explicit: torch's default for weights_only can be flipped by an environment variable.
-    trainer.fit(model, datamodule=fit_data, ckpt_path=cfg.get("ckpt_path"), weights_only=not cfg.trust_checkpoint)
+    trainer.fit(model, datamodule=fit_data, ckpt_path=resume_from(cfg, run_dir, trainer),
+                weights_only=not cfg.trust_checkpoint)
     log.info("training took %.1f s (features included)", time.perf_counter() - started)
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -88,8 +90,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     model.head_only = False
     if not trainer.is_global_zero:
         return {}
+    if best and not Path(best).resolve().is_relative_to(run_dir.resolve()):  # e.g. Lightning's own ModelCheckpoint
+        best = str(adopt_checkpoint(Path(best), checkpoint_dir(trainer, run_dir), weights_only=True))
     if best:
-        store_operating_point(best, point)
+        store_operating_point(best, point)  # into this run's own file, never another run's
     # Final figures on one process, with the best weights, every image once (no DDP padding).
     final = load_run(best)[1] if best else model
     sets = {s: (datamodule.subset(s), datamodule.dataset(s)) for s in datamodule.eval_sets if len(datamodule.subset(s))}
@@ -111,12 +115,91 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "wall_time_s": round(time.perf_counter() - run_started, 1),
         **provenance(),
     }
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    text = json.dumps(results, indent=2) + "\n"
+    write_atomically(run_dir / "results.json", lambda stream: stream.write(text.encode()))  # whole or absent
     metrics_csv = next((lg.experiment.metrics_file_path for lg in trainer.loggers if isinstance(lg, CSVLogger)), None)
     write_model_card(run_dir, results, config, summary, metrics_csv)
     log_results(trainer.loggers, cfg, results, trainer.global_step)
     print_results(results, run_dir)
     return results
+
+
+def resume_from(cfg: DictConfig, run_dir: Path, trainer: pl.Trainer) -> str | None:
+    """The checkpoint `trainer.fit` resumes from: `ckpt_path` as given when it is `last` or in
+    this run dir; a checkpoint of another run is first adopted into this run's checkpoints."""
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path is None or str(ckpt_path) == "last":
+        return ckpt_path
+    source = Path(str(ckpt_path)).expanduser()
+    if source.resolve().is_relative_to(run_dir.resolve()):
+        return str(source)
+    folder = checkpoint_dir(trainer, run_dir)
+    if not trainer.is_global_zero:  # DDP: rank zero adopted it before Lightning started this process
+        return str(folder / source.name)
+    log.info("resuming from %s: its checkpoints are copied into %s", source, folder)
+    return str(adopt_checkpoint(source, folder, weights_only=not cfg.trust_checkpoint))
+
+
+def checkpoint_dir(trainer: pl.Trainer, run_dir: Path) -> Path:
+    """Where this run's ModelCheckpoint writes (run_dir/checkpoints when it does not say yet)."""
+    callback = trainer.checkpoint_callback
+    return Path(callback.dirpath) if callback is not None and callback.dirpath else run_dir / "checkpoints"
+
+
+def adopt_checkpoint(source: Path, folder: Path, weights_only: bool) -> Path:
+    """A checkpoint of another run made this run's own: written into `folder` with the files its
+    ModelCheckpoint state names (the best and top-k epochs; last.ckpt only when it is `source`),
+    that state pointing at the copies. Lightning would otherwise restore the other run's
+    best_model_path, and this run would store its operating point into that run's file. The
+    other run's files are only read. Each file is written anew, not hard-linked: this run writes
+    its best file in place (store_operating_point), and a link would carry that write back."""
+    checkpoint = torch.load(source, map_location="cpu", weights_only=weights_only)
+    states = _checkpoint_states(checkpoint)
+    named = {Path(p) for state in states for p in _state_files(state, source) if Path(p).is_file()}
+    names = {p.name for p in named} | {source.name}
+    for path in named:
+        if path.name == source.name:
+            continue
+        other = torch.load(path, map_location="cpu", weights_only=weights_only)
+        _point_into(_checkpoint_states(other), folder, names)
+        write_atomically(folder / path.name, lambda stream, other=other: torch.save(other, stream))
+    target = folder / source.name
+    linked = source.resolve()
+    if source.is_symlink() and linked.parent == source.parent.resolve() and linked.name in names:
+        target.unlink(missing_ok=True)
+        target.symlink_to(linked.name)  # last.ckpt -> the best epoch's file, as in the other run
+    else:
+        _point_into(states, folder, names)
+        write_atomically(target, lambda stream: torch.save(checkpoint, stream))
+    return target
+
+
+def _checkpoint_states(checkpoint: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ModelCheckpoint states a Lightning checkpoint carries."""
+    return [state for state in (checkpoint.get("callbacks") or {}).values()
+            if isinstance(state, dict) and "best_model_path" in state and "dirpath" in state]
+
+
+def _state_files(state: dict[str, Any], source: Path) -> list[str]:
+    """Checkpoint files a ModelCheckpoint state names; its last.ckpt only when that is `source`
+    (a later epoch's last.ckpt is not the run being resumed)."""
+    files = [state.get("best_model_path"), state.get("kth_best_model_path"), *(state.get("best_k_models") or {})]
+    last = state.get("last_model_path")
+    if last and Path(last).resolve() == source.resolve():
+        files.append(last)
+    return [f for f in files if f]
+
+
+def _point_into(states: list[dict[str, Any]], folder: Path, names: set[str]) -> None:
+    """Every path of `states` into `folder`; a file not among `names` (not copied) is forgotten."""
+    def moved(path: str | None) -> str:
+        return str(folder / Path(path).name) if path and Path(path).name in names else ""
+
+    for state in states:
+        state["dirpath"] = str(folder)
+        for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+            state[key] = moved(state.get(key))
+        state["best_k_models"] = {moved(p): v for p, v in (state.get("best_k_models") or {}).items() if moved(p)}
 
 
 def operating_point(model: CovidClassifier, best: str, datamodule, cfg: DictConfig) -> dict[str, Any]:
