@@ -17,6 +17,9 @@ from covid_tl.errors import ConfigError
 
 DICOM_SUFFIXES = {".dcm", ".dicom"}
 
+#: Pixels converted to uint8 at a time: float32 blocks of 16 MB instead of a full-size copy.
+CONVERT_BLOCK = 1 << 22
+
 
 class ImageReadError(OSError):
     """A file that cannot be read as an image; the message names the file."""
@@ -41,11 +44,20 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
             image = image[:, :, 0]
     if image.dtype == np.uint8:
         return image
-    values = image.astype(np.float64)
-    low, high = float(values.min()), float(values.max())
+    low, high = float(image.min()), float(image.max())
     if high <= low:
         return np.zeros(image.shape, np.uint8)
-    return np.round((values - low) / (high - low) * 255).astype(np.uint8)
+    # Block by block in float32, so a 16-bit film costs its uint8 result and one 16 MB block
+    # beyond its own pixels, not three float64 copies of it.
+    out = np.empty(image.shape, np.uint8)
+    rows = max(1, CONVERT_BLOCK // max(1, image[0].size))
+    offset, scale = np.float32(low), np.float32(255 / (high - low))
+    for start in range(0, image.shape[0], rows):
+        block = image[start:start + rows].astype(np.float32)
+        block -= offset
+        block *= scale
+        out[start:start + rows] = np.rint(block, out=block)
+    return out
 
 
 def read_dicom(path: Path) -> np.ndarray:
@@ -62,7 +74,7 @@ def read_dicom(path: Path) -> np.ndarray:
         pixels = apply_voi_lut(apply_modality_lut(dataset.pixel_array, dataset), dataset)
     except Exception as error:  # pydicom raises many types for damaged files
         raise ImageReadError(f"{path}: unreadable DICOM ({error})") from None
-    image = to_uint8(np.asarray(pixels, dtype=np.float64))
+    image = to_uint8(np.asarray(pixels))
     if getattr(dataset, "PhotometricInterpretation", "") == "MONOCHROME1":
         image = 255 - image  # MONOCHROME1 stores bone dark; covid-tl wants bone bright
     return image
