@@ -6,6 +6,7 @@ DICOM. Everything becomes uint8 (H, W) here so the rest of covid-tl sees one kin
 from __future__ import annotations
 
 import glob
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -109,8 +110,10 @@ def read_xray(path: str | Path) -> np.ndarray:
 
 
 def image_files(pattern: str) -> list[str]:
-    """The files a glob names (`scans/*.png`, `scans/**/*` recursively), sorted; folders left out."""
-    paths = [p for p in sorted(glob.glob(str(Path(pattern).expanduser()), recursive=True)) if Path(p).is_file()]
+    """The files a glob names (`scans/*.png`, `scans/**/*` recursively), sorted; folders left
+    out, broken links kept (the file check lists them as missing, with their target)."""
+    paths = [p for p in sorted(glob.glob(str(Path(pattern).expanduser()), recursive=True))
+             if Path(p).is_file() or (Path(p).is_symlink() and not Path(p).exists())]
     if not paths:
         raise ConfigError(f"images={pattern!r} matches no file")
     return paths
@@ -240,6 +243,12 @@ def _png_problem(head: bytes, tail: bytes) -> str | None:
     return None
 
 
+def _missing(path: Path) -> str:
+    if path.is_symlink():
+        return f"missing (broken link to {os.readlink(path)})"
+    return "missing"
+
+
 def _size_problem(path: Path, max_megapixels: float, jpeg: bool) -> str | None:
     """Why the file is too large to decode, from its header (which a JPEG must have; other
     formats whose header says nothing are left to the decode)."""
@@ -255,7 +264,7 @@ def _size_problem(path: Path, max_megapixels: float, jpeg: bool) -> str | None:
 
 
 def check_image_file(path: str | Path, max_megapixels: float = MAX_MEGAPIXELS) -> str | None:
-    """Why this file cannot be used (missing, empty, unreadable, corrupt, too
+    """Why this file cannot be used (missing, a broken link, empty, unreadable, corrupt, too
     large), or None.
 
     Reads only the first and last bytes and the header, so every listed file is checked in
@@ -266,7 +275,7 @@ def check_image_file(path: str | Path, max_megapixels: float = MAX_MEGAPIXELS) -
     try:
         size = path.stat().st_size
     except FileNotFoundError:
-        return "missing"
+        return _missing(path)
     except OSError as error:
         return f"unreadable ({error.strerror or error})"
     if not path.is_file():
