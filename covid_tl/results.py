@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from covid_tl.build import build_datamodule
 from covid_tl.data.dataset import PreparedImages, XrayDataset
 from covid_tl.labels import LABELS
+from covid_tl.data.images import MAX_MEGAPIXELS
 from covid_tl.data.manifest import Manifest
 from covid_tl.data.sources import ManifestSource
 from covid_tl.data.validate import drop_bad_rows, find_bad_rows, find_undecodable
@@ -166,7 +167,8 @@ def external_set(path: str, run_cfg: DictConfig, prepare_with: PreparedImages, s
     source = ManifestSource(path, name=Path(path).stem)
     frame = source.frame()
     on_bad = run_cfg.data.get("on_bad", "raise")
-    frame = drop_bad_rows(frame, find_bad_rows(frame), on_bad)
+    limit = run_cfg.data.get("max_megapixels", MAX_MEGAPIXELS)  # older checkpoints have no such key
+    frame = drop_bad_rows(frame, find_bad_rows(frame, max_megapixels=limit), on_bad)
     prepare = PreparedImages(source.load_image, prepare_with.preprocess, prepare_with.cache, lambda row: True)
     # Every image decoded now, as training's setup does, so nothing fails mid-evaluation.
     manifest = Manifest(drop_bad_rows(frame, find_undecodable(frame, range(len(frame)), prepare.check), on_bad))

@@ -19,7 +19,7 @@ from covid_tl.data.manifest import Manifest
 from covid_tl.data.sampling import balance_no_finding
 from covid_tl.data.split import SPLITS, assign_splits
 from covid_tl.data.summary import data_summary
-from covid_tl.data.images import ImageReadError
+from covid_tl.data.images import MAX_MEGAPIXELS, ImageReadError
 from covid_tl.data.validate import find_bad_rows, find_undecodable, report_bad_rows, write_bad_rows
 from covid_tl.preprocess.model_input import InputSpec
 from covid_tl.preprocess.cache import PreprocessCache, config_digest
@@ -106,6 +106,7 @@ class XrayDataModule(pl.LightningDataModule):
         extra_no_finding: int = 0,
         sample_seed: int = 0,
         on_bad: str = "raise",
+        max_megapixels: float = MAX_MEGAPIXELS,
         batch_size: int = 32,
         num_workers: int | str = "auto",
         pin_memory: bool | str = "auto",
@@ -117,6 +118,8 @@ class XrayDataModule(pl.LightningDataModule):
             raise ConfigError("val_fraction must be positive: checkpoints are chosen on the validation split")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        if not max_megapixels > 0:
+            raise ConfigError(f"data.max_megapixels must be positive, got {max_megapixels}")
         if num_workers != "auto" and not (isinstance(num_workers, int) and num_workers >= 0):
             raise ConfigError(f"num_workers must be 'auto' or a count >= 0, got {num_workers!r}")
         if extra_no_finding and not balance:
@@ -137,6 +140,7 @@ class XrayDataModule(pl.LightningDataModule):
         self.extra_no_finding = extra_no_finding
         self.sample_seed = sample_seed
         self.on_bad = on_bad
+        self.max_megapixels = max_megapixels
         self.batch_size = batch_size
         self.num_workers = default_num_workers() if num_workers == "auto" else num_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory == "auto" else bool(pin_memory)
@@ -183,7 +187,7 @@ class XrayDataModule(pl.LightningDataModule):
         """
         listings = {name: getattr(source, "listing", name) for name, source in self.sources.items()}
         reads_files = frame["reader"].map(lambda name: bool(self.sources[name].reads_files)).to_numpy()
-        bad = find_bad_rows(frame, reads_files, listings)
+        bad = find_bad_rows(frame, reads_files, listings, self.max_megapixels)
         decoded = np.zeros(len(frame), bool)
         while True:
             usable = np.ones(len(frame), bool)

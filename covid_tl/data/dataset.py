@@ -1,22 +1,27 @@
 """A torch Dataset over a Manifest: load, preprocess (cached), resize, augment, normalise."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import albumentations as A
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from covid_tl.data.images import read_xray
+from covid_tl.data.images import ImageReadError, read_xray
 from covid_tl.data.manifest import Manifest
 from covid_tl.preprocess.model_input import InputSpec
 from covid_tl.preprocess.cache import PreprocessCache
 from covid_tl.preprocess.model_input import normalize, resize_square
 from covid_tl.errors import ConfigError
+from covid_tl.labels import LABELS
 from covid_tl.preprocess.pipeline import Prepared, Preprocess, identity
 from covid_tl.preprocess.watermark import POSITIONS, Stamp, paste_stamps
+
+log = logging.getLogger(__name__)
 
 ImageLoader = Callable[[Mapping[str, Any]], np.ndarray]
 
@@ -28,7 +33,11 @@ class PreparedImages:
     Two kinds of entry: the preprocessed image at its own size (what marks, crops and lung
     masks are read against; only when there is preprocessing), and the model input, that image
     resized to the backbone's size (with or without preprocessing: a warm epoch then reads a
-    small file instead of decoding a 1024 px film)."""
+    small file instead of decoding a 1024 px film).
+
+    Entries are named by the file's content at its first read (setup): a file removed or
+    changed after it is served from its entries, and never decoded in its new state (which
+    setup did not check); with no entry it raises ImageReadError (XrayDataset then skips it)."""
 
     def __init__(
         self,
@@ -42,6 +51,7 @@ class PreparedImages:
         self.cache = cache if preprocess is not identity else None
         self.input_cache = cache
         self._input_caches: dict[int, PreprocessCache] = {}
+        self._keys: dict[str, str] = {}  # path -> content hash at its first read
         self.reads_files = reads_files
 
     def check(self, row: Mapping[str, Any], size: int | None = None) -> None:
@@ -56,13 +66,14 @@ class PreparedImages:
             self(row)
 
     def __call__(self, row: Mapping[str, Any]) -> Prepared:
-        if self.cache is None or not self.reads_files(row):
+        if self.input_cache is None or not self.reads_files(row):
             return self.preprocess(self.load_image(row))
-        key = self.cache.file_key(row["path"])
-        prepared = self.cache.get(key)
+        key = self.file_key(row)
+        prepared = self.cache.get(key) if self.cache is not None else None
         if prepared is None:
-            prepared = self.preprocess(self.load_image(row))
-            self.cache.put(key, prepared)
+            prepared = self.preprocess(self._load(row, key))
+            if self.cache is not None:
+                self.cache.put(key, prepared)
         return prepared
 
     def model_input(self, row: Mapping[str, Any], size: int) -> np.ndarray:
@@ -72,13 +83,35 @@ class PreparedImages:
         if size not in self._input_caches:
             self._input_caches[size] = PreprocessCache(self.input_cache.directory, {"model_input_size": size})
         cache = self._input_caches[size]
-        key = self.input_cache.file_key(row["path"])
+        key = self.file_key(row)
         entry = cache.get(key)
         if entry is None:
             prepared = self(row)
             entry = Prepared(resize_square(prepared.image, size), prepared.box)
             cache.put(key, entry)
         return entry.image
+
+    def file_key(self, row: Mapping[str, Any]) -> str:
+        """The content hash of the row's file when this run first read it (setup's check): what
+        names its cache entries for the rest of the run, so a file removed or changed since
+        is still served from them."""
+        path = str(row["path"])
+        if path not in self._keys:
+            try:
+                self._keys[path] = self.input_cache.file_key(path)
+            except OSError as error:
+                raise ImageReadError(f"{path}: {error.strerror or error}") from None
+        return self._keys[path]
+
+    def _load(self, row: Mapping[str, Any], key: str) -> np.ndarray:
+        """The row's image decoded, if its file still holds what setup checked (`key`)."""
+        try:
+            now = self.input_cache.file_key(row["path"])
+        except OSError:
+            raise ImageReadError(f"{row['path']}: removed since setup, and no cache entry of it") from None
+        if now != key:
+            raise ImageReadError(f"{row['path']}: changed since setup, and no cache entry of what it held")
+        return self.load_image(row)
 
 
 def read_path(row: Mapping[str, Any]) -> np.ndarray:
@@ -157,6 +190,7 @@ class XrayDataset(Dataset):
         self.input_spec = input_spec
         self.augment = SeededAugmentation(augmentation) if augmentation is not None else None
         self.watermark = watermark
+        self.skipped: dict[int, str] = {}  # rows unreadable since setup (in this process), and why
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -173,8 +207,31 @@ class XrayDataset(Dataset):
         return self.augment(image) if self.augment is not None else image
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.from_numpy(np.ascontiguousarray(normalize(self.image(i), self.input_spec)))
+        x = torch.from_numpy(np.ascontiguousarray(normalize(self.readable_image(i), self.input_spec)))
         return x, torch.tensor(self.targets[i], dtype=torch.long)
+
+    def readable_image(self, i: int) -> np.ndarray:
+        """image(i); if row i's file can no longer be read (removed or changed after setup, with
+        no cache entry), the row is skipped, one warning for it, and the next readable row of
+        the same label serves in its place.
+
+        A substitute rather than a dropped item: Lightning's steps, predictions kept in row
+        order and the CAM callback all expect one item per row, in order, with its target; a
+        dropped item would shift every later prediction onto the wrong row, and an empty batch
+        would break a step. The substitute keeps the target true and the batch whole; its cost
+        is one image seen twice in the epoch."""
+        same = np.flatnonzero(self.targets == self.targets[i])
+        for j in np.roll(same, -int(np.searchsorted(same, i))).tolist():
+            if j in self.skipped:
+                continue
+            try:
+                return self.image(j)
+            except (ImageReadError, cv2.error) as error:
+                self.skipped[j] = str(error)
+                log.warning("skipping row %d, unreadable since setup (%s); the next readable %s image serves in its "
+                            "place (%d row(s) skipped so far)", j, error, LABELS[self.targets[j]], len(self.skipped))
+        raise ImageReadError(f"no {LABELS[self.targets[i]]} image of this set can be read any more "
+                             f"({len(self.skipped)} row(s) unreadable since setup)")
 
 
 class ImageFiles(Dataset):

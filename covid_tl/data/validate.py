@@ -1,7 +1,8 @@
 """Check every listed image at setup, so a bad file stops the run there, never mid-epoch.
 
 Two passes. `find_bad_rows` is cheap and sees every listed row: label, patient id, duplicate
-path, file present, non-empty, header and trailer intact. `find_undecodable` then decodes the
+path, file present (a broken link named as one), non-empty, header and trailer intact, and not
+over `max_megapixels` by its header, so a decompression bomb is refused before any decode. `find_undecodable` then decodes the
 files a run will use, in threads (cv2 and zlib release the GIL), through the very reader the
 epochs use, so a file that passes is one they can read. `on_bad=raise` stops with one short
 message (counts per kind, the first rows); `on_bad=skip` drops the rows with one warning per
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 from rich.progress import track
 
-from covid_tl.data.images import ImageReadError, check_image_file
+from covid_tl.data.images import MAX_MEGAPIXELS, ImageReadError, check_image_file
 from covid_tl.data.manifest import REQUIRED_COLUMNS
 from covid_tl.labels import LABELS
 from covid_tl.errors import ConfigError
@@ -86,12 +87,13 @@ def _bad_table(frame: pd.DataFrame, reasons: pd.Series, listings: Mapping[str, s
 
 
 def find_bad_rows(frame: pd.DataFrame, check_files: bool | Sequence[bool] = True,
-                  listings: Mapping[str, str] | None = None) -> pd.DataFrame:
+                  listings: Mapping[str, str] | None = None, max_megapixels: float = MAX_MEGAPIXELS) -> pd.DataFrame:
     """One row per unusable input (empty when all is well): `row`, its position in `frame`, and
-    COLUMNS. The cheap pass: labels, patient ids, duplicates, file headers (not decoded).
+    COLUMNS. The cheap pass: labels, patient ids, duplicates, file headers (not decoded), sizes.
 
     `check_files` says, for all rows or row by row, whether `path` is a file to check
-    (generated images have no file); `listings` names each `reader`'s listing (its CSV).
+    (generated images have no file); `listings` names each `reader`'s listing (its CSV); a file
+    whose header gives more than `max_megapixels` is 'too large'.
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
@@ -104,7 +106,8 @@ def find_bad_rows(frame: pd.DataFrame, check_files: bool | Sequence[bool] = True
     unknown = ~frame["label"].isin(LABELS)
     reasons[unknown] = [f"unknown label {label!r}" for label in frame.loc[unknown, "label"]]
     to_check = np.flatnonzero(reasons.isna().to_numpy() & check)
-    reasons.iloc[to_check] = in_threads(check_image_file, [str(p) for p in frame["path"].iloc[to_check]], "checking files")
+    reasons.iloc[to_check] = in_threads(lambda path: check_image_file(path, max_megapixels),
+                                        [str(p) for p in frame["path"].iloc[to_check]], "checking files")
     reasons[reasons.isna() & frame["path"].duplicated()] = "listed twice"
     return _bad_table(frame, reasons, listings)
 
@@ -133,11 +136,14 @@ def find_undecodable(frame: pd.DataFrame, positions: Sequence[int], read: Callab
     return _bad_table(frame, reasons, listings)
 
 
-def find_bad_files(frame: pd.DataFrame, read: Callable[[Mapping[str, Any]], Any]) -> pd.DataFrame:
+def find_bad_files(frame: pd.DataFrame, read: Callable[[Mapping[str, Any]], Any],
+                   max_megapixels: float = MAX_MEGAPIXELS) -> pd.DataFrame:
     """Bad rows, as find_bad_rows gives them, of a table of image files with no labels or
-    patients (`path`, `source`; predict.py): the cheap file check, then a decode of the rest."""
+    patients (`path`, `source`; predict.py): the cheap file check (sizes included), then a
+    decode of the rest."""
     frame = frame.reset_index(drop=True)
-    reasons = pd.Series(in_threads(check_image_file, [str(p) for p in frame["path"]], "checking files"),
+    reasons = pd.Series(in_threads(lambda path: check_image_file(path, max_megapixels),
+                                   [str(p) for p in frame["path"]], "checking files"),
                         index=frame.index, dtype=object)
     unchecked = find_undecodable(frame, np.flatnonzero(reasons.isna().to_numpy()), read)
     bad = pd.concat([_bad_table(frame, reasons, None), unchecked], ignore_index=True)
