@@ -102,3 +102,13 @@ def test_model_input_is_cached_small_even_without_preprocessing(tmp_path):
     (entry,) = (tmp_path / "cache").rglob("*.npz")
     assert entry.stat().st_size < 2000  # 64 bytes of image, not the film's 4096
     assert again.model_input({"path": path}, 16).shape == (16, 16) and len(loads) == 2  # per size
+
+
+def test_an_atomic_write_gets_the_mode_a_plain_open_gives(tmp_path):
+    from covid_tl.preprocess.cache import write_atomically
+
+    plain = tmp_path / "plain.json"
+    plain.write_text("{}")
+    write_atomically(tmp_path / "atomic.json", lambda stream: stream.write(b"{}"))
+    assert (tmp_path / "atomic.json").stat().st_mode == plain.stat().st_mode
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["atomic.json", "plain.json"]  # no temporary left

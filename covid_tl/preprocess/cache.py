@@ -35,12 +35,19 @@ def content_hash(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+#: The process's umask, read once at import (reading it means setting it, which is not thread-safe).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def write_atomically(target: Path, write: Callable[[BinaryIO], None]) -> None:
     """`write` into a temporary file beside `target`, then renamed into place: a reader sees
-    the whole file or none, however many processes fill the cache at once."""
+    the whole file or none, however many processes fill the cache at once. The file gets the
+    mode a plain open would give it (mkstemp's own is owner-only)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
     try:
+        os.fchmod(handle, 0o666 & ~_UMASK)
         with os.fdopen(handle, "wb") as stream:
             write(stream)
         os.replace(temporary, target)
