@@ -99,12 +99,17 @@ def check_not_held(run_dir: Path, key: str = "hydra.run.dir") -> None:
 
 
 def earlier_files(run_dir: Path) -> list[str]:
-    """What `run_dir` holds besides a lock file, sorted by name (nothing when it does not exist)."""
+    """What `run_dir` holds of an earlier run, sorted by name (nothing when it does not exist).
+    A lock file is no run's output, and neither are Hydra's own `.hydra/` and job log alone:
+    they are what a command refused by a config check leaves, and the corrected command may
+    use the dir (the refusal lost nothing)."""
     if not run_dir.exists():
         return []
     if not run_dir.is_dir():
         return [run_dir.name]
-    return sorted(entry.name for entry in run_dir.iterdir() if entry.name != LOCK_NAME)
+    found = sorted(entry.name for entry in run_dir.iterdir() if entry.name != LOCK_NAME)
+    hydra_own = all(name == ".hydra" or (name.endswith(".log") and (run_dir / name).is_file()) for name in found)
+    return [] if hydra_own else found
 
 
 def check_unused(run_dir: Path, key: str = "hydra.run.dir", resumable: bool = False) -> None:

@@ -79,3 +79,18 @@ def test_a_resumed_run_keeps_the_metrics_of_its_earlier_epochs(tmp_path):
     earlier = before[before["epoch"] < 2].dropna(subset=["train/loss"])["train/loss"].tolist()
     assert logged[logged["epoch"] < 2].dropna(subset=["train/loss"])["train/loss"].tolist() == earlier
     assert not (run_dir / LOCK_NAME).exists()
+
+
+def test_what_counts_as_an_earlier_run(tmp_path):
+    """Hydra's own files alone are what a command refused by a config check leaves: the
+    corrected command may use the dir. Anything of a run's own makes it used."""
+    from covid_tl.run_dir import earlier_files
+
+    assert earlier_files(tmp_path / "new") == []
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "config.yaml").write_text("seed: abc\n")
+    (tmp_path / "train.log").write_text("")
+    (tmp_path / "run.lock").write_text("123\n")
+    assert earlier_files(tmp_path) == []
+    (tmp_path / "splits.csv").write_text("path\n")
+    assert earlier_files(tmp_path) == [".hydra", "splits.csv", "train.log"]
