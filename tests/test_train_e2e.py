@@ -138,7 +138,7 @@ def test_explain_writes_overlays_grid_and_table_for_a_split_and_for_files(train_
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = pd.read_csv(out / "cams.csv")
     assert list(table["path"].map(lambda p: p.split("/")[-1])) == ["a.png", "b.png"] and table["label"].isna().all()
-    proc = run_script("explain.py", f"ckpt_path={ckpt}", f"images={files}/*.jpg", f"hydra.run.dir={out}")
+    proc = run_script("explain.py", f"ckpt_path={ckpt}", f"images={files}/*.jpg", f"hydra.run.dir={out}_jpg")
     assert proc.returncode != 0 and "matches no file" in proc.stderr
 
 
