@@ -18,7 +18,7 @@ from conftest import ROOT
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("bottom", ("covid_tl.errors", "covid_tl.labels", "covid_tl.metrics", "covid_tl.plots", "covid_tl.grid",
                 "covid_tl.console", "covid_tl.config_check", "covid_tl.run_checks", "covid_tl.run_dir",
-                "covid_tl.torch_files", "covid_tl.tracking", "covid_tl.provenance", "covid_tl.page",
+                "covid_tl.run_guard", "covid_tl.torch_files", "covid_tl.tracking", "covid_tl.provenance", "covid_tl.page",
                 "covid_tl.operating_point", "covid_tl.calibration")),
     ("preprocess", ("covid_tl.preprocess",)),
     ("data", ("covid_tl.data",)),

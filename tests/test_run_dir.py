@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 from conftest import TINY, run_script
 
-from covid_tl.run_dir import LOCK_NAME, ResumableCSVLogger, RunDirBusyError, run_lock
+from covid_tl.run_dir import ResumableCSVLogger
+from covid_tl.run_guard import LOCK_NAME, RunDirBusyError, run_lock
 
 
 def test_a_held_run_dir_refuses_a_second_run_and_is_free_after(tmp_path):
@@ -84,7 +85,7 @@ def test_a_resumed_run_keeps_the_metrics_of_its_earlier_epochs(tmp_path):
 def test_what_counts_as_an_earlier_run(tmp_path):
     """Hydra's own files alone are what a command refused by a config check leaves: the
     corrected command may use the dir. Anything of a run's own makes it used."""
-    from covid_tl.run_dir import earlier_files
+    from covid_tl.run_guard import earlier_files
 
     assert earlier_files(tmp_path / "new") == []
     (tmp_path / ".hydra").mkdir()

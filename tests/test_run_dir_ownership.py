@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 import covid_tl.tasks.predict as predict_task
 from conftest import ROOT, TINY, run_script
 from covid_tl.data.synthetic.source import SyntheticSource
-from covid_tl.run_dir import LOCK_NAME, run_lock
+from covid_tl.run_guard import LOCK_NAME, run_lock
 
 pytestmark = pytest.mark.slow
 
