@@ -32,6 +32,43 @@ def run_script(script: str, *args: str, timeout: float = 300) -> subprocess.Comp
     )
 
 
+def composed(config_name: str, *overrides: str, run_dir: str = "/tmp/covid-tl-run"):
+    """A script's config as its task sees it (the `hydra:` resolver answering, no `hydra` key)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name, overrides=[f"hydra.run.dir={run_dir}", *overrides], return_hydra_config=True)
+    cfg.hydra.runtime.output_dir = run_dir
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def untrained_checkpoint(tmp_path_factory) -> Path:
+    """A covid-tl checkpoint shaped as training saves it, made in seconds without training (for
+    tests of loading, not of a model): the TINY run config resolved, threshold 0.4, an Adam
+    state; untrained weights."""
+    import torch
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from covid_tl.models.classifier import build_classifier
+
+    cfg = composed("train", *TINY, "threshold=0.4")
+    net = build_classifier(cfg.backbone, load_pretrained=False)
+    optimizer = instantiate(cfg.optimizer)(net.parameters())
+    model = instantiate(cfg.model)(net, optimizer=instantiate(cfg.optimizer),
+                                   config=OmegaConf.to_container(cfg, resolve=True), threshold=0.4)
+    path = tmp_path_factory.mktemp("untrained") / "legit.ckpt"
+    torch.save({"epoch": 0, "global_step": 1, "state_dict": model.state_dict(), "optimizer_states": [optimizer.state_dict()],
+                "hyper_parameters": dict(model.hparams), "pytorch-lightning_version": "2"}, path)
+    return path
+
+
 @pytest.fixture
 def train_run(tmp_path):
     """Run train.py into a fresh run dir; returns (completed process, run dir, results)."""

@@ -168,14 +168,14 @@ def test_a_broken_link_is_a_bad_row_with_its_target_named(tmp_path):
 
 def test_predict_lists_a_broken_link_and_a_bomb_in_bad_rows(tmp_path, bombs):
     from covid_tl.data.dataset import file_images
-    from covid_tl.tasks.predict import readable_rows
+    from covid_tl.data.validate import readable_files
 
     folder = tmp_path / "scans"
     image(folder / "a.png")
     (folder / "b.png").symlink_to(bombs[0])
     (folder / "c.png").symlink_to(folder / "nowhere.png")
     paths = image_files(str(folder / "*"))
-    rows = readable_rows(paths, file_images(), "scans/*", tmp_path)
+    rows = readable_files(paths, file_images().check, "scans/*", tmp_path)
     assert rows == [{"path": str(folder / "a.png")}]
     bad = pd.read_csv(tmp_path / "bad_rows.csv")
     assert bad[["line", "kind"]].values.tolist() == [[2, "too large"], [3, "missing"]]
@@ -239,8 +239,8 @@ result = dm.bad_rows["reason"].tolist()
 PREDICT = """
 from covid_tl.data.dataset import file_images
 from covid_tl.data.images import image_files
-from covid_tl.tasks.predict import readable_rows
-rows = readable_rows(image_files(sys.argv[1]), file_images(), "scans", Path(sys.argv[2]))
+from covid_tl.data.validate import readable_files
+rows = readable_files(image_files(sys.argv[1]), file_images().check, "scans", Path(sys.argv[2]))
 result = pd.read_csv(Path(sys.argv[2]) / "bad_rows.csv")["reason"].tolist()
 """
 
@@ -270,3 +270,23 @@ def test_predict_refuses_the_bombs_within_1_5_gb(tmp_path, bombs):
     run = measured(PREDICT, str(folder / "*"), str(tmp_path))
     assert [reason.split(" (")[0] for reason in run["result"]] == ["too large", "too large"]
     assert run["peak_gb"] < 1.5, run
+
+
+def test_explain_checks_its_files_like_predict_and_takes_the_first_n(untrained_checkpoint, bombs, tmp_path):
+    """explain.py images=...: a bomb and a broken link are bad rows (never decoded), and of the
+    readable files the first n are explained."""
+    from conftest import composed
+    from covid_tl.tasks.explain import explain
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    for i in range(3):
+        image(scans / f"film{i}.png", seed=i)
+    (scans / "zbomb.png").symlink_to(bombs[0])
+    (scans / "zlink.png").symlink_to(tmp_path / "gone.png")
+    out = tmp_path / "out"
+    table = explain(composed("explain", f"ckpt_path={untrained_checkpoint}", f"images={scans}/*.png", "n=2"), out)
+    assert [p.split("/")[-1] for p in table["path"]] == ["film0.png", "film1.png"]
+    bad = pd.read_csv(out / "bad_rows.csv")
+    assert sorted(bad["path"].map(lambda p: p.split("/")[-1])) == ["zbomb.png", "zlink.png"]
+    assert set(bad["kind"]) == {"too large", "missing"}

@@ -13,17 +13,13 @@ import cv2
 import pytest
 import torch
 import yaml
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 
-from conftest import ROOT, TINY, run_script
+from conftest import ROOT, TINY, composed, run_script
 from covid_tl.config_check import group_options
 from covid_tl.data.synthetic.source import SyntheticSource
 from covid_tl.errors import ConfigError
 from covid_tl.models.checkpoint import CACHE_DIR, CheckpointError, load_run
-from covid_tl.models.classifier import build_classifier
 from covid_tl.run_checks import check_train_config
 from covid_tl.tasks.predict import predict
 from covid_tl.torch_files import (MAX_RECORD_BYTES, OWN_CODE, TRAINING_CODE, check_checkpoint_file,
@@ -43,30 +39,11 @@ class TouchOnLoad:
         return pathlib.Path.touch, (self.path,)
 
 
-def composed(config_name, *overrides, run_dir="/tmp/covid-tl-run"):
-    """A task config as its task sees it (the `hydra:` resolver answering)."""
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose(config_name, overrides=[f"hydra.run.dir={run_dir}", *overrides], return_hydra_config=True)
-    cfg.hydra.runtime.output_dir = run_dir
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
-
-
-@pytest.fixture(scope="module")
-def legit(tmp_path_factory):
-    """A covid-tl checkpoint as training saves it (untrained weights: nothing here needs a good
-    model): the resolved run config, an Adam state, a Trainer, callbacks and loggers in it."""
-    cfg = composed("train", *TINY, "threshold=0.4")
-    net = build_classifier(cfg.backbone, load_pretrained=False)
-    optimizer = instantiate(cfg.optimizer)(net.parameters())
-    model = instantiate(cfg.model)(net, optimizer=instantiate(cfg.optimizer),
-                                   config=OmegaConf.to_container(cfg, resolve=True), threshold=0.4)
-    path = tmp_path_factory.mktemp("legit") / "legit.ckpt"
-    torch.save({"epoch": 0, "global_step": 1, "state_dict": model.state_dict(), "optimizer_states": [optimizer.state_dict()],
-                "hyper_parameters": dict(model.hparams), "pytorch-lightning_version": "2"}, path)
-    return path
+@pytest.fixture
+def legit(untrained_checkpoint):
+    """A covid-tl checkpoint as training saves it (conftest's, untrained: nothing here needs a
+    good model): the resolved run config, an Adam state."""
+    return untrained_checkpoint
 
 
 def edited(source, target, edit):

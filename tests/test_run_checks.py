@@ -4,25 +4,14 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
+from conftest import composed
 from covid_tl.config_check import group_options
 from covid_tl.errors import ConfigError
 from covid_tl.run_checks import check_script_config, check_train_config, missing_keys, resume_files
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-
-
-def composed(*overrides, run_dir="/tmp/covid-tl-run"):
-    """The task config as train.py's task sees it (the `hydra:` resolver answering)."""
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=[f"hydra.run.dir={run_dir}", *overrides], return_hydra_config=True)
-    cfg.hydra.runtime.output_dir = run_dir
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
 
 
 @pytest.mark.parametrize("group", ["trainer", "logger", "callbacks", "experiment", "data", "optimizer", "scheduler"])
@@ -31,7 +20,7 @@ def test_every_shipped_option_passes(group):
     for option in group_options(CONF, group):
         if group == "data" and option in ("nih14", "lung_masks", "cohen_v7labs_lungs"):
             continue  # data of the other tasks (pretrain, segment), checked with their configs
-        check_train_config(composed(f"{group}={option}", *needs.get(option, []) * (group == "data")))
+        check_train_config(composed("train", f"{group}={option}", *needs.get(option, []) * (group == "data")))
 
 
 def test_the_other_tasks_configs_pass():
@@ -71,24 +60,24 @@ def test_the_other_tasks_configs_pass():
 ])
 def test_mistakes_are_one_line_that_names_the_key(override, says):
     with pytest.raises(ConfigError) as excinfo:
-        check_train_config(composed(*override.split()))
+        check_train_config(composed("train", *override.split()))
     assert says in str(excinfo.value) and "\n" not in str(excinfo.value)
 
 
 def test_no_epoch_limit_is_allowed_with_early_stopping():
-    check_train_config(composed("trainer.max_epochs=-1", "callbacks=[default,early_stopping]"))
+    check_train_config(composed("train", "trainer.max_epochs=-1", "callbacks=[default,early_stopping]"))
 
 
 def test_resume_needs_an_existing_file_and_last_may_find_none(tmp_path):
     with pytest.raises(ConfigError, match="ckpt_path=.*missing.ckpt: no such checkpoint file"):
-        check_train_config(composed(f"ckpt_path={tmp_path / 'missing.ckpt'}"))
-    check_train_config(composed("ckpt_path=last", run_dir=str(tmp_path)))  # no last.ckpt yet: a fresh start
+        check_train_config(composed("train", f"ckpt_path={tmp_path / 'missing.ckpt'}"))
+    check_train_config(composed("train", "ckpt_path=last", run_dir=str(tmp_path)))  # no last.ckpt yet: a fresh start
 
 
 def test_last_is_looked_for_where_the_default_checkpoint_callback_writes(tmp_path):
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
-    assert resume_files(composed("ckpt_path=last", run_dir=str(tmp_path))) == [tmp_path / "checkpoints" / "last.ckpt"]
+    assert resume_files(composed("train", "ckpt_path=last", run_dir=str(tmp_path))) == [tmp_path / "checkpoints" / "last.ckpt"]
 
 
 def test_missing_keys_reads_the_unresolved_config():

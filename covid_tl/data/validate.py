@@ -56,6 +56,7 @@ class BadInputError(ConfigError):
 
 def write_bad_rows(bad: pd.DataFrame, run_dir: Path) -> Path:
     path = Path(run_dir) / "bad_rows.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
     bad.reindex(columns=COLUMNS).to_csv(path, index=False)
     return path
 
@@ -172,3 +173,23 @@ def drop_bad_rows(frame: pd.DataFrame, bad: pd.DataFrame, on_bad: str) -> pd.Dat
     """The usable rows; raises BadInputError when on_bad is 'raise' and a row is bad."""
     report_bad_rows(bad, len(frame), on_bad)
     return frame.reset_index(drop=True).drop(index=bad["row"].to_numpy()).reset_index(drop=True)
+
+
+def readable_files(paths: list[str], read: Callable[[Mapping[str, Any]], Any], pattern: str, output_dir: Path,
+                  max_megapixels: float = MAX_MEGAPIXELS) -> list[dict[str, Any]]:
+    """Rows ({path}) of the files of an `images=` glob (predict, explain) that `read` decodes;
+    the others go to bad_rows.csv (line: place among the files sorted by path) with one warning
+    per kind. ConfigError when none is left.
+
+    The file check comes first because a truncated JPEG still decodes (its end grey), and it
+    reads the header's size before any decode; `read` is the one the run reads with, so a file
+    that passes does not fail mid-run."""
+    frame = pd.DataFrame({"path": paths, "source": pattern})
+    bad = find_bad_files(frame, read, max_megapixels)
+    if not bad.empty:
+        report_bad_rows(bad, len(frame), "skip")
+        written = write_bad_rows(bad.drop(columns="row"), output_dir)
+        log.warning("%d of %d file(s) left out, listed in %s", len(bad), len(frame), written)
+    if len(bad) == len(frame):
+        raise ConfigError(f"none of the {len(frame)} file(s) of images={pattern!r} can be read (see bad_rows.csv)")
+    return frame.drop(index=bad["row"].to_numpy())[["path"]].to_dict("records")

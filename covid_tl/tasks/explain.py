@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from covid_tl.models.checkpoint import load_run
 from covid_tl.data.dataset import PreparedImages
-from covid_tl.data.images import image_files, read_xray
+from covid_tl.data.images import MAX_MEGAPIXELS, image_files, read_xray
+from covid_tl.data.validate import readable_files
 from covid_tl.data.sources import read_mask
 from covid_tl.labels import LABELS
 from covid_tl.errors import ConfigError
@@ -27,6 +29,8 @@ from covid_tl.cam.lungs import build_lungs
 from covid_tl.cam.sets import mark_detector
 from covid_tl.build import build_datamodule, build_preprocessing, pick_device
 from covid_tl.results import requested_operating_point
+
+log = logging.getLogger(__name__)
 
 
 def mask_finder(masks: str | None) -> Callable[[Mapping[str, Any]], np.ndarray | None]:
@@ -51,10 +55,15 @@ def explain(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
         run_cfg.data = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=False))
     net = model.net
     if cfg.images:
-        rows = [{"path": path, "label": None} for path in image_files(cfg.images)]
         preprocess, cache = build_preprocessing(run_cfg)
         load = lambda row: read_xray(row["path"])  # noqa: E731
         prepare = PreparedImages(load, preprocess, cache, lambda row: True)
+        # Checked as predict's files are (header size first: a bomb is never decoded); the first n.
+        readable = readable_files(image_files(cfg.images), prepare.check, cfg.images, output_dir,
+                                  run_cfg.data.get("max_megapixels", MAX_MEGAPIXELS))
+        if len(readable) > cfg.n:
+            log.info("explaining the first %d of the %d readable files (n=%d)", cfg.n, len(readable), cfg.n)
+        rows = [{"path": row["path"], "label": None} for row in readable[: cfg.n]]
         lungs = mask_finder(cfg.get("masks"))
     else:
         datamodule = build_datamodule(run_cfg, net.input_spec)

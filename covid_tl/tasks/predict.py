@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import logging
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -25,9 +24,9 @@ from covid_tl.build import build_preprocessing, pick_device
 from covid_tl.cam.callback import describe
 from covid_tl.cam.compute import METHODS, TARGETS, compute_cams, target_layer
 from covid_tl.cam.overlay import OVERLAYS, overlay
-from covid_tl.data.dataset import ImageFiles, PreparedImages, file_images
-from covid_tl.data.images import MAX_MEGAPIXELS, image_files
-from covid_tl.data.validate import find_bad_files, report_bad_rows, write_bad_rows
+from covid_tl.data.dataset import ImageFiles, file_images
+from covid_tl.data.images import image_files
+from covid_tl.data.validate import readable_files
 from covid_tl.errors import ConfigError
 from covid_tl.grid import labelled
 from covid_tl.labels import LABELS
@@ -40,24 +39,6 @@ log = logging.getLogger(__name__)
 COLUMNS = ["path", "prob_covid", "predicted"]
 #: Suffix of predictions.csv while the run writes it: a file without it is complete.
 PARTIAL = ".partial"
-
-
-def readable_rows(paths: list[str], prepare: PreparedImages, pattern: str, output_dir: Path,
-                  max_megapixels: float = MAX_MEGAPIXELS) -> list[dict[str, Any]]:
-    """Rows of the files that decode; the others go to bad_rows.csv (line: place among the
-    files sorted by path) with one warning per kind. ConfigError when none is left.
-
-    The file check comes first because a truncated JPEG still decodes (its end grey); the
-    decode is the DataLoader's own, so a file that passes does not fail mid-run."""
-    frame = pd.DataFrame({"path": paths, "source": pattern})
-    bad = find_bad_files(frame, prepare.check, max_megapixels)
-    if not bad.empty:
-        report_bad_rows(bad, len(frame), "skip")
-        written = write_bad_rows(bad.drop(columns="row"), output_dir)
-        log.warning("%d of %d file(s) left out, listed in %s", len(bad), len(frame), written)
-    if len(bad) == len(frame):
-        raise ConfigError(f"none of the {len(frame)} file(s) of images={pattern!r} can be read (see bad_rows.csv)")
-    return frame.drop(index=bad["row"].to_numpy())[["path"]].to_dict("records")
 
 
 def check_cam_options(cam: DictConfig, net: Classifier) -> None:
@@ -110,7 +91,7 @@ def predict(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
     paths = image_files(cfg.images)
     output_dir.mkdir(parents=True, exist_ok=True)
     prepare = file_images(*build_preprocessing(run_cfg))
-    rows = readable_rows(paths, prepare, cfg.images, output_dir, cfg.max_megapixels)
+    rows = readable_files(paths, prepare.check, cfg.images, output_dir, cfg.max_megapixels)
     loader = DataLoader(ImageFiles(rows, prepare, net.input_spec), batch_size=cfg.batch_size, num_workers=cfg.num_workers)
     net.eval().to(device)
     width = len(str(len(rows)))
