@@ -6,6 +6,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
+import pytest
 
 
 def image(path: Path, seed: int = 0, size: int = 24) -> Path:
@@ -55,3 +56,24 @@ def nih(root: Path, n_patients: int = 30, per_patient: int = 2) -> Path:
                          "Patient ID": str(p), "Patient Age": 40, "Patient Gender": "F", "View Position": view})
     pd.DataFrame(rows).to_csv(root / "Data_Entry_2017.csv", index=False)
     return root
+
+
+def write_dicom(path, pixels, photometric="MONOCHROME2", window=None, shape=None):
+    """A 12-bit DX DICOM of `pixels`; `shape` (rows, columns) makes its header claim another size."""
+    pytest.importorskip("pydicom", reason="DICOM support needs pydicom (test extra)")
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.Modality, ds.PhotometricInterpretation = "DX", photometric
+    ds.Rows, ds.Columns = shape or pixels.shape
+    ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 1, 16, 12, 11, 0
+    if window:
+        ds.WindowCenter, ds.WindowWidth = window
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    ds.save_as(str(path), enforce_file_format=True)
+    return path

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT
-from data_fixtures import image
+from data_fixtures import image, write_dicom
 from covid_tl.data import images as images_module
 from covid_tl.data.datamodule import XrayDataModule
 from covid_tl.data.images import MAX_MEGAPIXELS, Header, check_image_file, image_files, read_header, to_uint8
@@ -56,21 +56,7 @@ def jpeg_frame(path, width: int, height: int):
 
 def dicom_header(path, rows: int, columns: int):
     """A DICOM whose header claims rows x columns 16-bit pixels (its pixel data is 4 pixels)."""
-    pytest.importorskip("pydicom", reason="DICOM support needs pydicom (test extra)")
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.Modality, ds.PhotometricInterpretation = "DX", "MONOCHROME2"
-    ds.Rows, ds.Columns = rows, columns
-    ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 1, 16, 12, 11, 0
-    ds.PixelData = np.zeros(4, np.uint16).tobytes()
-    ds.save_as(str(path), enforce_file_format=True)
-    return path
+    return write_dicom(path, np.zeros((2, 2), np.uint16), shape=(rows, columns))
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
+from data_fixtures import write_dicom
 from covid_tl.data.images import ImageReadError, check_image_file, read_xray
 
 GRADIENT = np.tile(np.linspace(0, 255, 32).astype(np.uint8), (24, 1))
@@ -53,26 +54,6 @@ def test_rgb_rgba_and_palette_become_single_channel(tmp_path):
     pil.fromarray(GRADIENT).convert("P").save(tmp_path / "palette.png")
     palette = read_xray(tmp_path / "palette.png")
     assert palette.shape == GRADIENT.shape and np.abs(palette.astype(int) - GRADIENT).max() <= 8
-
-
-def write_dicom(path, pixels, photometric="MONOCHROME2", window=None):
-    pytest.importorskip("pydicom", reason="DICOM support needs pydicom (test extra)")
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.Modality, ds.PhotometricInterpretation = "DX", photometric
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 1, 16, 12, 11, 0
-    if window:
-        ds.WindowCenter, ds.WindowWidth = window
-    ds.PixelData = pixels.astype(np.uint16).tobytes()
-    ds.save_as(str(path), enforce_file_format=True)
-    return path
 
 
 def test_dicom_monochrome1_is_inverted_and_window_applied(tmp_path):
