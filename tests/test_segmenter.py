@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 from conftest import ROOT, mask_iou, run_script
@@ -135,3 +136,17 @@ def test_cpu_inference_runs_on_one_thread_and_restores_the_count():
         assert seen == [1, 2]
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_compressed_segmenter_file_is_refused_before_torch_inflates_it(tmp_path):
+    """A segmenter path can come from a checkpoint (preprocessing.lungs.model): it is bounded as
+    checkpoints are. torch itself would inflate the compressed record (a zip bomb's way)."""
+    import zipfile
+
+    deflated = tmp_path / "deflated.pt"
+    with zipfile.ZipFile(BUNDLED) as old, zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as new:
+        for info in old.infolist():
+            new.writestr(info.filename, old.read(info))
+    assert torch.load(deflated, map_location="cpu", weights_only=True)["format"]
+    with pytest.raises(SegmenterError, match="is not a lung segmenter"):
+        LungSegmenter.load(deflated)

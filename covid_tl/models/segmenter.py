@@ -22,6 +22,7 @@ from torch import nn
 from covid_tl.errors import ConfigError
 from covid_tl.models.weights import efficientnet_lite0_offline_state_dict
 from covid_tl.preprocess.lung_mask import largest_components, resize_to, standardize
+from covid_tl.torch_files import TRUST_CHECKPOINT, check_structure
 
 #: The checkpoint shipped inside the package (docs/segmenter.md says how it was made).
 BUNDLED = Path(__file__).with_name("lung_segmenter.pt")
@@ -119,7 +120,8 @@ class LungSegmenter:
         path = BUNDLED if path is None else Path(path).expanduser()
         if not path.is_file():
             raise SegmenterError(f"lung segmenter {str(path)!r} does not exist")
-        try:
+        try:  # bounded first: the path may come from a checkpoint's preprocessing.lungs.model
+            check_structure(path, "lung segmenter", TRUST_CHECKPOINT, error=SegmenterError)
             saved = torch.load(path, map_location="cpu", weights_only=True)
         except Exception:  # noqa: BLE001 - torch raises many types for files it cannot read
             saved = None
