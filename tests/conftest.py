@@ -28,6 +28,14 @@ TINY = [
 ]
 
 
+#: Python that sets `peak_bytes()`: the peak resident memory of the process running it. VmHWM,
+#: not getrusage's ru_maxrss, which Linux carries over from the parent through fork and exec
+#: (a test process of 1.7 GB would be measured, not the script).
+PEAK_RSS = ("def peak_bytes():\n"
+            "    with open('/proc/self/status') as status:\n"
+            "        return 1024 * int(next(l.split()[1] for l in status if l.startswith('VmHWM:')))\n")
+
+
 def run_script(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "1"}
     return subprocess.run(

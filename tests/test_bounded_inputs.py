@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT
+from conftest import PEAK_RSS, ROOT
 from data_fixtures import image, write_dicom
 from covid_tl.data import images as images_module
 from covid_tl.data.datamodule import XrayDataModule
@@ -204,12 +204,12 @@ def test_a_film_removed_after_setup_without_a_cache_is_skipped_with_one_warning(
     assert list(train.skipped) == [0]
 
 
-MEASURE = """
-import json, resource, sys
+MEASURE = PEAK_RSS.replace("{", "{{").replace("}", "}}") + """
+import json, sys
 from pathlib import Path
 import pandas as pd
 {body}
-print(json.dumps({{"peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, "result": result}}))
+print(json.dumps({{"peak_gb": peak_bytes() / 1024**3, "result": result}}))
 """
 
 SETUP = """

@@ -15,7 +15,7 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
-from conftest import ROOT, TINY, composed, run_script
+from conftest import PEAK_RSS, ROOT, TINY, composed, run_script
 from covid_tl.config_check import group_options
 from covid_tl.data.synthetic.source import SyntheticSource
 from covid_tl.errors import ConfigError
@@ -280,12 +280,12 @@ def bomb(tmp_path_factory):
 @pytest.mark.slow
 def test_a_zip_bomb_is_refused_in_one_line_with_little_memory(bomb, tmp_path):
     """In a fresh process: its peak memory grows by well under the 2 GiB the record inflates to."""
-    code = (
-        "import resource, sys, pathlib\n"
+    code = PEAK_RSS + (
+        "import sys, pathlib\n"
         "from covid_tl.models.checkpoint import load_run, CheckpointError\n"
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "before = peak_bytes()\n"
         "try:\n    load_run(pathlib.Path(sys.argv[1]))\nexcept CheckpointError as error:\n    print(error)\n"
-        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)\n"
+        "print(peak_bytes() - before)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code, str(bomb)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     message, grown = proc.stdout.strip().splitlines()
