@@ -13,8 +13,18 @@ from conftest import ROOT, TINY, run_script
 pytestmark = pytest.mark.slow
 
 
-def test_train_writes_results_splits_checkpoints_and_logs(train_run):
-    proc, run_dir, results = train_run(*TINY)
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One TINY training run, read (never written) by the tests of this file:
+    (completed process, run dir, results)."""
+    run_dir = tmp_path_factory.mktemp("tiny") / "run"
+    proc = run_script("train.py", f"hydra.run.dir={run_dir}", *TINY)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc, run_dir, json.loads((run_dir / "results.json").read_text())
+
+
+def test_train_writes_results_splits_checkpoints_and_logs(tiny_run):
+    proc, run_dir, results = tiny_run
     for split in ("train", "val", "test"):
         r = results[split]
         assert {"sensitivity", "specificity", "accuracy", "auroc", "confusion_matrix", "n"} <= set(r)
@@ -71,8 +81,8 @@ def test_simple_cnn_learns_the_opacity_signal(train_run):
     assert results["test"]["accuracy"] >= 0.9, results["test"]
 
 
-def test_evaluate_reproduces_the_training_run_and_takes_external_data(train_run, tmp_path):
-    _, run_dir, results = train_run(*TINY, "data.test_fraction=0.3")
+def test_evaluate_reproduces_the_training_run_and_takes_external_data(tiny_run, tmp_path):
+    _, run_dir, results = tiny_run
     best = run_dir / results["run"]["best_checkpoint"]
     out = tmp_path / "eval"
     proc = run_script("evaluate.py", f"ckpt_path={best}", "splits=[train,val,test]", f"hydra.run.dir={out}")
@@ -113,8 +123,8 @@ def test_evaluate_rejects_a_file_that_is_not_a_checkpoint(tmp_path):
     assert "error: no checkpoint file at" in proc.stderr
 
 
-def test_explain_writes_overlays_grid_and_table_for_a_split_and_for_files(train_run, tmp_path):
-    _, run_dir, _ = train_run(*TINY)
+def test_explain_writes_overlays_grid_and_table_for_a_split_and_for_files(tiny_run, tmp_path):
+    _, run_dir, _ = tiny_run
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     assert sorted(p.name for p in (run_dir / "cams").glob("epoch_*.png")) == ["epoch_000.png"]  # the callback
     out = tmp_path / "explain"
