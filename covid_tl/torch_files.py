@@ -12,7 +12,9 @@ outside the zip format (torch.save before 1.6, pickle.dump) cannot be bounded or
 before they are loaded, so they load only when trusted.
 
 The run config a checkpoint carries is data too (check_run_config): every `_target_` in it
-must name covid-tl's own code (OWN_CODE_RULE) before Hydra may see it.
+must be one that covid-tl's own configs build (RUN_TARGETS) before Hydra may see it; in the
+blocks only training builds (and inference drops), a class or function defined in covid_tl,
+torch.optim or PyTorch Lightning.
 """
 from __future__ import annotations
 
@@ -38,10 +40,23 @@ MAX_PICKLE_BYTES = 32 << 20
 #: Where a covid-tl checkpoint keeps its run config.
 RUN_CONFIG = ("hyper_parameters", "config")
 
-#: What a `_target_` in a checkpoint's run config may name (README, "Checkpoints are loaded as data").
-OWN_CODE_RULE = ("a class or function defined in a covid_tl module, reached through covid_tl modules only "
-                 "(covid_tl.<module>.<name>; covid_tl.build.instantiate, a name covid-tl imports, is refused)")
+#: covid-tl's package: the training-only blocks may name its classes and functions too.
 OWN_CODE = ("covid_tl",)
+#: What a `_target_` outside the training-only blocks may name: the classes and functions that
+#: covid-tl's own configs (conf/) build from a run config, and nothing else of covid-tl's either
+#: (a task or a plot writes files where its arguments say). tests/test_checkpoint_data.py keeps
+#: this equal to what conf/ names.
+RUN_TARGETS = frozenset({
+    "covid_tl.data.datamodule.XrayDataModule", "covid_tl.data.findings.FindingsDataModule",
+    "covid_tl.data.lung_masks.LungMaskDataModule", "covid_tl.data.sources.CohenSource",
+    "covid_tl.data.sources.NIHSource", "covid_tl.data.sources.ManifestSource", "covid_tl.data.sources.FolderSource",
+    "covid_tl.data.v7labs.CohenV7LabsLungs", "covid_tl.data.synthetic.source.SyntheticSource",
+    "covid_tl.data.synthetic.marks.ShortcutSpec", "covid_tl.preprocess.acquisition.AcquisitionChain",
+    "covid_tl.preprocess.pipeline.build_preprocess", "covid_tl.preprocess.augment.build_augmentation",
+    "covid_tl.preprocess.augment.build_acquisition_augmentation",
+    "covid_tl.preprocess.augment.imaging_chain_augmentation", "covid_tl.models.freeze.apply_freeze",
+    "covid_tl.models.module.CovidClassifier", "covid_tl.models.segmenter.LungSegmenter.create",
+})
 #: Blocks only training instantiates (inference drops them): beside covid-tl's own code, their
 #: targets may be defined in the libraries covid-tl's configs name there.
 TRAINING_ONLY = ("optimizer", "scheduler", "trainer", "callbacks", "logger")
@@ -142,7 +157,7 @@ def run_config(checkpoint: Any) -> Any:
 def check_run_config(config: Any, path: Path | str, trust_key: str = TRUST_CHECKPOINT,
                      error: type[ConfigError] = ConfigError) -> None:
     """Raise `error`, naming the key, where the run config of the checkpoint at `path` holds a
-    `_target_` outside OWN_CODE_RULE (TRAINING_ONLY blocks: TRAINING_CODE) or an interpolation
+    `_target_` outside RUN_TARGETS (TRAINING_ONLY blocks: is_own_code of TRAINING_CODE) or an interpolation
     (`${...}`: covid-tl stores its configs resolved, and a resolver such as oc.decode would
     build a config the check never saw)."""
     for key, value in _leaves(config):
@@ -151,10 +166,14 @@ def check_run_config(config: Any, path: Path | str, trust_key: str = TRUST_CHECK
                         f"checkpoint never does; only if you trust the file, load it with {trust_key}=true")
         if key == "_target_" or key.endswith("._target_"):
             training = key.split(".", 1)[0] in TRAINING_ONLY
-            if not is_own_code(value, TRAINING_CODE if training else OWN_CODE):
-                also = " (nor torch.optim's or PyTorch Lightning's)" if training else ""
+            if training and not is_own_code(value, TRAINING_CODE):
                 raise error(f"{path} config key {key} names {_short(value)}, which is not one of covid-tl's own "
-                            f"classes or functions{also}; only if you trust the file, load it with {trust_key}=true")
+                            f"classes or functions (nor torch.optim's or PyTorch Lightning's); only if you trust "
+                            f"the file, load it with {trust_key}=true")
+            if not training and value not in RUN_TARGETS:
+                raise error(f"{path} config key {key} names {_short(value)}, which is not one of the covid-tl "
+                            f"classes and functions a run config builds; only if you trust the file, load it with "
+                            f"{trust_key}=true")
 
 
 def is_own_code(target: Any, packages: tuple[str, ...] = OWN_CODE) -> bool:
