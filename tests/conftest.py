@@ -131,3 +131,13 @@ def without_pydicom(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_pydicom)
+
+
+#: The files with the longest runs, started first: with a file per worker at a time, a long
+#: file collected last (test_shortcut_finding) would leave the other worker idle at the end.
+LONGEST_FIRST = ("test_shortcut_finding.py", "test_runs.py", "test_published_data.py", "test_train_e2e.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order kept otherwise
