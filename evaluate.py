@@ -12,11 +12,9 @@ from omegaconf import DictConfig
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     from covid_tl.errors import ConfigError
-    from covid_tl.run_checks import check_script_config
     from covid_tl.tasks.evaluate import evaluate
 
     try:
-        check_script_config(cfg)
         evaluate(cfg, Path(HydraConfig.get().runtime.output_dir))
     except ConfigError as error:
         sys.exit(f"error: {error}")

@@ -12,12 +12,10 @@ from omegaconf import DictConfig
 @hydra.main(version_base="1.3", config_path="conf", config_name="explain")
 def main(cfg: DictConfig) -> None:
     from covid_tl.errors import ConfigError
-    from covid_tl.run_checks import check_script_config
     from covid_tl.tasks.explain import explain
 
     output_dir = Path(cfg.output_dir or HydraConfig.get().runtime.output_dir)
     try:
-        check_script_config(cfg)
         table = explain(cfg, output_dir)
     except ConfigError as error:
         sys.exit(f"error: {error}")

@@ -13,11 +13,13 @@ from covid_tl.console import print_results
 from covid_tl.errors import ConfigError
 from covid_tl.models.checkpoint import load_run
 from covid_tl.preprocess.cache import write_atomically
+from covid_tl.run_checks import check_script_config
 from covid_tl.results import evaluate_sets, external_set, requested_operating_point, shift_summary
 
 
 def evaluate(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     """What evaluate.py does: the checkpoint on its test split, extra sets and external data."""
+    check_script_config(cfg)  # required values and counts, before the checkpoint is read
     run_cfg, model = load_run(cfg.ckpt_path, cfg.trust_checkpoint)
     device = pick_device(cfg.device)
     datamodule = None

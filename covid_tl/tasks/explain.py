@@ -28,6 +28,7 @@ from covid_tl.cam.images import lung_legend, score_cams, scoring_images, shown_l
 from covid_tl.cam.lungs import build_lungs
 from covid_tl.cam.sets import mark_detector
 from covid_tl.build import build_datamodule, build_preprocessing, pick_device
+from covid_tl.run_checks import check_script_config
 from covid_tl.results import requested_operating_point
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,7 @@ def mask_finder(masks: str | None) -> Callable[[Mapping[str, Any]], np.ndarray |
 
 def explain(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
     """Writes cams/<n>_<name>.png per image, grid.png, cams.csv and cam_scores.json into output_dir."""
-    if cfg.n < 1:
-        raise ConfigError(f"n must be at least 1, got {cfg.n}")
+    check_script_config(cfg)  # required values and counts, before the checkpoint is read
     run_cfg, model = load_run(cfg.ckpt_path, cfg.trust_checkpoint)
     # A rule (threshold=youden) is chosen on the checkpoint's own validation split, whatever data= says.
     threshold = requested_operating_point(cfg.get("threshold"), run_cfg, model, pick_device("auto"))["threshold"]

@@ -25,6 +25,7 @@ from covid_tl.labels import LABELS, POSITIVE
 from covid_tl.model_card import INTENDED_USE, provenance
 from covid_tl.models.checkpoint import load_run
 from covid_tl.preprocess.model_input import InputSpec
+from covid_tl.run_checks import check_script_config
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,7 @@ def description(run_cfg: DictConfig, spec: InputSpec, point: dict[str, Any], fil
 
 def export(cfg: DictConfig, output_dir: Path) -> Path:
     """Writes the model file and model.json into output_dir; returns the model file's path."""
+    check_script_config(cfg)  # required values and counts, before the checkpoint is read
     if cfg.format not in FORMATS:
         raise ConfigError(f"unknown format {cfg.format!r}; valid: {', '.join(FORMATS)}")
     needed = ("onnx", "onnxscript", "onnxruntime") if cfg.format == "onnx" else ()

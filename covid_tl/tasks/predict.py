@@ -32,6 +32,7 @@ from covid_tl.grid import labelled
 from covid_tl.labels import LABELS
 from covid_tl.models.checkpoint import load_run
 from covid_tl.models.classifier import Classifier
+from covid_tl.run_checks import check_script_config
 from covid_tl.results import requested_operating_point
 
 log = logging.getLogger(__name__)
@@ -80,8 +81,7 @@ def probabilities_of(net: Classifier, inputs: torch.Tensor, cfg: DictConfig, thr
 def predict(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
     """Writes predictions.csv (path, prob_covid, predicted[, cam]), bad_rows.csv when a file
     cannot be read, and cams/ with cams=true; returns the predictions."""
-    if cfg.batch_size < 1:
-        raise ConfigError(f"batch_size must be at least 1, got {cfg.batch_size}")
+    check_script_config(cfg)  # required values and counts, before the checkpoint is read
     run_cfg, model = load_run(cfg.ckpt_path, cfg.trust_checkpoint)
     device = pick_device(cfg.device)
     threshold = requested_operating_point(cfg.get("threshold"), run_cfg, model, device, cfg.batch_size)["threshold"]
