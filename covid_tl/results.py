@@ -5,6 +5,7 @@ by evaluate.py, explain.py and predict.py.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from covid_tl.calibration import (brier_score, expected_calibration_error, fit_t
 from covid_tl.metrics import METRICS, bootstrap_intervals, roc_points, summarize
 from covid_tl.operating_point import choose_threshold, is_rule, parse_threshold
 from covid_tl.plots import confusion_matrices, reliability_diagram, roc_curves
-from covid_tl.preprocess.cache import write_atomically
+from covid_tl.preprocess.cache import write_text_atomically
 
 ImageSets = Mapping[str, tuple[Manifest, Dataset]]
 
@@ -135,8 +136,7 @@ def evaluate_sets(
             curves[name] = (*points, results[name]["auroc"], operating)
     output_dir.mkdir(parents=True, exist_ok=True)
     if frames:
-        table = pd.concat(frames, ignore_index=True).to_csv(index=False)
-        write_atomically(output_dir / "predictions.csv", lambda stream: stream.write(table.encode()))  # whole or absent
+        write_text_atomically(output_dir / "predictions.csv", pd.concat(frames, ignore_index=True).to_csv(index=False))
         confusion_matrices({n: r["confusion_matrix"] for n, r in results.items()}, output_dir / "confusion_matrix.png")
     if curves:
         roc_curves(curves, output_dir / "roc.png", threshold)
@@ -145,6 +145,11 @@ def evaluate_sets(
         reliability_diagram(reliability, output_dir / "reliability.png",
                             f"temperature {temperature:.2f}" if temperature != 1.0 else "no temperature scaling")
     return results
+
+
+def write_results(output_dir: Path, results: Mapping[str, Any]) -> None:
+    """results.json (train, evaluate): written whole or not at all."""
+    write_text_atomically(output_dir / "results.json", json.dumps(results, indent=2) + "\n")
 
 
 def shift_summary(results: Mapping[str, Any], held_out: str | None) -> dict[str, Any] | None:

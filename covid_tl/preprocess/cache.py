@@ -56,6 +56,11 @@ def write_atomically(target: Path, write: Callable[[BinaryIO], None]) -> None:
         raise
 
 
+
+def write_text_atomically(target: Path, text: str) -> None:
+    """`text` (UTF-8) into `target` through write_atomically: whole or absent."""
+    write_atomically(target, lambda stream: stream.write(text.encode()))
+
 class PreprocessCache:
     """Prepared images stored as .npz files under `directory/<config digest>/<content hash>.npz`,
     each holding the image, its crop box and the content hash (`key`) of the file it came from."""

@@ -1,7 +1,6 @@
 """evaluate.py: a trained checkpoint on its test split, extra sets, other data and external manifests."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +11,8 @@ from covid_tl.cam.sets import record_cams
 from covid_tl.console import print_results
 from covid_tl.errors import ConfigError
 from covid_tl.models.checkpoint import load_run
-from covid_tl.preprocess.cache import write_atomically
 from covid_tl.run_checks import check_script_config
-from covid_tl.results import evaluate_sets, external_set, requested_operating_point, shift_summary
+from covid_tl.results import evaluate_sets, external_set, requested_operating_point, shift_summary, write_results
 
 
 def evaluate(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
@@ -48,7 +46,6 @@ def evaluate(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     if shift is not None:
         results["shift"] = shift
     results["run"] = {"checkpoint": str(cfg.ckpt_path), "backbone": run_cfg.backbone.name, "operating_point": point}
-    text = json.dumps(results, indent=2) + "\n"
-    write_atomically(output_dir / "results.json", lambda stream: stream.write(text.encode()))  # whole or absent
+    write_results(output_dir, results)
     print_results(results, output_dir)
     return results

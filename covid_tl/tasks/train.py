@@ -1,7 +1,6 @@
 """One training run from a composed config: fit, test the best checkpoint, write results."""
 from __future__ import annotations
 
-import json
 import logging
 import time
 import warnings
@@ -25,9 +24,8 @@ from covid_tl.models.resume import adopt_checkpoint
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.module import CovidClassifier
 from covid_tl.operating_point import fixed_threshold
-from covid_tl.preprocess.cache import write_atomically
 from covid_tl.provenance import provenance
-from covid_tl.results import choose_operating_point, evaluate_sets, shift_summary
+from covid_tl.results import choose_operating_point, evaluate_sets, shift_summary, write_results
 from covid_tl.tracking import log_results
 
 log = logging.getLogger(__name__)
@@ -116,8 +114,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "wall_time_s": round(time.perf_counter() - run_started, 1),
         **provenance(),
     }
-    text = json.dumps(results, indent=2) + "\n"
-    write_atomically(run_dir / "results.json", lambda stream: stream.write(text.encode()))  # whole or absent
+    write_results(run_dir, results)
     metrics_csv = next((lg.experiment.metrics_file_path for lg in trainer.loggers if isinstance(lg, CSVLogger)), None)
     write_model_card(run_dir, results, config, summary, metrics_csv)
     log_results(trainer.loggers, cfg, results, trainer.global_step)
