@@ -217,16 +217,20 @@ def read_header(path: str | Path) -> Header | None:
     the header; None when it cannot be read from it."""
     path = Path(path)
     with path.open("rb") as handle:
-        head = handle.read(132)
-        if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 26:
-            width, height = struct.unpack(">II", head[16:24])
-            return Header(width, height, head[24])
-        if head.startswith(b"\xff\xd8"):
-            return _jpeg_header(handle)
-        if head[:2] == b"BM":
-            return _bmp_header(head)
-        if head[:2] in (b"II", b"MM"):
-            return _tiff_header(handle, head)
+        return _header(path, handle, handle.read(132))
+
+
+def _header(path: Path, handle: BinaryIO, head: bytes) -> Header | None:
+    """read_header of the open file `handle` whose first 132 bytes are `head`."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 26:
+        width, height = struct.unpack(">II", head[16:24])
+        return Header(width, height, head[24])
+    if head.startswith(b"\xff\xd8"):
+        return _jpeg_header(handle)
+    if head[:2] == b"BM":
+        return _bmp_header(head)
+    if head[:2] in (b"II", b"MM"):
+        return _tiff_header(handle, head)
     return _dicom_header(path) if _is_dicom(path, head) else None
 
 
@@ -249,10 +253,9 @@ def _missing(path: Path) -> str:
     return "missing"
 
 
-def _size_problem(path: Path, max_megapixels: float, jpeg: bool) -> str | None:
+def _size_problem(header: Header | None, max_megapixels: float, jpeg: bool) -> str | None:
     """Why the file is too large to decode, from its header (which a JPEG must have; other
     formats whose header says nothing are left to the decode)."""
-    header = read_header(path)
     if header is None:
         return "corrupt (JPEG frame header missing)" if jpeg else None
     if header.megapixels > max_megapixels:
@@ -287,14 +290,15 @@ def check_image_file(path: str | Path, max_megapixels: float = MAX_MEGAPIXELS) -
             head = handle.read(132)
             handle.seek(max(0, size - 12))
             tail = handle.read(12)
-        if head.startswith(b"\x89PNG\r\n\x1a\n"):
-            problem = _png_problem(head, tail)
-        elif head.startswith(b"\xff\xd8"):
-            problem = None if tail.rstrip(b"\x00").endswith(b"\xff\xd9") else "corrupt (JPEG truncated)"
-        elif _is_dicom(path, head) or head[:2] in (b"BM", b"II", b"MM"):
-            problem = None
-        else:
-            return "unreadable (not a PNG, JPEG, BMP, TIFF or DICOM file)"
-        return problem or _size_problem(path, max_megapixels, jpeg=head.startswith(b"\xff\xd8"))
+            jpeg = head.startswith(b"\xff\xd8")
+            if head.startswith(b"\x89PNG\r\n\x1a\n"):
+                problem = _png_problem(head, tail)
+            elif jpeg:
+                problem = None if tail.rstrip(b"\x00").endswith(b"\xff\xd9") else "corrupt (JPEG truncated)"
+            elif _is_dicom(path, head) or head[:2] in (b"BM", b"II", b"MM"):
+                problem = None
+            else:
+                return "unreadable (not a PNG, JPEG, BMP, TIFF or DICOM file)"
+            return problem or _size_problem(_header(path, handle, head), max_megapixels, jpeg)
     except OSError as error:
         return f"unreadable ({error.strerror or error})"
