@@ -8,7 +8,7 @@ import fcntl
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -153,12 +153,15 @@ class RunDirGuard(Callback):
 
     def __init__(self, resumable: bool = False) -> None:
         self.resumable = resumable
-        self.held: list[tuple[Path, IO[str]]] = []
+        self.held = ExitStack()  # the run_lock this process holds
 
     def __getstate__(self) -> dict[str, Any]:
-        """A launcher that pickles the callbacks (joblib, submitit) gets no lock handles: the
-        sweep's process holds them."""
-        return {"resumable": self.resumable, "held": []}
+        """A launcher that pickles the callbacks (joblib, submitit) gets no lock: the sweep's
+        process holds it."""
+        return {"resumable": self.resumable}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         output_dir = OmegaConf.select(config, "output_dir", default=None)
@@ -184,9 +187,7 @@ class RunDirGuard(Callback):
             check_not_held(run_dir, key)
             if not resuming:
                 check_unused(run_dir, key, self.resumable)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            handle = _acquire(run_dir / LOCK_NAME, key)
-            self.held.append((run_dir, handle))
+            self.held.enter_context(run_lock(run_dir, key))
             atexit.register(self.release)  # a task that exits with an error line skips on_run_end
             if not resuming:
                 check_unused(run_dir, key, self.resumable)
@@ -195,7 +196,4 @@ class RunDirGuard(Callback):
             sys.exit(f"error: {error}")
 
     def release(self) -> None:
-        while self.held:
-            run_dir, handle = self.held.pop()
-            (run_dir / LOCK_NAME).unlink(missing_ok=True)
-            handle.close()
+        self.held.close()  # a second call finds nothing to release
