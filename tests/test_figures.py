@@ -8,7 +8,7 @@ import torch
 from matplotlib.collections import LineCollection
 from torch.utils.data import TensorDataset
 
-import covid_tl.results as results_module
+import covid_tl.evaluation as results_module
 from covid_tl.cam.callback import captions
 from covid_tl.cam.overlay import cam_grid, colour_scale, heat
 from covid_tl.data.manifest import Manifest

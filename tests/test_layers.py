@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("data", ("covid_tl.data",)),
     ("models", ("covid_tl.models",)),
     ("cam", ("covid_tl.cam",)),
-    ("build", ("covid_tl.build", "covid_tl.results", "covid_tl.model_card")),
+    ("build", ("covid_tl.build", "covid_tl.evaluation", "covid_tl.model_card")),
     ("tasks", ("covid_tl.tasks",)),
 ]
 

@@ -12,7 +12,7 @@ from covid_tl.console import print_results
 from covid_tl.errors import ConfigError
 from covid_tl.models.checkpoint import load_run
 from covid_tl.run_checks import check_script_config
-from covid_tl.results import evaluate_sets, external_set, requested_operating_point, shift_summary, write_results
+from covid_tl.evaluation import evaluate_sets, external_set, requested_operating_point, shift_summary, write_results
 
 
 def evaluate(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:

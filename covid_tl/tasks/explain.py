@@ -29,7 +29,7 @@ from covid_tl.cam.lungs import build_lungs
 from covid_tl.cam.sets import mark_detector
 from covid_tl.build import build_datamodule, build_preprocessing, pick_device
 from covid_tl.run_checks import check_script_config
-from covid_tl.results import requested_operating_point
+from covid_tl.evaluation import requested_operating_point
 
 log = logging.getLogger(__name__)
 

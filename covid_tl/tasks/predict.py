@@ -33,7 +33,7 @@ from covid_tl.labels import LABELS
 from covid_tl.models.checkpoint import load_run
 from covid_tl.models.classifier import Classifier
 from covid_tl.run_checks import check_script_config
-from covid_tl.results import requested_operating_point
+from covid_tl.evaluation import requested_operating_point
 
 log = logging.getLogger(__name__)
 

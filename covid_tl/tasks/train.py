@@ -25,7 +25,7 @@ from covid_tl.models.classifier import build_classifier
 from covid_tl.models.module import CovidClassifier
 from covid_tl.operating_point import fixed_threshold
 from covid_tl.provenance import provenance
-from covid_tl.results import choose_operating_point, evaluate_sets, shift_summary, write_results
+from covid_tl.evaluation import choose_operating_point, evaluate_sets, shift_summary, write_results
 from covid_tl.tracking import log_results
 
 log = logging.getLogger(__name__)
