@@ -9,13 +9,9 @@ from rich.console import Console
 from rich.table import Table
 
 from covid_tl.calibration import CALIBRATION_METRICS
+from covid_tl.formatting import number
 from covid_tl.metrics import METRICS
-
-
-def _cell(value: float | None, interval: list[float] | None = None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.3f}" + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "")
+from covid_tl.results import Results
 
 
 def _console() -> Console:
@@ -23,7 +19,7 @@ def _console() -> Console:
     return console if console.is_terminal else Console(width=120)  # logs and pipes: rows never wrap
 
 
-def print_results(results: dict[str, Any], run_dir: Path, console: Console | None = None) -> None:
+def print_results(results: Results, run_dir: Path, console: Console | None = None) -> None:
     """Metrics per split (95% intervals in brackets) with calibration (ECE, Brier), the
     operating point, the test confusion matrix, the run dir."""
     console = console or _console()
@@ -32,16 +28,14 @@ def print_results(results: dict[str, Any], run_dir: Path, console: Console | Non
     table.add_column("n", justify="right")
     for name in (*METRICS, *CALIBRATION_METRICS):
         table.add_column(name, justify="right")
-    for split in (name for name in results if name not in ("run", "shift")):  # splits, then extra sets
-        r = results[split]
-        table.add_row(split, str(r["n"]), *(_cell(r[m], r.get(f"{m}_ci95")) for m in METRICS),
-                      *(_cell(r.get(m)) for m in CALIBRATION_METRICS))
+    for split, r in results.sets.items():  # splits, then extra sets
+        table.add_row(split, str(r["n"]), *(number(r[m], r.get(f"{m}_ci95")) for m in METRICS),
+                      *(number(r.get(m)) for m in CALIBRATION_METRICS))
     console.print(table)
-    point = results.get("run", {}).get("operating_point")
-    if point:
-        console.print(operating_point_line(point))
-    if "test" in results:
-        cm = results["test"]["confusion_matrix"]
+    if results.operating_point:
+        console.print(operating_point_line(results.operating_point))
+    if "test" in results.sets:
+        cm = results.sets["test"]["confusion_matrix"]
         labels = cm["labels"]
         console.print("test confusion matrix (rows: true class, columns: predicted class)")
         matrix = Table()
@@ -51,8 +45,8 @@ def print_results(results: dict[str, Any], run_dir: Path, console: Console | Non
         for label, row in zip(labels, cm["matrix"]):
             matrix.add_row(label, *(str(v) for v in row))
         console.print(matrix)
-    if "shift" in results:
-        console.print(shift_lines(results["shift"]))
+    if results.shift:
+        console.print(shift_lines(results.shift))
     console.print(f"run dir: {run_dir}")
 
 
@@ -69,7 +63,7 @@ def shift_lines(shift: dict[str, Any]) -> str:
     for metric in ("specificity", "sensitivity"):
         m = shift[metric]
         drop = f" (drop {m['drop']:.3f})" if m["drop"] is not None else ""
-        lines.append(f"  {metric} {_cell(m['in_distribution'])} -> {_cell(m['shifted'])}{drop}")
+        lines.append(f"  {metric} {number(m['in_distribution'])} -> {number(m['shifted'])}{drop}")
     return "\n".join(lines)
 
 

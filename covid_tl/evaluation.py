@@ -5,7 +5,6 @@ by evaluate.py, explain.py and predict.py.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from covid_tl.calibration import (brier_score, expected_calibration_error, fit_t
 from covid_tl.metrics import METRICS, bootstrap_intervals, roc_points, summarize
 from covid_tl.operating_point import choose_threshold, is_rule, parse_threshold
 from covid_tl.plots import confusion_matrices, reliability_diagram, roc_curves
-from covid_tl.preprocess.cache import write_text_atomically
+from covid_tl.files import write_text_atomically
 
 ImageSets = Mapping[str, tuple[Manifest, Dataset]]
 
@@ -91,7 +90,8 @@ def choose_operating_point(net: torch.nn.Module, val: tuple[Manifest, Dataset], 
 
 
 def assess(manifest: Manifest, probabilities: np.ndarray, threshold: float, resamples: int, seed: int) -> dict[str, Any]:
-    """summarize() plus patient-level bootstrap intervals and a per-source breakdown."""
+    """summarize() plus patient-level bootstrap intervals and breakdowns per source and per view
+    (where the manifest records views): a shortcut often shows as one source or view failing."""
     targets = manifest.targets
     result = summarize(targets, probabilities, threshold)
     result["ece"] = expected_calibration_error(probabilities, targets)
@@ -99,12 +99,18 @@ def assess(manifest: Manifest, probabilities: np.ndarray, threshold: float, resa
     result["bootstrap_ci95"] = bootstrap_intervals(
         targets, probabilities, manifest.frame["patient_id"].to_numpy(), threshold, resamples, seed
     )
-    sources = manifest.frame["source"].astype(str).to_numpy()
-    result["per_source"] = {
-        source: summarize(targets[sources == source], probabilities[sources == source], threshold)
-        for source in sorted(set(sources))
-    }
+    for column in ("source", "view"):
+        if column in manifest.frame:
+            result[f"per_{column}"] = breakdown(manifest.frame[column], targets, probabilities, threshold)
     return result
+
+
+def breakdown(groups: pd.Series, targets: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict[str, Any]:
+    """summarize() per value of a manifest column (rows without a value left out)."""
+    known = groups.notna().to_numpy() & (groups.astype(str).str.len() > 0).to_numpy()
+    values = groups.astype(str).to_numpy()
+    return {value: summarize(targets[known & (values == value)], probabilities[known & (values == value)], threshold)
+            for value in sorted(set(values[known]))}
 
 
 def evaluate_sets(
@@ -145,11 +151,6 @@ def evaluate_sets(
         reliability_diagram(reliability, output_dir / "reliability.png",
                             f"temperature {temperature:.2f}" if temperature != 1.0 else "no temperature scaling")
     return results
-
-
-def write_results(output_dir: Path, results: Mapping[str, Any]) -> None:
-    """results.json (train, evaluate): written whole or not at all."""
-    write_text_atomically(output_dir / "results.json", json.dumps(results, indent=2) + "\n")
 
 
 def shift_summary(results: Mapping[str, Any], held_out: str | None) -> dict[str, Any] | None:

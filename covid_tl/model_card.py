@@ -13,11 +13,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from covid_tl import __version__
 from covid_tl.labels import LABELS, POSITIVE
 from covid_tl.metrics import RATES
+from covid_tl.results import Results
 
 INTENDED_USE = ("research on transfer learning and shortcut learning in chest X-ray classifiers; not for "
                 "diagnosis, triage or any clinical decision (not clinically validated, not a medical device)")
@@ -55,26 +54,22 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
 
 
-def _sets(results: Mapping[str, Any]) -> list[str]:
-    return [name for name in results if name not in ("run", "shift")]  # splits, then extra sets
-
-
-def metrics_section(results: Mapping[str, Any]) -> list[str]:
+def metrics_section(results: Results) -> list[str]:
     """Per set: rates with 95% Wilson intervals, AUROC with its patient-level bootstrap interval."""
     rows = [[name, r["n"], *(_number(r[m], r.get(f"{m}_ci95")) for m in RATES),
              _number(r["auroc"], r.get("bootstrap_ci95", {}).get("auroc"))] for name, r in
-            ((n, results[n]) for n in _sets(results))]
+            results.sets.items()]
     lines = ["## Results (best checkpoint)", "",
              f"Positive class {POSITIVE}: sensitivity is recall on {POSITIVE}, specificity recall on no finding. "
              "Rates with 95% Wilson intervals, AUROC with a 95% bootstrap interval over patients "
              "(results.json also has bootstrap intervals of the rates).", ""]
     lines += _table(["set", "n", *RATES, "auroc"], rows)
-    if "test" in results:
-        matrix = results["test"]["confusion_matrix"]
+    if "test" in results.sets:
+        matrix = results.sets["test"]["confusion_matrix"]
         lines += ["", "Test confusion matrix (rows: true class, columns: predicted class):", ""]
         lines += _table(["", *matrix["labels"]], [[label, *row] for label, row in zip(matrix["labels"], matrix["matrix"])])
     rows = [[name, source, r["n"], *(_number(r[m]) for m in (*RATES, "auroc"))]
-            for name in _sets(results) for source, r in results[name].get("per_source", {}).items()]
+            for name, block in results.sets.items() for source, r in block.get("per_source", {}).items()]
     lines += ["", "### Per source", "", "A rate is `-` where the source has no image of the class it needs.", ""]
     return lines + _table(["set", "source", "n", *RATES, "auroc"], rows)
 
@@ -150,8 +145,8 @@ def cam_section(cam_scores: Sequence[tuple[str, Mapping[str, float]]]) -> list[s
     return lines + _table(["epoch", *names], [[when, *(_number(s.get(n)) for n in names)] for when, s in cam_scores]) + [""]
 
 
-def model_section(results: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
-    run, backbone = results.get("run", {}), config.get("backbone", {})
+def model_section(results: Results, config: Mapping[str, Any]) -> list[str]:
+    run, backbone = results.run, config.get("backbone", {})
     params = run.get("parameters", {})
     preprocessing = config.get("preprocessing") or {}
     steps = [step for step in ("inpaint", "crop") if preprocessing.get(step)] or ["none"]
@@ -165,16 +160,16 @@ def model_section(results: Mapping[str, Any], config: Mapping[str, Any]) -> list
             f"- {run.get('epochs_trained', '?')} epoch(s), best checkpoint `{run.get('best_checkpoint')}`", ""]
 
 
-def model_card(results: Mapping[str, Any], config: Mapping[str, Any], summary: Mapping[str, Any],
+def model_card(results: Results, config: Mapping[str, Any], summary: Mapping[str, Any],
                cam_scores: Sequence[tuple[str, Mapping[str, float]]] = ()) -> str:
     """The card's markdown. `cam_scores`: (which epoch, {score: value}) rows, as cam_rows gives them."""
-    threshold = next((results[name]["threshold"] for name in _sets(results)), config.get("threshold"))
-    point = results.get("run", {}).get("operating_point") or {}
+    threshold = results.threshold if results.threshold is not None else config.get("threshold")
+    point = results.operating_point or {}
     made = provenance()
     commit = ""
     if made["git_commit"]:
         commit = f", commit {made['git_commit'][:12]}" + (" with local changes" if made["git_dirty"] else "")
-    lines = [f"# Model card: {results.get('run', {}).get('backbone', 'covid-tl model')}, COVID-19 vs no finding", "",
+    lines = [f"# Model card: {results.run.get('backbone', 'covid-tl model')}, COVID-19 vs no finding", "",
              f"Written by covid-tl {made['covid_tl_version']}{commit} at the end of training. Details: results.json, "
              "data_summary.json, splits.csv, .hydra/config.yaml in this folder.", "",
              "## Intended use", "", INTENDED_USE[0].upper() + INTENDED_USE[1:] + ".", ""]
@@ -199,28 +194,9 @@ def threshold_origin(point: Mapping[str, Any]) -> str:
             f"({point.get('n')} images), midway between two of its probabilities." + scaled)
 
 
-def cam_rows(metrics_csv: Path | None, best_epoch: int | None) -> list[tuple[str, dict[str, float]]]:
-    """CAM scores logged in metrics.csv (`cam/<score>`) at the best checkpoint's epoch and the last."""
-    if metrics_csv is None or not Path(metrics_csv).is_file():
-        return []
-    frame = pd.read_csv(metrics_csv)
-    columns = [c for c in frame.columns if c.startswith("cam/")]
-    logged = frame.dropna(subset=columns, how="all") if columns else frame.iloc[:0]
-    if logged.empty:
-        return []
-    last, at_best = logged.iloc[-1], logged[logged["epoch"] == best_epoch]
-    picked = [("last", last)]
-    if not at_best.empty:
-        best = at_best.iloc[-1]
-        picked = [("best, last", last)] if best["epoch"] == last["epoch"] else [("best", best), ("last", last)]
-    return [(f"{int(row['epoch'])} ({which})", {c.removeprefix("cam/"): float(row[c]) for c in columns})
-            for which, row in picked]
-
-
-def write_model_card(run_dir: Path, results: Mapping[str, Any], config: Mapping[str, Any], summary: Mapping[str, Any],
-                     metrics_csv: Path | None = None) -> Path:
+def write_model_card(run_dir: Path, results: Results, config: Mapping[str, Any], summary: Mapping[str, Any]) -> Path:
     """run_dir/model_card.md."""
     path = Path(run_dir) / "model_card.md"
-    rows = cam_rows(metrics_csv, results.get("run", {}).get("best_epoch"))
+    rows = [(f"{r['epoch']} ({r['which']})", {k: v for k, v in r.items() if k not in ("epoch", "which")}) for r in results.cam]
     path.write_text(model_card(results, config, summary, rows) + "\n")
     return path

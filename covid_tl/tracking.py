@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger, TensorBoardLogger, WandbLogger
 
 from covid_tl.errors import ConfigError
+from covid_tl.results import Results
 
 #: Rates of results.json that every logger gets at the end, as `results/<split>/<metric>`.
 FINAL_METRICS = ("sensitivity", "specificity", "accuracy", "auroc")
@@ -66,12 +67,11 @@ def flat_config(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def final_metrics(results: Mapping[str, Any]) -> dict[str, float]:
-    """`results/<split>/<metric>` for every split of results.json and each defined rate."""
+def final_metrics(results: Results) -> dict[str, float]:
+    """`results/<split>/<metric>` for every set of results.json and each defined rate."""
     return {
         f"results/{split}/{name}": float(values[name])
-        for split, values in results.items()
-        if isinstance(values, Mapping)
+        for split, values in results.sets.items()
         for name in FINAL_METRICS
         if isinstance(values.get(name), (int, float)) and not math.isnan(values[name])
     }
@@ -84,7 +84,7 @@ def log_config(loggers: Iterable[Logger], cfg: DictConfig) -> None:
         logger.log_hyperparams(params)
 
 
-def log_results(loggers: Iterable[Logger], cfg: DictConfig, results: Mapping[str, Any], step: int) -> None:
+def log_results(loggers: Iterable[Logger], cfg: DictConfig, results: Results, step: int) -> None:
     """Every logger gets the final metrics (at training's last `step`); TensorBoard pairs them
     with the config, so runs compare side by side in its HPARAMS tab."""
     metrics = final_metrics(results)
@@ -96,14 +96,13 @@ def log_results(loggers: Iterable[Logger], cfg: DictConfig, results: Mapping[str
         logger.finalize("success")
 
 
-def metric_value(results: Mapping[str, Any], name: str) -> float:
-    """The number `optimized_metric` names: `val/auroc` is results.json's val -> auroc (a
-    top-level key such as pretraining's `val_auroc` also works); undefined is NaN."""
-    node: Any = results
-    for part in name.split("/"):
-        if not isinstance(node, Mapping) or part not in node:
-            splits = [s for s, v in results.items() if isinstance(v, Mapping) and "auroc" in v]
-            examples = ", ".join(f"{s}/{m}" for s in splits[:2] for m in FINAL_METRICS) or ", ".join(results)
-            raise ConfigError(f"optimized_metric {name!r} is not in results.json; e.g. {examples}")
-        node = node[part]
-    return float("nan") if node is None else float(node)
+def metric_value(results: Results, name: str) -> float:
+    """The number `optimized_metric` names: `val/auroc` is results.json's set val -> auroc;
+    undefined is NaN."""
+    split, _, metric = name.partition("/")
+    value = results.sets.get(split, {}).get(metric, "absent")
+    if value == "absent" or isinstance(value, (Mapping, list)):
+        splits = [s for s, v in results.sets.items() if "auroc" in v]
+        examples = ", ".join(f"{s}/{m}" for s in splits[:2] for m in FINAL_METRICS) or ", ".join(results.sets)
+        raise ConfigError(f"optimized_metric {name!r} is not in results.json; e.g. {examples}")
+    return float("nan") if value is None else float(value)

@@ -138,7 +138,7 @@ def test_run_targets_are_what_the_shipped_configs_build_and_training_blocks_reac
 
 @pytest.mark.parametrize("target", ["covid_tl.tasks.train.train", "covid_tl.plots.roc_curves",
                                     "covid_tl.models.checkpoint.store_operating_point",
-                                    "covid_tl.preprocess.cache.write_atomically"])
+                                    "covid_tl.files.write_atomically"])
 def test_covid_tls_own_writers_are_no_run_target(legit, target):
     """Own code, but a task or a writer puts files where its arguments say: refused in a run block."""
     config = torch.load(legit, map_location="cpu", weights_only=True)["hyper_parameters"]["config"]

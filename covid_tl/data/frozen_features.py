@@ -23,7 +23,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from covid_tl.data.datamodule import EpochShuffle, XrayDataModule
-from covid_tl.preprocess.cache import config_digest, content_hash, write_atomically
+from covid_tl.files import write_atomically
+from covid_tl.preprocess.cache import config_digest, content_hash
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from covid_tl.models.checkpoint import CheckpointError
-from covid_tl.preprocess.cache import write_atomically
+from covid_tl.files import write_atomically
 from covid_tl.torch_files import TRUST_CHECKPOINT, load_torch_file
 
 

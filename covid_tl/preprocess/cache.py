@@ -11,14 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
+from covid_tl.files import write_atomically
 from covid_tl.preprocess.pipeline import Prepared
 
 #: Bump when a preprocessing algorithm, or the entry format, changes in a way the config does not show.
@@ -34,32 +34,6 @@ def content_hash(path: str | Path) -> str:
     """sha256 of a file's bytes: what names an image in every cache, wherever it lies."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
-
-#: The process's umask, read once at import (reading it means setting it, which is not thread-safe).
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def write_atomically(target: Path, write: Callable[[BinaryIO], None]) -> None:
-    """`write` into a temporary file beside `target`, then renamed into place: a reader sees
-    the whole file or none, however many processes fill the cache at once. The file gets the
-    mode a plain open would give it (mkstemp's own is owner-only)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-    try:
-        os.fchmod(handle, 0o666 & ~_UMASK)
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-
-def write_text_atomically(target: Path, text: str) -> None:
-    """`text` (UTF-8) into `target` through write_atomically: whole or absent."""
-    write_atomically(target, lambda stream: stream.write(text.encode()))
 
 class PreprocessCache:
     """Prepared images stored as .npz files under `directory/<config digest>/<content hash>.npz`,

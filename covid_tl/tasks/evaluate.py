@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -12,10 +11,12 @@ from covid_tl.console import print_results
 from covid_tl.errors import ConfigError
 from covid_tl.models.checkpoint import load_run
 from covid_tl.run_checks import check_script_config
-from covid_tl.evaluation import evaluate_sets, external_set, requested_operating_point, shift_summary, write_results
+from covid_tl.evaluation import evaluate_sets, external_set, requested_operating_point, shift_summary
+from covid_tl.provenance import provenance
+from covid_tl.results import Results, write_results
 
 
-def evaluate(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
+def evaluate(cfg: DictConfig, output_dir: Path) -> Results:
     """What evaluate.py does: the checkpoint on its test split, extra sets and external data."""
     check_script_config(cfg)  # required values and counts, before the checkpoint is read
     run_cfg, model = load_run(cfg.ckpt_path, cfg.trust_checkpoint)
@@ -38,14 +39,13 @@ def evaluate(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     for path in cfg.get("external") or []:
         name, pair = external_set(path, run_cfg, datamodule.prepared, model.net.input_spec)
         sets[name] = pair
-    results = evaluate_sets(model.net, sets, output_dir, model.threshold, cfg.bootstrap, run_cfg.seed,
-                            device, cfg.batch_size)
+    blocks = evaluate_sets(model.net, sets, output_dir, model.threshold, cfg.bootstrap, run_cfg.seed,
+                           device, cfg.batch_size)
     if cfg.cams:  # Grad-CAM of every image: cams.csv, and each set's `cams` block
-        record_cams(results, model.net, sets, cfg, run_cfg, datamodule, model.threshold, output_dir)
-    shift = shift_summary(results, datamodule.holdout_source)  # with splits=[val,test]
-    if shift is not None:
-        results["shift"] = shift
-    results["run"] = {"checkpoint": str(cfg.ckpt_path), "backbone": run_cfg.backbone.name, "operating_point": point}
+        record_cams(blocks, model.net, sets, cfg, run_cfg, datamodule, model.threshold, output_dir)
+    results = Results(sets=blocks, operating_point=point,
+                      shift=shift_summary(blocks, datamodule.holdout_source),  # with splits=[val,test]
+                      run={"checkpoint": str(cfg.ckpt_path), "backbone": run_cfg.backbone.name, **provenance()})
     write_results(output_dir, results)
     print_results(results, output_dir)
     return results

@@ -2,9 +2,7 @@
 serves as `backbone.weights=<path>` in transfer runs (the study's NIH-pretrained model)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import pytorch_lightning as pl
 from hydra.utils import get_class, instantiate
@@ -17,9 +15,11 @@ from covid_tl.data.sources import NIH_FINDINGS
 from covid_tl.errors import ConfigError
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.findings import FindingsModule
+from covid_tl.provenance import provenance
+from covid_tl.results import Results, write_results
 
 
-def pretrain(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def pretrain(cfg: DictConfig, run_dir: Path) -> Results:
     """Train on ChestX-ray14's findings; returns (and writes) results.json."""
     # The class is checked before anything is built: another data config may not even resolve here.
     target = cfg.data.get("_target_")
@@ -40,15 +40,13 @@ def pretrain(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     metrics = trainer.validate(module, datamodule=datamodule, ckpt_path=best or None, verbose=False,
                                weights_only=True)[0]
-    results = {
-        "val_auroc": metrics.get("val/auroc"),
-        "val_auroc_per_finding": {f: metrics.get(f"val/auroc/{f}") for f in NIH_FINDINGS},
-        "backbone_checkpoint": best or None,
-        "images": datamodule.sizes(),
-    }
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    defined = sum(v is not None for v in results["val_auroc_per_finding"].values())
-    mean = results["val_auroc"]
+    val = {"auroc": metrics.get("val/auroc"),
+           "auroc_per_finding": {f: metrics.get(f"val/auroc/{f}") for f in NIH_FINDINGS}}
+    results = Results(sets={"val": val}, kind="findings", run={
+        "backbone_checkpoint": best or None, "images": datamodule.sizes(), "seed": cfg.seed, **provenance()})
+    write_results(run_dir, results)
+    defined = sum(v is not None for v in val["auroc_per_finding"].values())
+    mean = val["auroc"]
     print(f"mean validation AUROC over {defined} of 14 findings (those with both classes in validation): "
           + (f"{mean:.3f}" if mean is not None else "-"))
     print(f"transfer with: python train.py backbone={cfg.backbone.name} backbone.weights={best}")

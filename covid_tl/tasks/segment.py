@@ -5,7 +5,6 @@ full size, and write the checkpoint that `LungSegmenter.load(path)` (and the bun
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -28,13 +27,15 @@ from covid_tl.errors import ConfigError
 from covid_tl.models.segmentation import LungSegmentationModule
 from covid_tl.models.segmenter import LungSegmenter
 from covid_tl.models.segmenter_eval import preview, score_films, spread_over, summarize
+from covid_tl.provenance import provenance
+from covid_tl.results import Results, write_results
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "lung_segmenter.pt"
 
 
-def segment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def segment(cfg: DictConfig, run_dir: Path) -> Results | None:
     """Train as `cfg` says into `run_dir`; returns (and writes) results.json."""
     if "segmenter" not in cfg:
         raise ConfigError("task=segment has its own config: python train.py --config-name segment [overrides]")
@@ -54,21 +55,21 @@ def segment(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     seconds = time.perf_counter() - started
     if not trainer.is_global_zero:
-        return {}
+        return None
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if best:  # the weights of the best validation loss, not the last epoch's
         module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
     # Judged as written: with half=true the figures are those of the float16 weights.
     segmenter = LungSegmenter.load(segmenter.to("cpu").save(run_dir / CHECKPOINT, half=cfg.half))
-    results = _evaluate(cfg, segmenter, datamodule, run_dir)
-    results["run"] = {"epochs_trained": trainer.current_epoch, "training_seconds": round(seconds, 1),
+    sets = _evaluate(cfg, segmenter, datamodule, run_dir)
+    results = Results(sets=sets, kind="segmenter", run={"epochs_trained": trainer.current_epoch, "training_seconds": round(seconds, 1),
                       "best_checkpoint": str(Path(best).relative_to(run_dir)) if best and Path(best).is_relative_to(run_dir) else best or None,
-                      "seed": cfg.seed, "digest": segmenter.digest}
-    segmenter.notes = {"trained_by": "task=segment", "test": {k: results.get("test", {}).get(k) for k in ("n", "dice", "dice_ci95", "iou")},
+                      "seed": cfg.seed, "digest": segmenter.digest, **provenance()})
+    segmenter.notes = {"trained_by": "task=segment", "test": {k: sets.get("test", {}).get(k) for k in ("n", "dice", "dice_ci95", "iou")},
                        "held_out_patients": sorted({r["patient_id"] for s in ("val", "test") for r in datamodule.rows(s)})}
     segmenter.save(run_dir / CHECKPOINT, half=cfg.half)
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    _print(results, run_dir)
+    write_results(run_dir, results)
+    _print(sets, run_dir)
     return results
 
 

@@ -19,13 +19,14 @@ from covid_tl.console import print_data_summary, print_results
 from covid_tl.data.frozen_features import FeatureDataModule, fast_path_blocker
 from covid_tl.data.validate import BadInputError
 from covid_tl.model_card import write_model_card
-from covid_tl.models.checkpoint import load_run, saved_epoch, store_operating_point
+from covid_tl.models.checkpoint import load_run, store_operating_point
 from covid_tl.models.resume import adopt_checkpoint
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.module import CovidClassifier
 from covid_tl.operating_point import fixed_threshold
 from covid_tl.provenance import provenance
-from covid_tl.evaluation import choose_operating_point, evaluate_sets, shift_summary, write_results
+from covid_tl.evaluation import choose_operating_point, evaluate_sets, shift_summary
+from covid_tl.results import Results, cam_rows, write_results
 from covid_tl.tracking import log_results
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,9 @@ warnings.filterwarnings("ignore", message=".*sync_dist=True.*when logging on epo
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Train as `cfg` says, writing everything into `run_dir`; returns results.json's content."""
+def train(cfg: DictConfig, run_dir: Path) -> Results | None:
+    """Train as `cfg` says, writing everything into `run_dir`; returns results.json's record (None on
+    the processes of a multi-GPU run that do not write it)."""
     run_started = time.perf_counter()
     run_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.seed, workers=True)
@@ -88,7 +90,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         trainer.test(model, datamodule=fit_data, ckpt_path=best or None, verbose=False, weights_only=True)
     model.head_only = False
     if not trainer.is_global_zero:
-        return {}
+        return None
     if best and not Path(best).resolve().is_relative_to(run_dir.resolve()):  # e.g. Lightning's own ModelCheckpoint
         best = str(adopt_checkpoint(Path(best), checkpoint_dir(trainer, run_dir), weights_only=True))
     if best:
@@ -96,27 +98,24 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     # Final figures on one process, with the best weights, every image once (no DDP padding).
     final = load_run(best)[1] if best else model
     sets = {s: (datamodule.subset(s), datamodule.dataset(s)) for s in datamodule.eval_sets if len(datamodule.subset(s))}
-    results = evaluate_sets(final.net, sets, run_dir, final.threshold, cfg.bootstrap, cfg.seed,
-                            pick_device(cfg.trainer.accelerator))
+    sets = evaluate_sets(final.net, sets, run_dir, final.threshold, cfg.bootstrap, cfg.seed,
+                         pick_device(cfg.trainer.accelerator))
     report_lung_fallbacks(datamodule)
-    shift = shift_summary(results, datamodule.holdout_source)
-    if shift is not None:
-        results["shift"] = shift
-    results["run"] = {
+    metrics_csv = next((lg.experiment.metrics_file_path for lg in trainer.loggers if isinstance(lg, CSVLogger)), None)
+    record = best_epoch(trainer, best)
+    results = Results(sets=sets, operating_point=point, shift=shift_summary(sets, datamodule.holdout_source),
+                      cam=cam_rows(metrics_csv, record["best_epoch"]), run={
         "backbone": net.backbone_name,
         "best_checkpoint": str(Path(best).relative_to(run_dir)) if best and Path(best).is_relative_to(run_dir) else best or None,
-        "best_epoch": saved_epoch(best) if best else None,
+        **record,
         "epochs_trained": trainer.current_epoch,
-        **best_epoch(trainer, best),
-        "operating_point": point,
         "parameters": {"trainable": trainable, "total": total},
         "seed": cfg.seed,
         "wall_time_s": round(time.perf_counter() - run_started, 1),
         **provenance(),
-    }
+    })
     write_results(run_dir, results)
-    metrics_csv = next((lg.experiment.metrics_file_path for lg in trainer.loggers if isinstance(lg, CSVLogger)), None)
-    write_model_card(run_dir, results, config, summary, metrics_csv)
+    write_model_card(run_dir, results, config, summary)
     log_results(trainer.loggers, cfg, results, trainer.global_step)
     print_results(results, run_dir)
     return results
