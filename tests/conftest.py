@@ -1,7 +1,6 @@
 """Shared test helpers: the repository root, a runner for the entry scripts, mask overlap."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 
 import covid_tl.preprocess.schema  # noqa: F401  (structured configs, before any test composes one)
+from covid_tl.results import read_results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,7 +89,7 @@ def train_run(tmp_path):
         run_dir = tmp_path / "run"
         proc = run_script("train.py", f"hydra.run.dir={run_dir}", *overrides, timeout=timeout)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-        return proc, run_dir, json.loads((run_dir / "results.json").read_text())
+        return proc, run_dir, read_results(run_dir)
 
     return run
 

@@ -1,5 +1,4 @@
 """Bad input is found at setup: every file the run uses is decoded there, so nothing fails after."""
-import json
 import logging
 import struct
 import zlib
@@ -16,6 +15,7 @@ from covid_tl.data.validate import BadInputError
 from covid_tl.preprocess.model_input import InputSpec
 from covid_tl.preprocess.cache import PreprocessCache
 from covid_tl.preprocess.pipeline import identity
+from covid_tl.results import read_results
 
 SPEC = InputSpec(size=16)
 
@@ -185,8 +185,8 @@ def run_on_manifest(tmp_path, on_bad):
 def test_a_run_with_undecodable_files_skips_them_and_completes(tmp_path):
     proc, run_dir = run_on_manifest(tmp_path, "skip")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    results = json.loads((run_dir / "results.json").read_text())
-    assert sum(results[split]["n"] for split in ("train", "val", "test")) == 16
+    results = read_results(run_dir)
+    assert sum(results.sets[split]["n"] for split in ("train", "val", "test")) == 16
     assert list(pd.read_csv(run_dir / "bad_rows.csv")["line"]) == [18, 19, 20, 21, 22]
 
 

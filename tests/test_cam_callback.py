@@ -116,5 +116,5 @@ def test_callbacks_none_trains_and_writes_results_from_the_last_weights(train_ru
     _, run_dir, results = train_run(*TINY, "callbacks=none")
     assert not (run_dir / "cams").exists() and not (run_dir / "checkpoints" / "last.ckpt").exists()
     # Only Lightning's own checkpoint callback is left: it keeps the last (here the only) epoch.
-    assert results["run"]["epochs_trained"] == 1 and results["run"]["best_checkpoint"].startswith("checkpoints/epoch=0-")
-    assert results["test"]["n"] > 0 and 0 <= results["test"]["auroc"] <= 1
+    assert results.run["epochs_trained"] == 1 and results.run["best_checkpoint"].startswith("checkpoints/epoch=0-")
+    assert results.sets["test"]["n"] > 0 and 0 <= results.sets["test"]["auroc"] <= 1

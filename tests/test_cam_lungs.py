@@ -1,5 +1,4 @@
 """CAM lung_fraction on every image: given masks, the lung segmenter elsewhere, memoised."""
-import json
 
 import numpy as np
 import pandas as pd
@@ -22,6 +21,7 @@ from covid_tl.models.module import CovidClassifier
 from covid_tl.preprocess.model_input import InputSpec
 from covid_tl.preprocess.pipeline import Prepared, identity
 from covid_tl.tasks.evaluate import evaluate
+from covid_tl.results import read_results
 
 
 class CountingSegmenter:
@@ -148,13 +148,13 @@ def test_evaluate_cams_true_scores_every_image_of_the_test_split(train_run, tmp_
         "lungs": {"mode": "segmenter_only"}})
     results = evaluate(cfg, out)  # in this process: one interpreter start less than evaluate.py
     cams, predictions = pd.read_csv(out / "cams.csv"), pd.read_csv(out / "predictions.csv")
-    assert json.loads((out / "results.json").read_text())["test"]["cams"] == results["test"]["cams"]
-    assert list(cams["path"]) == list(predictions["path"]) and len(cams) == results["test"]["n"]
+    assert read_results(out).sets["test"]["cams"] == results.sets["test"]["cams"]
+    assert list(cams["path"]) == list(predictions["path"]) and len(cams) == results.sets["test"]["n"]
     assert np.allclose(cams["prob_covid"], predictions["prob_covid"], atol=1e-5)  # the same model on the same inputs
     assert (cams["lung_source"] == "segmenter").all() and cams["lung_fraction"].between(0, 1).all()
     assert np.allclose(cams["above_chance"], cams["lung_fraction"] - cams["lung_area"])
     for label, rows in cams.groupby("label"):
-        block = results["test"]["cams"][label]
+        block = results.sets["test"]["cams"][label]
         assert block["n"] == len(rows) and block["lung_fraction"] == pytest.approx(rows["lung_fraction"].mean())
         lo, hi = block["lung_fraction_ci95"]
         assert lo <= block["lung_fraction"] <= hi and block["per_source"]["synthetic"]["n"] == len(rows)

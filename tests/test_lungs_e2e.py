@@ -1,12 +1,12 @@
 """preprocessing=lungs end to end: train.py on tiny phantoms with the bundled segmenter, and the
 preview's lung columns. Slow: they segment every film on the CPU."""
-import json
 
 import cv2
 import pytest
 
 from conftest import run_script
 from covid_tl.tasks.preview import main as preview
+from covid_tl.results import read_results
 
 pytestmark = pytest.mark.slow
 
@@ -18,8 +18,8 @@ def test_train_on_the_lung_field_of_phantoms(tmp_path):
                       "backbone=simple_cnn", "trainer.max_epochs=1", "data.batch_size=16", "logger=none",
                       "callbacks.grad_cam=null", "bootstrap=50", timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads((run_dir / "results.json").read_text())
-    assert results["run"]["epochs_trained"] == 1 and results["run"]["wall_time_s"] < 60
+    results = read_results(run_dir)
+    assert results.run["epochs_trained"] == 1 and results.run["wall_time_s"] < 60
     # Phantom lungs are plausible: no film fell back to the whole image, so no warning line.
     assert "implausible lung mask" not in proc.stdout + proc.stderr
 

@@ -1,12 +1,12 @@
 """The operating point end to end: a run whose AUROC is high but whose calls at 0.5 are all
 no-finding, rescued by threshold=youden chosen on validation; evaluate.py's threshold= override."""
-import json
 
 import pandas as pd
 import pytest
 import torch
 
 from conftest import run_script
+from covid_tl.results import read_results
 
 pytestmark = pytest.mark.slow
 
@@ -24,18 +24,18 @@ def youden_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("youden") / "run"
     proc = run_script("train.py", f"hydra.run.dir={run_dir}", *LOW_PROBABILITIES, "threshold=youden")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads((run_dir / "results.json").read_text())
-    return run_dir, results, run_dir / results["run"]["best_checkpoint"], proc.stdout
+    results = read_results(run_dir)
+    return run_dir, results, run_dir / results.run["best_checkpoint"], proc.stdout
 
 
 def test_youden_turns_a_degenerate_operating_point_into_a_sensible_one(youden_run, tmp_path):
     run_dir, results, ckpt, stdout = youden_run
-    point = results["run"]["operating_point"]
-    assert point["rule"] == "youden" and point["split"] == "val" and point["n"] == results["val"]["n"]
+    point = results.operating_point
+    assert point["rule"] == "youden" and point["split"] == "val" and point["n"] == results.sets["val"]["n"]
     assert point["threshold"] < 0.5 and point["temperature"] == 1.0
     predictions = pd.read_csv(run_dir / "predictions.csv")
     assert predictions["prob_covid"].max() < 0.5  # at 0.5 nothing would be called COVID-19
-    test = results["test"]
+    test = results.sets["test"]
     assert test["auroc"] >= 0.9 and test["threshold"] == point["threshold"]
     assert test["sensitivity"] >= 0.5 and test["specificity"] >= 0.5
     # Stored in the best checkpoint, loadable weights-only; the console names the rule.
@@ -51,15 +51,15 @@ def test_evaluate_threshold_override_changes_the_calls_and_a_rule_is_chosen_agai
     at_half = tmp_path / "half"
     proc = run_script("evaluate.py", f"ckpt_path={ckpt}", "threshold=0.5", "bootstrap=100", f"hydra.run.dir={at_half}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    evaluated = json.loads((at_half / "results.json").read_text())
-    assert evaluated["test"]["sensitivity"] == 0.0 and evaluated["test"]["threshold"] == 0.5
-    assert evaluated["test"]["auroc"] == pytest.approx(results["test"]["auroc"])
+    evaluated = read_results(at_half)
+    assert evaluated.sets["test"]["sensitivity"] == 0.0 and evaluated.sets["test"]["threshold"] == 0.5
+    assert evaluated.sets["test"]["auroc"] == pytest.approx(results.sets["test"]["auroc"])
     calls = pd.read_csv(at_half / "predictions.csv")
     assert (calls["predicted"] == "no_finding").all() and (at_half / "reliability.png").is_file()
     # A rule is chosen again on the checkpoint's validation split: the same number as in training.
     again = tmp_path / "again"
     proc = run_script("evaluate.py", f"ckpt_path={ckpt}", "threshold=youden", "bootstrap=100", f"hydra.run.dir={again}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    evaluated = json.loads((again / "results.json").read_text())
-    assert evaluated["run"]["operating_point"]["threshold"] == pytest.approx(results["run"]["operating_point"]["threshold"])
-    assert evaluated["test"]["sensitivity"] == results["test"]["sensitivity"]
+    evaluated = read_results(again)
+    assert evaluated.operating_point["threshold"] == pytest.approx(results.operating_point["threshold"])
+    assert evaluated.sets["test"]["sensitivity"] == results.sets["test"]["sensitivity"]

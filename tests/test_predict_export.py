@@ -18,6 +18,7 @@ from covid_tl.preprocess.model_input import to_model_input
 from covid_tl.tasks.export import export
 import covid_tl.tasks.predict as task
 from covid_tl.tasks.predict import predict
+from covid_tl.results import read_results
 
 pytestmark = pytest.mark.slow
 
@@ -30,8 +31,8 @@ def trained(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("tiny") / "run"
     proc = run_script("train.py", f"hydra.run.dir={run_dir}", *TINY, f"threshold={THRESHOLD}", "calibrate=true")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads((run_dir / "results.json").read_text())
-    return run_dir, results, run_dir / results["run"]["best_checkpoint"]
+    results = read_results(run_dir)
+    return run_dir, results, run_dir / results.run["best_checkpoint"]
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,7 @@ def reference(ckpt, paths):
 def test_model_card_names_the_sources_the_threshold_and_the_test_metrics_of_results_json(trained):
     run_dir, results, _ = trained
     card = (run_dir / "model_card.md").read_text()
-    test = results["test"]
+    test = results.sets["test"]
     cells = [f"{test[m]:.3f} [{test[m + '_ci95'][0]:.3f}, {test[m + '_ci95'][1]:.3f}]"
              for m in ("sensitivity", "specificity", "accuracy")]
     auroc = test["bootstrap_ci95"]["auroc"]
@@ -74,7 +75,7 @@ def test_model_card_names_the_sources_the_threshold_and_the_test_metrics_of_resu
     assert "Source confounding" in card and "0.99 AUROC" in card
     # CAM scores as logged in metrics.csv at the best (here also last) epoch.
     logged = pd.read_csv(run_dir / "metrics.csv").dropna(subset=["cam/artifact_fraction"]).iloc[-1]
-    assert (f"| {results['run']['best_epoch']} (best, last) | {logged['cam/artifact_fraction']:.3f} | "
+    assert (f"| {results.run['best_epoch']} (best, last) | {logged['cam/artifact_fraction']:.3f} | "
             f"{logged['cam/lung_area']:.3f} | {logged['cam/lung_fraction']:.3f} |") in card
 
 
@@ -88,7 +89,7 @@ def with_threshold(ckpt, threshold, path):
 
 def test_the_fitted_temperature_divides_every_logit_the_checkpoint_gives(trained, scans):
     _, results, ckpt = trained
-    point = results["run"]["operating_point"]
+    point = results.operating_point
     assert point["temperature"] != 1.0 and point["threshold"] == THRESHOLD and point["split"] == "val"
     assert point["val_nll"]["after"] <= point["val_nll"]["before"]
     _, model = load_run(ckpt)
@@ -152,7 +153,7 @@ def test_export_runs_without_covid_tl_and_matches_the_checkpoint(trained, scans,
     _, good = scans
     path = export(OmegaConf.create({"ckpt_path": str(ckpt), "format": fmt, "trust_checkpoint": False}), tmp_path)
     info = json.loads((tmp_path / "model.json").read_text())
-    assert info["temperature"] == trained[1]["run"]["operating_point"]["temperature"] != 1.0
+    assert info["temperature"] == trained[1].operating_point["temperature"] != 1.0
     assert info["threshold"] == THRESHOLD and info["labels"] == ["no_finding", "covid"] and info["model"] == path.name
     assert info["preprocessing"] == {"crop": None, "inpaint": None} and info["covid_tl_version"]
 

@@ -1,5 +1,4 @@
 """task=pretrain on a tiny ChestX-ray14-format fixture, then its checkpoint as backbone weights."""
-import json
 
 import pandas as pd
 import pytest
@@ -14,6 +13,7 @@ from covid_tl.data.findings import FindingsDataModule
 from covid_tl.data.sources import NIH_FINDINGS, NIHSource
 from covid_tl.models.classifier import build_classifier
 from covid_tl.preprocess.model_input import InputSpec
+from covid_tl.results import read_results
 
 
 def nih_findings(root, n_patients=16):
@@ -71,10 +71,10 @@ def test_pretrain_then_transfer_its_backbone(tmp_path):
                       "backbone=simple_cnn", "backbone.input_size=32", "trainer.max_epochs=2", "logger=none",
                       f"hydra.run.dir={run}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads((run / "results.json").read_text())
-    assert set(results["val_auroc_per_finding"]) == set(NIH_FINDINGS)
-    assert results["images"] == {"train": 24, "val": 8}
-    ckpt = results["backbone_checkpoint"]
+    results = read_results(run)
+    assert results.kind == "findings" and set(results.sets["val"]["auroc_per_finding"]) == set(NIH_FINDINGS)
+    assert results.run["images"] == {"train": 24, "val": 8}
+    ckpt = results.run["backbone_checkpoint"]
     net = build_classifier({"name": "simple_cnn", "input_size": 32, "weights": ckpt})
     saved = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
     assert torch.equal(net.features.conv.weight, saved["net.features.conv.weight"])

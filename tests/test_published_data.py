@@ -7,7 +7,6 @@ absent Cohen image and nothing of the NIH images that were never downloaded.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +14,7 @@ import pytest
 
 from conftest import PUBLISHED_MINI as PUBLISHED
 from conftest import needs_published_mini, run_script
+from covid_tl.results import read_results
 
 ABSENT = "covid-19-pneumonia-14-PA.png"
 
@@ -45,8 +45,8 @@ def test_study_setup_trains_evaluates_and_explains_at_original_size(tmp_path):
                       f"preprocessing.cache_dir={cache}", timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert "Traceback" not in proc.stderr
-    results = json.loads((run_dir / "results.json").read_text())
-    assert results["test"]["n"] > 0 and results["extra_no_finding"]["n"] == 7  # 30 NIH images, 23 balanced
+    results = read_results(run_dir)
+    assert results.sets["test"]["n"] > 0 and results.sets["extra_no_finding"]["n"] == 7  # 30 NIH images, 23 balanced
     assert (run_dir / "cams" / "epoch_000.png").is_file()
     metrics = pd.read_csv(run_dir / "metrics.csv")
     assert metrics["cam/artifact_fraction"].dropna().between(0, 1).all()
@@ -54,11 +54,11 @@ def test_study_setup_trains_evaluates_and_explains_at_original_size(tmp_path):
 
     proc = run_script("evaluate.py", f"ckpt_path={checkpoint}", f"hydra.run.dir={tmp_path / 'eval'}")
     assert proc.returncode == 0, proc.stderr[-5000:]
-    evaluated = json.loads((tmp_path / "eval" / "results.json").read_text())
-    assert evaluated["test"]["n"] == results["test"]["n"]
+    evaluated = read_results(tmp_path / "eval")
+    assert evaluated.sets["test"]["n"] == results.sets["test"]["n"]
 
     proc = run_script("explain.py", f"ckpt_path={checkpoint}", f"hydra.run.dir={tmp_path / 'explain'}", "n=4")
     assert proc.returncode == 0, proc.stderr[-5000:]
     cams = pd.read_csv(tmp_path / "explain" / "cams.csv")
-    assert len(cams) == min(4, results["test"]["n"])
+    assert len(cams) == min(4, results.sets["test"]["n"])
     assert cams["artifact_fraction"].between(0, 1).all()

@@ -1,7 +1,6 @@
 """A run dir is its run's own: a run writes into no other run's files, and a second run into a
 used dir stops before it writes anything, Hydra's .hydra/ included (issue #18)."""
 import hashlib
-import json
 import os
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import covid_tl.tasks.predict as predict_task
 from conftest import ROOT, TINY, run_script
 from covid_tl.data.synthetic.source import SyntheticSource
 from covid_tl.run_guard import LOCK_NAME, run_lock
+from covid_tl.results import read_results
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +45,7 @@ def run_a(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("a") / "run"
     proc = run_script("train.py", f"hydra.run.dir={run_dir}", *BASE, "trainer.max_epochs=2")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return run_dir, json.loads((run_dir / "results.json").read_text())
+    return run_dir, read_results(run_dir)
 
 
 @pytest.fixture(scope="module")
@@ -67,16 +67,17 @@ def test_resuming_another_runs_checkpoint_writes_only_into_the_new_run_dir(run_a
                       f"ckpt_path={a}/checkpoints/last.ckpt", "threshold=youden")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert digest(a) == before  # run A's files, byte for byte
-    run = json.loads((b / "results.json").read_text())["run"]
+    resumed = read_results(b)
+    run = resumed.run
     assert run["epochs_trained"] == max_epochs
     best = b / run["best_checkpoint"]
     assert not Path(run["best_checkpoint"]).is_absolute() and best.is_file()
     assert best.resolve().parent == (b / "checkpoints").resolve() and (b / "checkpoints" / "last.ckpt").is_file()
     # B's operating point lives in B's best file; A's best still carries A's own (0.5).
-    assert run["operating_point"]["rule"] == "youden"
-    assert torch.load(best, weights_only=True)["operating_point"] == run["operating_point"]
-    a_best = torch.load(a / results_a["run"]["best_checkpoint"], weights_only=True)
-    assert a_best["operating_point"] == results_a["run"]["operating_point"] and a_best["operating_point"]["rule"] == 0.5
+    assert resumed.operating_point["rule"] == "youden"
+    assert torch.load(best, weights_only=True)["operating_point"] == resumed.operating_point
+    a_best = torch.load(a / results_a.run["best_checkpoint"], weights_only=True)
+    assert a_best["operating_point"] == results_a.operating_point and a_best["operating_point"]["rule"] == 0.5
     # Every checkpoint of B names only B's files: a later resume of B cannot reach A either.
     for path in (b / "checkpoints").glob("*.ckpt"):
         for state in torch.load(path, weights_only=True)["callbacks"].values():
@@ -85,9 +86,9 @@ def test_resuming_another_runs_checkpoint_writes_only_into_the_new_run_dir(run_a
                 assert state["dirpath"] == str((b / "checkpoints").resolve())
                 assert all(Path(p).parent == (b / "checkpoints").resolve() for p in named if p)
     # The best is still chosen among all epochs, A's included (val/loss, lower is better).
-    assert run["best_score"] <= results_a["run"]["best_score"]
+    assert run["best_score"] <= results_a.run["best_score"]
     if max_epochs == 2:
-        assert (run["best_epoch"], run["best_score"]) == (results_a["run"]["best_epoch"], results_a["run"]["best_score"])
+        assert (run["best_epoch"], run["best_score"]) == (results_a.run["best_epoch"], results_a.run["best_score"])
 
 
 def test_a_second_training_into_a_used_run_dir_is_refused_and_changes_nothing(run_a):
@@ -124,7 +125,7 @@ def test_a_sweep_into_a_used_sweep_dir_is_refused_before_hydra_writes(tmp_path):
 
 def test_a_second_predict_into_the_same_dir_is_refused_and_the_first_predictions_stay(run_a, films, tmp_path):
     a, results_a = run_a
-    ckpt = a / results_a["run"]["best_checkpoint"]
+    ckpt = a / results_a.run["best_checkpoint"]
     out = tmp_path / "predict"
     first = run_script("predict.py", f"ckpt_path={ckpt}", f"images={films}/*", "num_workers=0", f"hydra.run.dir={out}")
     assert first.returncode == 0, first.stderr[-3000:]
@@ -145,7 +146,7 @@ def test_an_interrupted_predict_leaves_no_file_that_looks_complete(run_a, films,
     """Stopped after its first batch of 2, predict keeps those rows in predictions.csv.partial
     and writes no predictions.csv; a finished run renames the file."""
     a, results_a = run_a
-    settings = {"ckpt_path": str(a / results_a["run"]["best_checkpoint"]), "images": f"{films}/*",
+    settings = {"ckpt_path": str(a / results_a.run["best_checkpoint"]), "images": f"{films}/*",
                 "num_workers": 0, "batch_size": 2}
     cfg = OmegaConf.merge(OmegaConf.load(ROOT / "conf" / "predict.yaml"), settings)
     batches = []

@@ -1,6 +1,5 @@
 """The lightning-hydra-template groups end to end: logger=, callbacks=, debug=, hparams_search=,
 and a misspelled key."""
-import json
 
 import pandas as pd
 import pytest
@@ -8,6 +7,7 @@ import torch
 import yaml
 
 from conftest import TINY, run_script
+from covid_tl.results import read_results
 
 
 def test_misspelled_key_fails_with_one_did_you_mean_line():
@@ -25,7 +25,7 @@ def test_every_logger_at_once_offline_with_minimal_callbacks_and_lr_monitor(trai
     assert (mlflow_run / "params" / "trainer.max_epochs").read_text() == "1"
     assert (mlflow_run / "params" / "optimizer.lr").read_text() == "0.002"
     final_auroc = float((mlflow_run / "metrics" / "results" / "test" / "auroc").read_text().split()[1])
-    assert final_auroc == pytest.approx(results["test"]["auroc"])
+    assert final_auroc == pytest.approx(results.sets["test"]["auroc"])
     assert "status: 3" in (mlflow_run / "meta.yaml").read_text()  # FINISHED
     # W&B: an offline run folder (a login attempt would have failed without network).
     assert len(list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))) == 1
@@ -42,9 +42,9 @@ def test_debug_fdr_runs_one_batch_of_each_split(train_run):
     assert "fast_dev_run" in proc.stdout
     # Lightning keeps no best checkpoint in fast_dev_run; the one it leaves has trained one step
     # of the 3 batches an epoch of this data holds.
-    assert results["run"]["best_checkpoint"] is None
+    assert results.run["best_checkpoint"] is None
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 1
-    assert results["train"]["n"] == 34 and not (run_dir / "metrics.csv").exists()
+    assert results.sets["train"]["n"] == 34 and not (run_dir / "metrics.csv").exists()
 
 
 @pytest.mark.slow
@@ -57,7 +57,7 @@ def test_optuna_sweep_of_two_trials_returns_the_best_validation_auroc(tmp_path):
     trials = []
     for trial in ("0", "1"):
         overrides = dict(o.split("=", 1) for o in yaml.safe_load((sweep / trial / ".hydra" / "overrides.yaml").read_text()))
-        auroc = json.loads((sweep / trial / "results.json").read_text())["val"]["auroc"]
+        auroc = read_results(sweep / trial).sets["val"]["auroc"]
         assert 1e-5 <= float(overrides["optimizer.lr"]) <= 1e-2 and 0 <= float(overrides["backbone.head.dropout"]) <= 0.5
         trials.append((auroc, overrides))
     best_auroc, best_overrides = max(trials, key=lambda t: t[0])

@@ -1,9 +1,9 @@
 """Whole runs compared with each other: determinism, resume, DDP (slow, run in CI)."""
-import json
 
 import pytest
 
 from conftest import TINY, run_script
+from covid_tl.results import read_results
 
 pytestmark = pytest.mark.slow
 
@@ -14,11 +14,11 @@ METRICS = ("sensitivity", "specificity", "accuracy", "auroc", "confusion_matrix"
 def train(run_dir, *overrides):
     proc = run_script("train.py", f"hydra.run.dir={run_dir}", *BASE, *overrides)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").exists() else None
+    return read_results(run_dir) if (run_dir / "results.json").exists() else None
 
 
 def metrics(results):
-    return {split: {m: results[split][m] for m in METRICS} for split in ("train", "val", "test")}
+    return {split: {m: results.sets[split][m] for m in METRICS} for split in ("train", "val", "test")}
 
 
 def test_two_deterministic_runs_give_identical_metrics(tmp_path):
@@ -31,7 +31,7 @@ def test_run_stopped_after_its_first_epoch_resumes_to_the_same_result(tmp_path):
     whole = train(tmp_path / "whole", "trainer.max_epochs=3")
     train(tmp_path / "cut", "trainer.max_epochs=1")  # stops after epoch 1, leaving last.ckpt
     resumed = train(tmp_path / "cut", "trainer.max_epochs=3", "ckpt_path=last")
-    assert resumed["run"]["epochs_trained"] == whole["run"]["epochs_trained"] == 3
+    assert resumed.run["epochs_trained"] == whole.run["epochs_trained"] == 3
     assert metrics(resumed) == metrics(whole)
 
 
@@ -69,8 +69,8 @@ def test_frozen_fast_path_gives_the_same_results_as_training_on_images(tmp_path)
     assert fast.returncode == slow.returncode == 0, fast.stderr[-3000:] + slow.stderr[-3000:]
     assert "frozen fast path: features of" in fast.stdout + fast.stderr
     assert "frozen fast path" not in slow.stdout + slow.stderr
-    a = json.loads((tmp_path / "fast" / "results.json").read_text())
-    b = json.loads((tmp_path / "slow" / "results.json").read_text())
+    a = read_results(tmp_path / "fast")
+    b = read_results(tmp_path / "slow")
     for split in ("train", "val", "test"):
-        assert a[split]["confusion_matrix"] == b[split]["confusion_matrix"]
-        assert a[split]["auroc"] == pytest.approx(b[split]["auroc"], abs=1e-3)
+        assert a.sets[split]["confusion_matrix"] == b.sets[split]["confusion_matrix"]
+        assert a.sets[split]["auroc"] == pytest.approx(b.sets[split]["auroc"], abs=1e-3)

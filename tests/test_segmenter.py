@@ -2,7 +2,6 @@
 round-trip with their digest, foreign files are refused in one line, it pickles for workers."""
 from __future__ import annotations
 
-import json
 import pickle
 import socket
 from importlib.resources import files
@@ -21,6 +20,7 @@ from covid_tl.errors import ConfigError
 from covid_tl.metrics import bootstrap_mean
 from covid_tl.models.segmenter import BUNDLED, LungSegmenter, SegmenterError
 from covid_tl.tasks.segment import segment
+from covid_tl.results import read_results
 
 TINY = {"encoder": "tu-mobilenetv3_small_050", "encoder_weights": "none", "encoder_depth": 3, "decoder_channels": (16, 8, 8), "input_size": 32}
 
@@ -101,21 +101,21 @@ def test_segment_task_end_to_end_writes_what_it_promises(tmp_path):
         "segmenter.decoder_channels=[16,8,8]", "segmenter.input_size=32", "trainer.max_epochs=1", "bootstrap=50",
         "preview=3", "half=true")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    results = json.loads((run_dir / "results.json").read_text())
+    results = read_results(run_dir)
     splits = pd.read_csv(run_dir / "splits.csv")
     films = pd.read_csv(run_dir / "masks.csv")
     assert len(films) == len(splits) == 12
     assert films.set_index("path")["split"].sort_index().equals(splits.set_index("path")["split"].sort_index())
     for split in ("train", "val", "test"):
-        r = results[split]
+        r = results.sets[split]
         assert r["n"] == (splits["split"] == split).sum() == r["per_source"]["synthetic"]["n"] == r["per_set"]["synthetic"]["n"]
         assert 0 <= r["dice_ci95"][0] <= r["dice"] <= r["dice_ci95"][1] <= 1
     segmenter = LungSegmenter.load(run_dir / "lung_segmenter.pt")
-    assert segmenter.digest == results["run"]["digest"] and segmenter.input_size == 32
+    assert segmenter.digest == results.run["digest"] and segmenter.input_size == 32
     assert set(segmenter.notes["held_out_patients"]) == set(splits.query("split != 'train'")["patient_id"])
     # one row per held-out film shown (test split: 2 patients per label of 12, one image each)
     grid = cv2.imread(str(run_dir / "preview.png"))
-    rows = min(3, results["test"]["n"])
+    rows = min(3, results.sets["test"]["n"])
     assert grid.shape[0] == rows * (192 + 16 + 4) + 4 and grid.shape[1] == 3 * (192 + 4) + 4
 
 

@@ -2,12 +2,12 @@
 COVID-19 (a) scores well on data drawn the same way, (b) loses clearly once the marks are
 gone, and (c) puts more of its Grad-CAM mass on marks than the same model trained on
 crop_inpaint images. Slow (about a minute and a half); run in CI."""
-import json
 
 import pandas as pd
 import pytest
 
 from conftest import run_script
+from covid_tl.results import read_results
 
 pytestmark = pytest.mark.slow
 
@@ -30,20 +30,20 @@ def test_marks_are_learned_as_a_shortcut_and_inpainting_moves_the_heatmaps_off_t
         proc = run_script("train.py", f"hydra.run.dir={run_dir}", f"preprocessing={preprocessing}", cache, *DATA,
                           "data.sources.synthetic.shortcut.p_covid=0.9", *TRAIN)
         assert proc.returncode == 0, proc.stderr[-4000:]
-        runs[preprocessing] = json.loads((run_dir / "results.json").read_text())
-        ckpt = run_dir / runs[preprocessing]["run"]["best_checkpoint"]
+        runs[preprocessing] = read_results(run_dir)
+        ckpt = run_dir / runs[preprocessing].run["best_checkpoint"]
         proc = run_script("explain.py", f"ckpt_path={ckpt}", "n=40", f"hydra.run.dir={tmp_path / ('cam_' + preprocessing)}")
         assert proc.returncode == 0, proc.stderr[-4000:]
         scores[preprocessing] = pd.read_csv(tmp_path / f"cam_{preprocessing}" / "cams.csv")["artifact_fraction"].mean()
 
-    marked = runs["none"]["test"]["accuracy"]
-    assert marked >= 0.8, runs["none"]["test"]  # (a)
+    marked = runs["none"].sets["test"]["accuracy"]
+    assert marked >= 0.8, runs["none"].sets["test"]  # (a)
 
-    ckpt = tmp_path / "none" / runs["none"]["run"]["best_checkpoint"]
+    ckpt = tmp_path / "none" / runs["none"].run["best_checkpoint"]
     proc = run_script("evaluate.py", f"ckpt_path={ckpt}", "data=synthetic", *DATA, "data.sources.synthetic.shortcut.p_covid=0",
                       "bootstrap=50", f"hydra.run.dir={tmp_path / 'clean'}")
     assert proc.returncode == 0, proc.stderr[-4000:]
-    clean = json.loads((tmp_path / "clean" / "results.json").read_text())["test"]["accuracy"]
+    clean = read_results(tmp_path / "clean").sets["test"]["accuracy"]
     assert clean <= marked - 0.2, (marked, clean)  # (b)
 
     assert scores["none"] >= 2 * scores["crop_inpaint"] and scores["none"] - scores["crop_inpaint"] >= 0.05, scores  # (c)

@@ -84,11 +84,11 @@ def test_todays_recipe_calls_healthy_films_of_the_new_hospital_covid(train_run, 
         "data=synthetic_shift", "backbone=efficientnet_lite0", "backbone.weights=imagenet_offline", "freeze=all",
         "preprocessing=crop_inpaint", f"preprocessing.cache_dir={tmp_path / 'cache'}", "backbone.input_size=64",
         "logger=none", "callbacks.grad_cam=null", "bootstrap=50", "seed=1")
-    assert {"train", "val", "test", "run"} <= set(results)  # the usual keys, unchanged
-    assert set(results["test"]["per_source"]) == {"hospital_c"}
-    shift = results["shift"]
+    assert {"train", "val", "test"} <= set(results.sets)  # the usual sets, unchanged
+    assert set(results.sets["test"]["per_source"]) == {"hospital_c"}
+    shift = results.shift
     spec = shift["specificity"]
-    assert spec["in_distribution"] == results["val"]["specificity"] and spec["shifted"] == results["test"]["specificity"]
+    assert spec["in_distribution"] == results.sets["val"]["specificity"] and spec["shifted"] == results.sets["test"]["specificity"]
     assert spec["in_distribution"] >= 0.75, shift
     assert spec["shifted"] <= spec["in_distribution"] - 0.3, shift
     assert shift["sensitivity"]["shifted"] >= 0.8, shift  # the new hospital's films are called COVID-19

@@ -8,13 +8,13 @@ import pytorch_lightning as pl
 from omegaconf import OmegaConf
 
 from covid_tl.errors import ConfigError
+from covid_tl.results import Results
 from covid_tl.tracking import final_metrics, flat_config, metric_value, quiet_lightning
 
-RESULTS = {
+RESULTS = Results(sets={
     "val": {"sensitivity": 1.0, "specificity": 0.5, "accuracy": 0.75, "auroc": 0.875, "n": 4, "per_source": {}},
     "test": {"sensitivity": 0.0, "specificity": 1.0, "accuracy": 0.5, "auroc": float("nan")},
-    "run": {"backbone": "simple_cnn", "seed": 1},
-}
+}, run={"backbone": "simple_cnn", "seed": 1})
 
 
 def test_flat_config_uses_the_names_of_overrides():
@@ -30,10 +30,12 @@ def test_final_metrics_are_the_defined_rates_of_each_split():
     }
 
 
-def test_metric_value_reads_split_and_metric_or_a_top_level_key():
+def test_metric_value_reads_a_sets_metric():
     assert metric_value(RESULTS, "val/auroc") == 0.875
     assert math.isnan(metric_value(RESULTS, "test/auroc"))
-    assert metric_value({"val_auroc": 0.6}, "val_auroc") == 0.6
+    assert metric_value(Results(sets={"val": {"auroc": 0.6}}, kind="findings"), "val/auroc") == 0.6
+    with pytest.raises(ConfigError, match="'val/per_source' is not in results.json"):
+        metric_value(RESULTS, "val/per_source")
     with pytest.raises(ConfigError, match="'val/aucroc' is not in results.json; e.g. val/sensitivity"):
         metric_value(RESULTS, "val/aucroc")
 

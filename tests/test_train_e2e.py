@@ -1,5 +1,4 @@
 """train.py, evaluate.py and explain.py end to end, through subprocesses as a user runs them."""
-import json
 import os
 import subprocess
 
@@ -9,6 +8,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import ROOT, TINY, run_script
+from covid_tl.results import read_results
 
 pytestmark = pytest.mark.slow
 
@@ -20,13 +20,13 @@ def tiny_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("tiny") / "run"
     proc = run_script("train.py", f"hydra.run.dir={run_dir}", *TINY)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return proc, run_dir, json.loads((run_dir / "results.json").read_text())
+    return proc, run_dir, read_results(run_dir)
 
 
 def test_train_writes_results_splits_checkpoints_and_logs(tiny_run):
     proc, run_dir, results = tiny_run
     for split in ("train", "val", "test"):
-        r = results[split]
+        r = results.sets[split]
         assert {"sensitivity", "specificity", "accuracy", "auroc", "confusion_matrix", "n"} <= set(r)
         assert r["confusion_matrix"]["labels"] == ["no_finding", "covid"]
         assert sum(map(sum, r["confusion_matrix"]["matrix"])) == r["n"] > 0
@@ -43,7 +43,7 @@ def test_train_writes_results_splits_checkpoints_and_logs(tiny_run):
     assert yaml.safe_load((run_dir / "tensorboard" / "hparams.yaml").read_text())["trainer.max_epochs"] == 1
     events = EventAccumulator(str(run_dir / "tensorboard"))
     events.Reload()
-    assert events.Scalars("results/test/auroc")[-1].value == pytest.approx(results["test"]["auroc"])
+    assert events.Scalars("results/test/auroc")[-1].value == pytest.approx(results.sets["test"]["auroc"])
     assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
     # Quiet: none of the warnings a user cannot act on, and a model summary with real FLOPs.
     for noise in ("exists and is not empty", "litlogger", "log_every_n_steps", "LeafSpec"):
@@ -53,10 +53,10 @@ def test_train_writes_results_splits_checkpoints_and_logs(tiny_run):
     logged = pd.read_csv(run_dir / "metrics.csv")
     test_row = logged.dropna(subset=["test/accuracy"]).iloc[-1]
     for name in ("accuracy", "sensitivity", "specificity"):
-        assert test_row[f"test/{name}"] == pytest.approx(results["test"][name], abs=1e-6)
+        assert test_row[f"test/{name}"] == pytest.approx(results.sets["test"][name], abs=1e-6)
     assert "sensitivity" in proc.stdout and "specificity" in proc.stdout and str(run_dir) in proc.stdout
     # What a report needs to stand alone: best epoch (one epoch: 0), wall time, the code.
-    run = results["run"]
+    run = results.run
     assert run["best_epoch"] == 0 and run["best_monitor"] == "val/loss" and run["best_score"] > 0
     assert 0 < run["wall_time_s"] < 300 and run["versions"]["torch"] and run["versions"]["covid-tl"]
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
@@ -78,19 +78,19 @@ def test_simple_cnn_learns_the_opacity_signal(train_run):
         "backbone=simple_cnn", "data.sources.synthetic.n_patients=200", "data.sources.synthetic.opacity=[0.5,1.0]",
         "trainer.max_epochs=6", "logger=none",
     )
-    assert results["test"]["accuracy"] >= 0.9, results["test"]
+    assert results.sets["test"]["accuracy"] >= 0.9, results.sets["test"]
 
 
 def test_evaluate_reproduces_the_training_run_and_takes_external_data(tiny_run, tmp_path):
     _, run_dir, results = tiny_run
-    best = run_dir / results["run"]["best_checkpoint"]
+    best = run_dir / results.run["best_checkpoint"]
     out = tmp_path / "eval"
     proc = run_script("evaluate.py", f"ckpt_path={best}", "splits=[train,val,test]", f"hydra.run.dir={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    evaluated = json.loads((out / "results.json").read_text())
+    evaluated = read_results(out)
     for split in ("train", "val", "test"):
-        assert evaluated[split]["accuracy"] == pytest.approx(results[split]["accuracy"])
-        assert evaluated[split]["confusion_matrix"] == results[split]["confusion_matrix"]
+        assert evaluated.sets[split]["accuracy"] == pytest.approx(results.sets[split]["accuracy"])
+        assert evaluated.sets[split]["confusion_matrix"] == results.sets[split]["confusion_matrix"]
     for name in ("predictions.csv", "confusion_matrix.png", "roc.png"):
         assert (out / name).is_file()
     # External data: a manifest of files from two sources, evaluated in full, broken down by source.
@@ -106,11 +106,11 @@ def test_evaluate_reproduces_the_training_run_and_takes_external_data(tiny_run, 
     out = tmp_path / "eval_ext"
     proc = run_script("evaluate.py", f"ckpt_path={best}", f"external=[{tmp_path / 'ext.csv'}]", "bootstrap=200", f"hydra.run.dir={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    evaluated = json.loads((out / "results.json").read_text())
-    external = evaluated["external:ext"]
+    evaluated = read_results(out)
+    external = evaluated.sets["external:ext"]
     assert external["n"] == 8 and set(external["per_source"]) == {"site_a", "site_b"}
     assert all(len(external["bootstrap_ci95"][m]) == 2 for m in ("sensitivity", "specificity", "accuracy"))
-    assert set(evaluated) == {"test", "external:ext", "run"}
+    assert set(evaluated.sets) == {"test", "external:ext"} and evaluated.run["backbone"] == "simple_cnn"
 
 
 def test_evaluate_rejects_a_file_that_is_not_a_checkpoint(tmp_path):

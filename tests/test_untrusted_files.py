@@ -104,6 +104,6 @@ def test_covid_tl_checkpoints_hold_only_plain_types(train_run, tmp_path):
     assert len(checkpoints) == 2 and all(unsafe_globals(path) == [] for path in checkpoints)
     for path in checkpoints:  # bounded, and its run config names only covid-tl, torch.optim and Lightning code
         check_checkpoint_file(path)
-    proc = run_script("evaluate.py", f"ckpt_path={run_dir / results['run']['best_checkpoint']}", "bootstrap=20",
+    proc = run_script("evaluate.py", f"ckpt_path={run_dir / results.run['best_checkpoint']}", "bootstrap=20",
                       f"hydra.run.dir={tmp_path / 'eval'}")
     assert proc.returncode == 0, proc.stderr[-3000:]

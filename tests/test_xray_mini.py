@@ -34,7 +34,7 @@ def test_no_patient_in_two_splits_in_any_fold_of_a_5fold_cv():
 @pytest.mark.slow
 def test_train_runs_end_to_end_on_xray_mini(train_run):
     _, run_dir, results = train_run("data=xray_mini", "backbone=simple_cnn", *TINY[2:])
-    assert results["test"]["n"] > 0 and (run_dir / "data_summary.json").is_file()
+    assert results.sets["test"]["n"] > 0 and (run_dir / "data_summary.json").is_file()
 
 
 @pytest.mark.slow
