@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -79,6 +80,28 @@ def test_bad_rows_are_named_by_the_csv_path_and_line(untrained_checkpoint, tmp_p
     lines = str(error.value).splitlines()
     assert lines[1] == f"  {csv} line 3: {csv.parent / 'images' / '1.png'} (cohen): missing"
     assert pd.read_csv(tmp_path / "out" / "bad_rows.csv")[["listed_in", "line"]].values.tolist() == [[str(csv), 3]]
+
+
+def test_the_advice_of_a_bad_input_error_works_as_printed(untrained_checkpoint, tmp_path):
+    csv = manifest(tmp_path / "site" / "m.csv", 4, missing=(1,))
+    with pytest.raises(BadInputError) as error:
+        run(untrained_checkpoint, tmp_path / "out", f"external=[{csv}]")
+    advice = re.search(r"; (\S+=skip) leaves them out", str(error.value)).group(1)
+    results = run(untrained_checkpoint, tmp_path / "skipped", f"external=[{csv}]", advice)
+    assert advice == "data.on_bad=skip" and results.sets["external:m.csv"]["n"] == 3
+
+
+def test_the_advice_works_for_the_checkpoints_own_data_too(tmp_path):
+    """A film of the training data gone since training: evaluate stops, and the advice leaves it out."""
+    csv = manifest(tmp_path / "data" / "m.csv", 8)
+    ckpt = untrained_checkpoint_file(tmp_path / "m.ckpt", "data=manifest", f"data.path={csv}", "data.val_fraction=0.25",
+                                     "data.test_fraction=0.25", *TINY[2:])
+    (csv.parent / "images" / "5.png").unlink()
+    with pytest.raises(BadInputError, match="1 of 8 listed images cannot be used .*; data.on_bad=skip leaves them out"):
+        run(ckpt, tmp_path / "out")
+    results = run(ckpt, tmp_path / "skipped", "data.on_bad=skip")
+    assert "5.png" not in pd.read_csv(tmp_path / "skipped" / "predictions.csv")["path"].str.cat()
+    assert results.sets["test"]["n"] == 2  # a patient of each label: 1 of 3 and 1 of 4 (split.py's _allocate)
 
 
 def test_overlap_counts_patients_of_train_and_val_and_their_images(caplog):

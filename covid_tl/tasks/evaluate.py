@@ -36,7 +36,10 @@ def _evaluate(cfg: DictConfig, output_dir: Path) -> Results:
     run_cfg, model = load_run(cfg.ckpt_path, cfg.trust_checkpoint)
     device = pick_device(cfg.device)
     external = external_names(list(cfg.get("external") or []))  # a file named twice stops here, before any work
-    other_data = cfg.get("data") is not None
+    other_data = other_data_config(cfg.get("data"))
+    on_bad = (cfg.get("data") or {}).get("on_bad")
+    if not other_data and on_bad is not None:  # data.on_bad=skip, as a bad-input error advises
+        run_cfg.data.on_bad = on_bad
     # The checkpoint's own data and split: its test split, the val split a threshold rule is
     # chosen on, and the patients external sets are checked against (whatever data= says).
     own = None
@@ -65,6 +68,12 @@ def _evaluate(cfg: DictConfig, output_dir: Path) -> Results:
     write_results(output_dir, results)
     print_results(results, output_dir)
     return results
+
+
+def other_data_config(data: DictConfig | None) -> bool:
+    """Whether `data` is a data config (data=<option>), not evaluate.yaml's own `data.on_bad`
+    block for the checkpoint's data."""
+    return data is not None and "_target_" in data
 
 
 def setup_data(run_cfg: DictConfig, input_spec: Any) -> XrayDataModule:
