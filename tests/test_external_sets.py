@@ -47,7 +47,7 @@ def test_names_are_the_shortest_path_tails_that_tell_the_sets_apart():
                                      "/d/site_b/manifest.csv": "external:site_b/manifest.csv",
                                      "/e/site_a/manifest.csv": "external:e/site_a/manifest.csv",
                                      "/d/other.csv": "external:other.csv"}
-    assert external_names(["/x/one.csv"]) == {"/x/one.csv": "external:one.csv"}
+    assert external_names(["/x/one.csv"]) == external_names("/x/one.csv") == {"/x/one.csv": "external:one.csv"}
 
 
 def test_two_manifests_of_one_file_name_get_a_row_each(untrained_checkpoint, tmp_path):

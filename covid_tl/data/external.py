@@ -27,9 +27,11 @@ log = logging.getLogger(__name__)
 PREFIX = "external:"
 
 
-def external_names(paths: Sequence[str]) -> dict[str, str]:
+def external_names(paths: str | Sequence[str]) -> dict[str, str]:
     """Path as given -> set name, the shortest path tail telling the sets apart; the same file
-    listed twice (however spelled, links followed) is refused."""
+    listed twice (however spelled, links followed) is refused. One path may come bare
+    (`external=a.csv`)."""
+    paths = [paths] if isinstance(paths, str) else [str(p) for p in paths]
     seen: dict[Path, str] = {}
     for path in paths:
         real = Path(path).expanduser().resolve()
@@ -76,7 +78,7 @@ def patient_overlap(name: str, external: Manifest, train: Manifest, val: Manifes
              "images": int(ids.isin(in_train | in_val).sum())}
     if in_train or in_val:
         log.warning("%s shares %d of its %d patients (%d of its %d images) with the checkpoint's data: %d in its "
-                    "train split, %d in val (where its operating point was chosen); its metrics are not those of "
-                    "unseen patients", name, len(in_train | in_val), ids.nunique(), block["images"], len(ids),
+                    "train split, %d in val (which chose the checkpoint and any threshold rule's cut); its metrics are "
+                    "not those of unseen patients", name, len(in_train | in_val), ids.nunique(), block["images"], len(ids),
                     block["train_patients"], block["val_patients"])
     return block

@@ -35,7 +35,7 @@ def evaluate(cfg: DictConfig, output_dir: Path) -> Results:
 def _evaluate(cfg: DictConfig, output_dir: Path) -> Results:
     run_cfg, model = load_run(cfg.ckpt_path, cfg.trust_checkpoint)
     device = pick_device(cfg.device)
-    external = external_names(list(cfg.get("external") or []))  # a file named twice stops here, before any work
+    external = external_names(cfg.get("external") or [])  # a file named twice stops here, before any work
     other_data = other_data_config(cfg.get("data"))
     on_bad = (cfg.get("data") or {}).get("on_bad")
     if not other_data and on_bad is not None:  # data.on_bad=skip, as a bad-input error advises
