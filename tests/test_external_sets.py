@@ -89,6 +89,7 @@ def test_the_advice_of_a_bad_input_error_works_as_printed(untrained_checkpoint, 
     advice = re.search(r"; (\S+=skip) leaves them out", str(error.value)).group(1)
     results = run(untrained_checkpoint, tmp_path / "skipped", f"external=[{csv}]", advice)
     assert advice == "data.on_bad=skip" and results.sets["external:m.csv"]["n"] == 3
+    assert pd.read_csv(tmp_path / "skipped" / "bad_rows.csv")[["listed_in", "line"]].values.tolist() == [[str(csv), 3]]
 
 
 def test_the_advice_works_for_the_checkpoints_own_data_too(tmp_path):
@@ -100,8 +101,19 @@ def test_the_advice_works_for_the_checkpoints_own_data_too(tmp_path):
     with pytest.raises(BadInputError, match="1 of 8 listed images cannot be used .*; data.on_bad=skip leaves them out"):
         run(ckpt, tmp_path / "out")
     results = run(ckpt, tmp_path / "skipped", "data.on_bad=skip")
+    assert pd.read_csv(tmp_path / "skipped" / "bad_rows.csv")[["listed_in", "line"]].values.tolist() == [[str(csv), 7]]
     assert "5.png" not in pd.read_csv(tmp_path / "skipped" / "predictions.csv")["path"].str.cat()
     assert results.sets["test"]["n"] == 2  # a patient of each label: 1 of 3 and 1 of 4 (split.py's _allocate)
+
+
+def test_with_other_data_the_overlap_is_still_with_the_checkpoints_own_training_data(tmp_path):
+    trained_on = manifest(tmp_path / "mine" / "m.csv", 8)  # 4 patients a label: 2 train, 1 val, 1 test each
+    other = manifest(tmp_path / "theirs" / "m.csv", 8)
+    ckpt = untrained_checkpoint_file(tmp_path / "m.ckpt", "data=manifest", f"data.path={trained_on}",
+                                     "data.val_fraction=0.25", "data.test_fraction=0.25", *TINY[2:])
+    results = run(ckpt, tmp_path / "out", "data=manifest", f"data.path={other}", f"external=[{trained_on}]")
+    assert results.sets["test"]["n"] == 2 and set(results.sets) == {"test", "external:m.csv"}
+    assert results.sets["external:m.csv"]["overlap"] == {"train_patients": 4, "val_patients": 2, "images": 6}
 
 
 def test_overlap_counts_patients_of_train_and_val_and_their_images(caplog):

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePath
 from typing import Any
 
+import pandas as pd
 from torch.utils.data import Dataset
 
 from covid_tl.data.dataset import PreparedImages, XrayDataset
@@ -52,18 +53,21 @@ def _shortest_tail(own: tuple[str, ...], others: list[tuple[str, ...]]) -> str:
 
 
 def external_set(path: str, name: str, prepare_with: PreparedImages, spec: Any, on_bad: str = "raise",
-                 max_megapixels: float = MAX_MEGAPIXELS) -> tuple[Manifest, Dataset]:
-    """A manifest CSV evaluated in full with the checkpoint's preprocessing; bad rows are named
-    by the CSV's path and line, and raise or are skipped as `on_bad` says."""
+                 max_megapixels: float = MAX_MEGAPIXELS) -> tuple[Manifest, Dataset, pd.DataFrame]:
+    """A manifest CSV evaluated in full with the checkpoint's preprocessing, and the rows left
+    out (on_bad=skip; bad_rows.csv's columns); bad rows are named by the CSV's path and line,
+    and raise or are skipped as `on_bad` says."""
     source = ManifestSource(path, name=Path(path).stem)
     frame = source.frame().assign(reader=name)
     listings = {name: source.listing}
-    frame = drop_bad_rows(frame, find_bad_rows(frame, max_megapixels=max_megapixels, listings=listings), on_bad)
+    bad = find_bad_rows(frame, max_megapixels=max_megapixels, listings=listings)
+    frame = drop_bad_rows(frame, bad, on_bad)
     prepare = PreparedImages(source.load_image, prepare_with.preprocess, prepare_with.cache, lambda row: True)
     # Every image decoded now, as training's setup does, so nothing fails mid-evaluation.
     undecodable = find_undecodable(frame, range(len(frame)), prepare.check, listings)
     manifest = Manifest(drop_bad_rows(frame, undecodable, on_bad))
-    return manifest, XrayDataset(manifest, prepare, spec)
+    skipped = pd.concat([bad, undecodable], ignore_index=True).drop(columns="row")
+    return manifest, XrayDataset(manifest, prepare, spec), skipped
 
 
 def patient_overlap(name: str, external: Manifest, train: Manifest, val: Manifest) -> dict[str, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from covid_tl.build import build_datamodule, pick_device
@@ -12,7 +13,7 @@ from covid_tl.console import print_results
 from covid_tl.data.datamodule import XrayDataModule
 from covid_tl.data.external import external_names, external_set, patient_overlap
 from covid_tl.data.images import MAX_MEGAPIXELS
-from covid_tl.data.validate import BadInputError
+from covid_tl.data.validate import BadInputError, write_bad_rows
 from covid_tl.errors import ConfigError
 from covid_tl.models.checkpoint import load_run
 from covid_tl.operating_point import is_rule
@@ -51,11 +52,17 @@ def _evaluate(cfg: DictConfig, output_dir: Path) -> Results:
         run_cfg.data = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=False))
         datamodule = setup_data(run_cfg, model.net.input_spec)
     sets = data_sets(datamodule, cfg.get("splits"))
+    skipped = [datamodule.bad_rows, *([own.bad_rows] if own not in (None, datamodule) else [])]
     overlaps = {}
     for path, name in external.items():
-        sets[name] = external_set(path, name, datamodule.prepared, model.net.input_spec, run_cfg.data.get("on_bad", "raise"),
-                                  run_cfg.data.get("max_megapixels", MAX_MEGAPIXELS))  # older checkpoints have no such key
-        overlaps[name] = patient_overlap(name, sets[name][0], own.subset("train"), own.subset("val"))
+        manifest, dataset, bad = external_set(path, name, datamodule.prepared, model.net.input_spec,
+                                              run_cfg.data.get("on_bad", "raise"),
+                                              run_cfg.data.get("max_megapixels", MAX_MEGAPIXELS))  # older checkpoints lack it
+        sets[name] = (manifest, dataset)
+        skipped.append(bad)
+        overlaps[name] = patient_overlap(name, manifest, own.subset("train"), own.subset("val"))
+    if any(len(bad) for bad in skipped):  # on_bad=skip: what was left out, as training lists it
+        write_bad_rows(pd.concat([bad for bad in skipped if len(bad)], ignore_index=True), output_dir)
     blocks = evaluate_sets(model.net, sets, output_dir, model.threshold, cfg.bootstrap, run_cfg.seed,
                            device, cfg.batch_size)
     for name, overlap in overlaps.items():
