@@ -16,12 +16,8 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
 from covid_tl.build import build_datamodule
-from covid_tl.data.dataset import PreparedImages, XrayDataset
 from covid_tl.labels import LABELS
-from covid_tl.data.images import MAX_MEGAPIXELS
 from covid_tl.data.manifest import Manifest
-from covid_tl.data.sources import ManifestSource
-from covid_tl.data.validate import drop_bad_rows, find_bad_rows, find_undecodable
 from covid_tl.calibration import (brier_score, expected_calibration_error, fit_temperature,
                                   negative_log_likelihood, reliability_bins)
 from covid_tl.metrics import METRICS, bootstrap_intervals, roc_points, summarize
@@ -166,16 +162,3 @@ def shift_summary(results: Mapping[str, Any], held_out: str | None) -> dict[str,
         a, b = ours[metric], theirs[metric]
         block[metric] = {"in_distribution": a, "shifted": b, "drop": None if a is None or b is None else a - b}
     return block
-
-
-def external_set(path: str, run_cfg: DictConfig, prepare_with: PreparedImages, spec) -> tuple[str, tuple[Manifest, Dataset]]:
-    """A manifest CSV evaluated in full, with the checkpoint's preprocessing."""
-    source = ManifestSource(path, name=Path(path).stem)
-    frame = source.frame()
-    on_bad = run_cfg.data.get("on_bad", "raise")
-    limit = run_cfg.data.get("max_megapixels", MAX_MEGAPIXELS)  # older checkpoints have no such key
-    frame = drop_bad_rows(frame, find_bad_rows(frame, max_megapixels=limit), on_bad)
-    prepare = PreparedImages(source.load_image, prepare_with.preprocess, prepare_with.cache, lambda row: True)
-    # Every image decoded now, as training's setup does, so nothing fails mid-evaluation.
-    manifest = Manifest(drop_bad_rows(frame, find_undecodable(frame, range(len(frame)), prepare.check), on_bad))
-    return f"external:{Path(path).stem}", (manifest, XrayDataset(manifest, prepare, spec))

@@ -64,18 +64,23 @@ def untrained_checkpoint(tmp_path_factory) -> Path:
     """A covid-tl checkpoint shaped as training saves it, made in seconds without training (for
     tests of loading, not of a model): the TINY run config resolved, threshold 0.4, an Adam
     state; untrained weights."""
+    return untrained_checkpoint_file(tmp_path_factory.mktemp("untrained") / "legit.ckpt", *TINY, "threshold=0.4")
+
+
+def untrained_checkpoint_file(path: Path, *overrides: str) -> Path:
+    """A checkpoint as training saves it of the train config with `overrides` (its `threshold`
+    the model's), untrained weights: for tests of what reads a checkpoint's config and data."""
     import torch
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
     from covid_tl.models.classifier import build_classifier
 
-    cfg = composed("train", *TINY, "threshold=0.4")
+    cfg = composed("train", *overrides)
     net = build_classifier(cfg.backbone, load_pretrained=False)
     optimizer = instantiate(cfg.optimizer)(net.parameters())
     model = instantiate(cfg.model)(net, optimizer=instantiate(cfg.optimizer),
-                                   config=OmegaConf.to_container(cfg, resolve=True), threshold=0.4)
-    path = tmp_path_factory.mktemp("untrained") / "legit.ckpt"
+                                   config=OmegaConf.to_container(cfg, resolve=True), threshold=cfg.threshold)
     torch.save({"epoch": 0, "global_step": 1, "state_dict": model.state_dict(), "optimizer_states": [optimizer.state_dict()],
                 "hyper_parameters": dict(model.hparams), "pytorch-lightning_version": "2"}, path)
     return path

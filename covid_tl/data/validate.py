@@ -160,7 +160,7 @@ def report_bad_rows(bad: pd.DataFrame, listed: int, on_bad: str) -> None:
     bad = bad.sort_values("row")
     if on_bad == "raise":
         counts = ", ".join(f"{n} {k}" for k, n in bad["kind"].value_counts().items())
-        lines = [f"  {Path(str(r.listed_in)).name} line {r.line}: {r.path} ({r.source}): {r.reason}"
+        lines = [f"  {r.listed_in} line {r.line}: {r.path} ({r.source}): {r.reason}"
                  for r in bad.head(SHOWN).itertuples()]
         more = [f"  ... and {len(bad) - SHOWN} more"] if len(bad) > SHOWN else []
         raise BadInputError(f"{len(bad)} of {listed} listed images cannot be used ({counts}; data.on_bad=skip "
