@@ -141,9 +141,10 @@ def test_no_nan_in_labels_where_a_setting_has_no_value(tmp_path, figures):
     assert not re.search(r"\bnan\b", (tmp_path / "report.html").read_text(), re.IGNORECASE)
     for name, figure in figures.items():
         assert not any(re.search(r"\bnan\b", t, re.IGNORECASE) for t in figure_texts(figure)), name
+    assert "metric_lines" not in figures  # one run set has a depth: no line across depths to draw
     ticks = [t.get_text() for t in figures["metric_bars"].axes[0].get_xticklabels()]
-    assert ticks == ["all, frozen", "last_n, 2, frozen", "none"]
-    assert "freeze=none, seed=1" in figure_texts(figures["confusion_matrices"])
+    assert ticks == ["freeze=all\nfreeze.bn=frozen", "freeze=last_n\nfreeze.trainable=2\nfreeze.bn=frozen", "freeze=none"]
+    assert "freeze=none\nseed=1" in figure_texts(figures["confusion_matrices"])
 
 
 def test_the_test_set_note_compares_image_lists_not_counts(tmp_path):
@@ -168,7 +169,10 @@ def test_runs_without_image_lists_are_compared_by_count_and_named(tmp_path):
     write_report(tmp_path)
     text = (tmp_path / "summary.md").read_text()
     assert "test set differs between runs (n = 10, 15)" in text
-    assert "runs 0, 1 left no list of test images" in text
+    assert "no run left a list of its test images" in text and "compared by size only" in text
+    fake_run(tmp_path / "2", ["seed=3"], 0.8, n_test=10, test_paths=[f"{i}.png" for i in range(10)])
+    write_report(tmp_path)
+    assert "runs 0, 1 left no list of test images" in (tmp_path / "summary.md").read_text()
 
 
 def test_cam_scores_of_the_best_epoch_get_columns(tmp_path):

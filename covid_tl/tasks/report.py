@@ -1,13 +1,15 @@
 """Turn a Hydra sweep into a table and plots: `python -m covid_tl.tasks.report multirun/<date>/<time>`.
 
-Reads every run dir below the sweep (results.json, .hydra/overrides.yaml, .hydra/config.yaml
-and the group choices in .hydra/hydra.yaml) and writes, into the sweep dir (or --out):
-summary.csv and summary.md (the settings fixed for the sweep and the code that ran, then one row
-per run: the settings that vary, test metrics with 95% intervals, extra no-finding
-specificity, CAM scores, best epoch, wall time, parameters), settings.csv (seeds and CV folds
-of one setting pooled into mean and spread), plots (metric against a numeric setting such as
-freeze depth, a line per backbone, the study's Figure 7; grouped bars per setting; the test
-confusion matrices side by side) and report.html, all of it in one file that stands alone.
+Reads every run dir below the sweep (results.json through covid_tl.results, .hydra/overrides.yaml,
+.hydra/config.yaml, the group choices in .hydra/hydra.yaml, the test images of splits.csv) and
+writes, into the sweep dir (or --out): summary.csv and summary.md (the settings fixed for the
+sweep and the code that ran, notes such as which runs were tested on other images, then one row
+per run: the settings that vary, the threshold by its rule, test metrics with 95% intervals, the
+threshold the rule chose, calibration, extra no-finding specificity, CAM scores, best epoch, wall
+time, parameters), settings.csv (one row per setting: seeds and CV folds pooled into mean and
+spread), plots (test metrics against freeze depth, a line per backbone or other setting, the
+study's Figure 7; grouped bars per setting; the test confusion matrices side by side) and
+report.html, all of it in one file that stands alone. The table half is tasks/sweep_table.py.
 """
 from __future__ import annotations
 
@@ -87,9 +89,12 @@ def test_set_notes(table: pd.DataFrame) -> list[Block]:
         blocks.append(Text(f"the test set differs between runs ({len(lists)} different test image lists: {sets}): "
                            + why, note=True))
     sizes = sorted({int(n) for n in table["n_test"].dropna()})
-    if not lists and len(sizes) > 1:
+    if len(lists) < 2 and len(sizes) > 1:  # sizes that differ are sets that differ
         blocks.append(Text(f"the test set differs between runs (n = {', '.join(map(str, sizes))}): " + why, note=True))
-    if unlisted and len(table) > 1:
+    if len(unlisted) == len(table) > 1:
+        blocks.append(Text("no run left a list of its test images (splits.csv or predictions.csv): the test sets "
+                           "were compared by size only.", note=True))
+    elif unlisted and len(table) > 1:
         blocks.append(Text(f"{runs_text(unlisted)} left no list of test images (splits.csv or predictions.csv): "
                            "whether they were tested on the same images as the others is not known.", note=True))
     return blocks
@@ -115,25 +120,30 @@ def code_text(table: pd.DataFrame) -> str:
     return f"Code: {commit}; versions: {version}."
 
 
+def setting_labels(frame: pd.DataFrame, keys: Sequence[str], sep: str = "\n") -> list[str]:
+    """Each row's values of `keys`, in the keys' order (the axis or legend title names them);
+    key=value, `sep` between, where a value is missing (left out, the others would shift under
+    the wrong key) or values alone collide. Empty where no key has a value."""
+    names = [label(row, keys, names=False) for _, row in frame.iterrows()]
+    settings = {tuple(map(str, values)) for values in frame[list(keys)].itertuples(index=False)}
+    if frame[list(keys)].isna().any(axis=None) or len(set(names)) < len(settings):
+        names = [label(row, keys, sep=sep) for _, row in frame.iterrows()]
+    return names
+
+
 def depth_lines(pooled: pd.DataFrame, settings: Sequence[str]) -> tuple[str, list[str], pd.DataFrame] | None:
-    """(the depth key, the other settings, the pooled rows with a numeric depth and a `series`
+    """(the depth key, the other settings, the pooled rows that have a depth, with a `series`
     naming their other settings): a line per backbone (or other setting) across freeze depth,
-    the study's Figure 7. None when no depth key varies."""
+    the study's Figure 7. None when no depth key varies or no line would join two depths."""
     depth = next((k for k in DEPTH_KEYS if k in settings), None)
     if depth is None:
         return None
     others = [k for k in settings if k != depth]
     frame = pooled.assign(**{depth: pd.to_numeric(pooled[depth], errors="coerce")}).dropna(subset=[depth])
-    series = [label(row, others, names=False) or "all runs" for _, row in frame.iterrows()]
-    return depth, others, frame.assign(series=series)
-
-
-def bar_labels(pooled: pd.DataFrame, settings: Sequence[str]) -> list[str]:
-    """A setting's values (missing ones left out); key=value where values alone would collide."""
-    names = [label(row, settings, names=False) for _, row in pooled.iterrows()]
-    if len(set(names)) < len(names):
-        names = [label(row, settings) for _, row in pooled.iterrows()]
-    return [name or f"all runs ({row['runs']})" for name, (_, row) in zip(names, pooled.iterrows())]
+    frame = frame.assign(series=[name or "all runs" for name in setting_labels(frame, others, ", ")])
+    if frame.empty or frame.groupby("series")[depth].nunique().max() < 2:
+        return None
+    return depth, others, frame
 
 
 def plots(table: pd.DataFrame, pooled: pd.DataFrame, varying: Sequence[str], out_dir: Path) -> list[Image]:
@@ -148,18 +158,21 @@ def plots(table: pd.DataFrame, pooled: pd.DataFrame, varying: Sequence[str], out
     if lines is not None:
         depth, others, frame = lines
         per = f", a line per {', '.join(others)}" if others else ""
+        left_out = len(pooled) - len(frame)
+        without = f"; {left_out} setting(s) without {depth} left out" if left_out else ""
         path = out_dir / f"metrics_vs_{depth.split('.')[-1]}.png"
         metric_lines(frame, depth, metrics, "series", path, whisker, DEPTH_LABELS.get(depth, depth),
                      f"Test metrics against {depth}{per}", legend_title=", ".join(others))
-        images.append(Image(path, f"Test metrics against {depth}{per}; {whisker}."))
+        images.append(Image(path, f"Test metrics against {depth}{per}{without}; {whisker}."))
     if metrics:
-        bars = pooled.assign(setting=bar_labels(pooled, settings))
+        names = setting_labels(pooled, settings)
+        bars = pooled.assign(setting=[name or f"all runs ({n})" for name, n in zip(names, pooled["runs"])])
         metric_bars(bars, "setting", metrics, out_dir / "metrics_bars.png", whisker, ", ".join(settings) or "setting",
                     f"Test metrics per setting ({len(table)} runs)")
         images.append(Image(out_dir / "metrics_bars.png", f"Test metrics per setting; {whisker}."))
     matrices: dict[str, Any] = {}
     for _, row in table[table["_confusion"].notna()].iterrows():
-        name = label(row, varying) or f"run {row['run']}"
+        name = label(row, varying, sep="\n") or f"run {row['run']}"  # a line a setting: titles sit side by side
         matrices[name if name not in matrices else f"{name} (run {row['run']})"] = row["_confusion"]
     if matrices:
         confusion_matrices(matrices, out_dir / "confusion_matrices.png", "Test confusion matrices, one per run "
@@ -170,7 +183,8 @@ def plots(table: pd.DataFrame, pooled: pd.DataFrame, varying: Sequence[str], out
 
 def pooled_columns(pooled: pd.DataFrame, settings: Sequence[str]) -> list[str]:
     """The pooled table's columns: settings, runs, then each outcome's mean and SD."""
-    outcomes = [c for c in (*METRICS, CHOSEN, *CALIBRATION_METRICS) if c in pooled and pooled[c].notna().any()]
+    named = (*METRICS, CHOSEN, *CALIBRATION_METRICS, "extra_specificity")
+    outcomes = [c for c in named if c in pooled and pooled[c].notna().any()]
     outcomes += [c for c in pooled if c.startswith("cam_") and not c.endswith("_std")]
     return [*settings, "runs", *[c for o in outcomes for c in (o, f"{o}_std")]]
 

@@ -48,15 +48,18 @@ def natural_key(value: Any) -> tuple:
     if is_missing(value):
         return (2,)
     try:
-        return (0, float(value))
+        numeric = float(value)
     except (TypeError, ValueError):
-        return (1, tuple(int(p) if i % 2 else p.lower() for i, p in enumerate(re.split(r"(\d+)", str(value)))))
+        numeric = math.nan
+    if not math.isnan(numeric):
+        return (0, numeric)
+    return (1, tuple(int(p) if i % 2 else p.lower() for i, p in enumerate(re.split(r"(\d+)", str(value)))))
 
 
-def label(values: Mapping[str, Any], keys: Sequence[str], names: bool = True) -> str:
+def label(values: Mapping[str, Any], keys: Sequence[str], names: bool = True, sep: str = ", ") -> str:
     """`backbone=vgg16, freeze.trainable=2` (or the values alone); a missing value is left out,
     never printed as nan."""
-    return ", ".join(f"{k}={values[k]}" if names else str(values[k]) for k in keys if not is_missing(values.get(k)))
+    return sep.join(f"{k}={values[k]}" if names else str(values[k]) for k in keys if not is_missing(values.get(k)))
 
 
 def find_runs(sweep_dir: Path) -> list[Path]:
