@@ -81,6 +81,7 @@ def test_youden_over_two_seeds_gives_one_row_per_setting_with_the_threshold_by_i
     assert "| vgg16 | 2 | 2 | 0.730 | 0.014 |" in pooled  # backbone, depth, runs, sensitivity mean and SD
     summary = pd.read_csv(tmp_path / "summary.csv")
     assert summary["chosen_threshold"].round(2).tolist() == [0.12, 0.14, 0.13, 0.15, 0.14, 0.16] * 2
+    assert set(summary["threshold"]) == {"youden"}  # the rule beside the cuts it chose
 
 
 def test_the_freeze_depth_plot_draws_a_line_per_backbone(tmp_path, figures):
@@ -112,6 +113,22 @@ def test_report_pools_seeds_and_writes_every_file(tmp_path):
         assert (tmp_path / name).is_file(), name
     runs = (tmp_path / "summary.md").read_text().split("## Runs")[1].split("##")[0]
     assert f"| {number(0.52, [0.42, 0.62])} |" in runs  # run 0's accuracy with its interval, one formatter
+
+
+def test_cv_folds_of_a_setting_are_pooled_and_their_test_sets_named(tmp_path):
+    n = 0
+    for backbone, base in (("vgg16", 0.6), ("resnet50", 0.7)):
+        for fold in (0, 1, 2):
+            fake_run(tmp_path / str(n), [f"backbone={backbone}", f"data.fold={fold}"], base + 0.1 * fold,
+                     config={"data": {"num_folds": 3, "fold": fold}},
+                     test_paths=[f"fold{fold}_{i}.png" for i in range(4)], n_test=4)
+            n += 1
+    write_report(tmp_path)
+    settings = pd.read_csv(tmp_path / "settings.csv")
+    assert settings["backbone"].tolist() == ["resnet50", "vgg16"] and settings["runs"].tolist() == [3, 3]
+    assert settings["accuracy"].tolist() == pytest.approx([0.8, 0.7]) and settings["accuracy_std"].iloc[0] == pytest.approx(0.1)
+    text = (tmp_path / "summary.md").read_text()
+    assert "3 different test image lists: runs 0, 3: 4 images; runs 1, 4: 4 images; runs 2, 5: 4 images" in text
 
 
 def test_settings_and_runs_sort_numbers_as_numbers(tmp_path):

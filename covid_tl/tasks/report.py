@@ -196,8 +196,9 @@ def write_report(sweep_dir: Path, out_dir: Path | None = None) -> pd.DataFrame:
     view, shown = runs_view(table, varying)
     intervals = [c for m in METRICS for c in (f"{m}_ci95_low", f"{m}_ci95_high")]
     recorded = ["best_epoch", "epochs_trained", "wall_time_s", "trainable_params", "total_params", "commit", "versions"]
-    table[["run", *varying, *METRICS, *intervals, *other_outcomes(table), *recorded]].to_csv(out_dir / "summary.csv",
-                                                                                             index=False)
+    rule = ["threshold"] if "threshold" in table and "threshold" not in varying else []  # what chose chosen_threshold
+    columns = ["run", *varying, *rule, *METRICS, *intervals, *other_outcomes(table), *recorded]
+    table[columns].to_csv(out_dir / "summary.csv", index=False)
     pooled = pool_repeats(table, varying)
     pooled.to_csv(out_dir / "settings.csv", index=False)
     settings = [k for k in varying if k not in REPEAT_KEYS]

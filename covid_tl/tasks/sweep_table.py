@@ -110,9 +110,11 @@ def tested_images(run_dir: Path) -> frozenset[str] | None:
     is there: equal counts do not make equal test sets."""
     for name, column in (("splits.csv", "split"), ("predictions.csv", "set")):
         path = run_dir / name
-        if path.is_file():
+        try:
             frame = pd.read_csv(path, usecols=["path", column], dtype=str)
-            return frozenset(frame.loc[frame[column] == "test", "path"])
+        except (OSError, ValueError):  # absent, or without the columns that name images and sets
+            continue
+        return frozenset(frame.loc[frame[column] == "test", "path"])
     return None
 
 
