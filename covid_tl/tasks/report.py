@@ -72,8 +72,8 @@ def runs_text(runs: Sequence[str]) -> str:
 
 
 def test_set_notes(table: pd.DataFrame) -> list[Block]:
-    """Which runs were tested on which images (the test image lists of splits.csv or
-    predictions.csv; the counts alone only where no run recorded a list)."""
+    """Which runs were tested on which images: equal counts are not equal sets (the test image
+    lists of splits.csv or predictions.csv; counts where the lists do not tell them apart)."""
     lists: dict[frozenset[str], list[str]] = {}
     unlisted = []
     for run, images in zip(table["run"], table["_test_images"]):
