@@ -11,7 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
+import numpy as np
 import pandas as pd
+
+from covid_tl.formatting import markdown_table as table_lines
+from covid_tl.formatting import number
 
 
 @dataclass(frozen=True)
@@ -52,16 +56,15 @@ code{background:#f4f4f4;padding:0 0.2em}"""
 
 
 def cell(value: Any) -> str:
-    """Floats to 3 decimals, missing values blank."""
-    if isinstance(value, float):
-        return "" if pd.isna(value) else f"{value:.3f}"
-    return "" if value is None else str(value)
+    """A table cell: numbers through formatting.number (the one formatter), missing as its `-`."""
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+        return number(None)
+    return number(float(value)) if isinstance(value, (float, np.floating)) else str(value)
 
 
 def markdown_table(frame: pd.DataFrame, columns: Sequence[str]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for _, row in frame.iterrows()]
-    return "\n".join(lines)
+    """formatting.markdown_table of a DataFrame's columns, each cell through cell()."""
+    return "\n".join(table_lines(list(columns), [[cell(row[c]) for c in columns] for _, row in frame.iterrows()]))
 
 
 def markdown(blocks: Sequence[Block], base: Path) -> str:

@@ -98,13 +98,14 @@ def _whisker_handle(label: str) -> Line2D:
 
 def metric_lines(table, x: str, metrics: Sequence[str], series: str, path: Path,
                  whisker_label: str = "whiskers: mean \u00b1 1 SD", xlabel: str | None = None,
-                 title: str | None = None) -> Figure:
-    """One panel per metric: value against `x`, a line per `series`, whiskers from whiskers()."""
+                 title: str | None = None, legend_title: str | None = None) -> Figure:
+    """One panel per metric: value against `x`, a line per value of `series` (in the table's
+    order, its points joined in order of x), whiskers from whiskers()."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 3.4), squeeze=False, sharey=True)
     xs = np.sort(table[x].dropna().unique())
     for ax, metric in zip(axes[0], metrics):
-        for name, group in table.groupby(series, sort=True):
-            group = group.sort_values(x)
+        for name in dict.fromkeys(table[series]):
+            group = table[table[series] == name].sort_values(x)
             ax.errorbar(group[x], group[metric], yerr=whiskers(group, metric), marker="o", capsize=3, label=str(name))
         if len(xs) and np.allclose(xs, np.round(xs)):  # integer settings get integer ticks
             ax.set_xticks(xs, [str(int(v)) for v in xs])
@@ -114,8 +115,8 @@ def metric_lines(table, x: str, metrics: Sequence[str], series: str, path: Path,
     axes[0][0].set_ylabel("test value")
     handles, labels = axes[0][-1].get_legend_handles_labels()
     axes[0][-1].legend([*handles, _whisker_handle(whisker_label)], [*labels, "\n".join(wrap(whisker_label, 28))],
-                       fontsize=7.5, title=series, title_fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5),
-                       frameon=False)
+                       fontsize=7.5, title=series if legend_title is None else legend_title, title_fontsize=8, loc="center left",
+                       bbox_to_anchor=(1.02, 0.5), frameon=False)
     fig.supxlabel(xlabel or x, fontsize=10)
     fig.suptitle(title or f"Test metrics against {x}", fontsize=11)
     fig.tight_layout()
