@@ -49,8 +49,8 @@ def is_rule(value: Any) -> bool:
 
 
 def fixed_threshold(value: Any, default: float = 0.5) -> float:
-    """The number itself, or `default` for a rule (what training logs its metrics at before
-    the rule is applied)."""
+    """The number itself, or `default` for a rule (the module's threshold until the rule is
+    applied after training; each validation epoch is called at the rule's own cut)."""
     parsed = parse_threshold(value)
     return default if isinstance(parsed, str) else parsed
 
@@ -89,10 +89,12 @@ EXTREME = 0.1
 
 
 def cut_decimals(cut: float) -> int:
-    """Decimals that tell `cut` and a probability beside it apart: 2 for 0.5, 3 for 0.063, 4 for 0.0071."""
-    if not 0 < cut < 1:
+    """Decimals that show `cut` and tell a probability beside it apart: 2 for a cut of two
+    (0.50), else at least 3 and two significant ones of its distance to 0 or 1 (0.063, 0.777,
+    0.0071)."""
+    if not 0 < cut < 1 or round(cut, 2) == cut:
         return 2
-    return int(min(6, max(2, 1 - np.floor(np.log10(min(cut, 1 - cut))))))
+    return int(min(6, max(3, 1 - np.floor(np.log10(min(cut, 1 - cut))))))
 
 
 def describe_cut(cut: float, rule: str | None = None, chosen_on: str | None = None) -> str:

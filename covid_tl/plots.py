@@ -182,7 +182,8 @@ def reliability_diagram(sets: Mapping[str, tuple[Sequence[Mapping[str, float]], 
         top.scatter(xs, ys, s=10 + 110 * ns / largest, facecolors=[colour if d else "none" for d in dense],
                     edgecolors=colour, linewidths=1.0, clip_on=False, zorder=3)
         for x, y, n in zip(xs[~dense], ys[~dense], ns[~dense]):
-            top.annotate(f"n={int(n)}", (x, y), xytext=(4, -9 if y > 0.5 else 4), textcoords="offset points",
+            shift = 4 + 8 * k  # each set's labels at their own height: sparse bins of two sets often meet
+            top.annotate(f"n={int(n)}", (x, y), xytext=(4, -shift - 5 if y > 0.5 else shift), textcoords="offset points",
                          fontsize=6.5, color=colour)
         bottom.bar([b["low"] + (k + 0.5) * width for b in bins], [b["n"] for b in bins], width,
                    color=colour, label=name)

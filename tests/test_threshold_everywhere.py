@@ -148,7 +148,7 @@ def test_the_grid_of_a_fixed_threshold_says_p_at_that_number(tmp_path, cam_setup
 
 
 def test_cut_decimals_and_descriptions_by_hand():
-    assert [cut_decimals(c) for c in (0.5, 0.1, 0.063, 0.0071, 0.95, 0.999)] == [2, 2, 3, 4, 3, 4]
+    assert [cut_decimals(c) for c in (0.5, 0.1, 0.95, 0.063, 0.7769, 0.0071, 0.9991)] == [2, 2, 2, 3, 3, 4, 5]
     assert describe_cut(0.5) == "p >= 0.50" and describe_cut(0.0634, "youden", "val") == "youden cut 0.063 on val"
 
 
@@ -167,7 +167,7 @@ def test_one_call_for_a_whole_set_is_named_at_the_cut_and_at_half():
     assert one_class_calls(probs, 0.063, "test", both) == (
         "test: the model calls all 6 images no finding at p >= 0.50 (4 COVID-19 at its cut p >= 0.063); "
         "rates at such a cut say nothing of how it ranks the images (AUROC)")
-    assert "all 6 images COVID-19 at its cut p >= 0.010 and all 6 images no finding at p >= 0.50" in \
+    assert "all 6 images COVID-19 at its cut p >= 0.01 and all 6 images no finding at p >= 0.50" in \
         one_class_calls(probs, 0.01, "test", both)
     assert one_class_calls(np.array([0.4, 0.6]), 0.5, "test", np.array([0, 1])) is None
     assert one_class_calls(probs, 0.5, "extra_no_finding", np.zeros(6)) is None  # all no finding may be right
