@@ -5,6 +5,7 @@ by evaluate.py, explain.py and predict.py.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,13 @@ from covid_tl.data.manifest import Manifest
 from covid_tl.calibration import (brier_score, expected_calibration_error, fit_temperature,
                                   negative_log_likelihood, reliability_bins)
 from covid_tl.metrics import METRICS, bootstrap_intervals, roc_points, summarize
-from covid_tl.operating_point import choose_threshold, is_rule, parse_threshold
+from covid_tl.operating_point import choose_threshold, extreme_cut, is_rule, one_class_calls, parse_threshold
 from covid_tl.plots import confusion_matrices, reliability_diagram, roc_curves
 from covid_tl.files import write_text_atomically
 
 ImageSets = Mapping[str, tuple[Manifest, Dataset]]
+
+log = logging.getLogger(__name__)
 
 
 @torch.inference_mode()
@@ -82,6 +85,8 @@ def choose_operating_point(net: torch.nn.Module, val: tuple[Manifest, Dataset], 
         point["temperature"] *= fitted
         logits = logits / fitted
     point["threshold"] = choose_threshold(rule, 1 / (1 + np.exp(-logits)), targets)
+    if is_rule(rule) and (warning := extreme_cut(rule, point["threshold"], "val", len(targets))):
+        log.warning(warning)
     return point
 
 
@@ -126,6 +131,8 @@ def evaluate_sets(
     for name, (manifest, dataset) in sets.items():
         probabilities = predict(net, dataset, device, batch_size)
         results[name] = assess(manifest, probabilities, threshold, resamples, seed)
+        if warning := one_class_calls(probabilities, threshold, name, manifest.targets):
+            log.warning(warning)
         reliability[name] = (reliability_bins(probabilities, manifest.targets), results[name]["ece"])
         frame = manifest.frame.copy()
         frame.insert(0, "set", name)

@@ -35,6 +35,24 @@ def _put(band: np.ndarray, text: str, x: int, baseline: int, scale: float, colou
     cv2.putText(band, text, (x, baseline), FONT, scale, tuple(int(c) for c in colour), _thickness(scale), cv2.LINE_AA)
 
 
+def text_width(text: str, scale: float) -> int:
+    """Pixels `text` takes at `scale` in the grid's font."""
+    return cv2.getTextSize(text, FONT, scale, _thickness(scale))[0][0]
+
+
+def wrapped(text: str, width: int, scale: float, breaks: str = " |/_-.") -> list[str]:
+    """`text` in lines of at most `width` pixels, nothing cut off but the spaces at a break: each
+    line as long as fits, ended after the last of `breaks` in its second half where there is
+    one (file names break between their parts), else after the last character that fits."""
+    lines: list[str] = []
+    while text:
+        fits = max((k for k in range(1, len(text) + 1) if text_width(text[:k], scale) <= width - 6), default=1)
+        cut = fits if fits == len(text) else max([k + 1 for k in range(fits // 2, fits) if text[k] in breaks] or [fits])
+        lines.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    return lines
+
+
 def labelled(tile: np.ndarray, lines: Sequence[str], scale: float = 0.4, colour: RGB = WHITE,
              colours: Sequence[RGB] | None = None) -> np.ndarray:
     """The tile with a black caption band above it (one row per line; `colours` per line)."""

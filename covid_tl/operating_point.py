@@ -49,8 +49,8 @@ def is_rule(value: Any) -> bool:
 
 
 def fixed_threshold(value: Any, default: float = 0.5) -> float:
-    """The number itself, or `default` for a rule (what training logs its metrics at before
-    the rule is applied)."""
+    """The number itself, or `default` for a rule (the module's threshold until the rule is
+    applied after training; each validation epoch is called at the rule's own cut)."""
     parsed = parse_threshold(value)
     return default if isinstance(parsed, str) else parsed
 
@@ -78,3 +78,61 @@ def choose_threshold(rule: Any, probabilities: np.ndarray, targets: np.ndarray) 
         chosen = 1 + int(np.argmax(tpr[1:] >= _target_sensitivity(parsed) - 1e-12))
     below = cuts[chosen + 1] if chosen + 1 < len(cuts) else 0.0
     return float((cuts[chosen] + below) / 2)
+
+
+#: A rule's cut below EXTREME or above 1 - EXTREME gets a warning. Youden's cut for a calibrated
+#: model lies where p(COVID-19) equals the share of COVID-19 it was trained on (likelihood ratio
+#: 1); covid-tl's data and `pos_weight=balanced` keep that share near 0.5, so a cut outside
+#: [0.1, 0.9] is 9-fold odds from where the model's probabilities would put it: they cannot be
+#: read as probabilities, and the cut rests on the few validation images next to it.
+EXTREME = 0.1
+
+
+def cut_decimals(cut: float) -> int:
+    """Decimals that show `cut` and tell a probability beside it apart: 2 for a cut of two
+    (0.50), else at least 3 and two significant ones of its distance to 0 or 1 (0.063, 0.777,
+    0.0071)."""
+    if not 0 < cut < 1 or round(cut, 2) == cut:
+        return 2
+    return int(min(6, max(3, 1 - np.floor(np.log10(min(cut, 1 - cut))))))
+
+
+def describe_cut(cut: float, rule: str | None = None, chosen_on: str | None = None) -> str:
+    """The cut a call was made at, for captions and titles: `p >= 0.50`, or with a rule
+    `youden cut 0.063 on this epoch's val`; it names the rule so a reader never takes it for 0.5."""
+    number = f"{cut:.{cut_decimals(cut)}f}"
+    if rule is None:
+        return f"p >= {number}"
+    return f"{rule} cut {number}" + (f" on {chosen_on}" if chosen_on else "")
+
+
+def extreme_cut(rule: str, cut: float, split: str = "val", n: int | None = None) -> str | None:
+    """One warning line when `rule` put the cut below EXTREME or above 1 - EXTREME, else None."""
+    if EXTREME <= cut <= 1 - EXTREME:
+        return None
+    side = f"below {EXTREME}" if cut < EXTREME else f"above {1 - EXTREME:.1f}"
+    images = f" ({n} images)" if n is not None else ""
+    return (f"threshold={rule} chose the cut {describe_cut(cut)} on {split}{images}, {side}: a p(COVID-19) "
+            f"{'that low is called COVID-19' if cut < 0.5 else 'that high is called no finding'}, so the "
+            f"model's probabilities are far from calibrated and the cut rests on the few images beside it")
+
+
+def one_class_calls(probabilities: np.ndarray, cut: float, name: str, targets: np.ndarray | None = None) -> str | None:
+    """One warning line when the model calls every image of set `name` one class at `cut`, or at
+    0.5 (where a reader assumes it); None otherwise, and for a set that holds one class only
+    (`targets`), where one call for all may be right."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.size == 0 or (targets is not None and len(np.unique(targets)) < 2):
+        return None
+    cuts = dict.fromkeys((float(cut), 0.5))  # the cut, then 0.5 where that differs
+    covid = {at: int((probabilities >= at).sum()) for at in cuts}
+    one_class = [at for at, k in covid.items() if k in (0, probabilities.size)]
+    if not one_class:
+        return None
+
+    def where(at: float) -> str:
+        return f"its cut {describe_cut(at)}" if at != 0.5 else describe_cut(at)
+
+    calls = [f"all {probabilities.size} images {'COVID-19' if covid[at] else 'no finding'} at {where(at)}" for at in one_class]
+    others = [f" ({covid[at]} COVID-19 at {where(at)})" for at in cuts if at not in one_class]
+    return f"{name}: the model calls {' and '.join(calls)}{''.join(others)}; rates at such a cut say nothing of how it ranks the images (AUROC)"

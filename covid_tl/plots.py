@@ -15,6 +15,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from covid_tl.labels import DISPLAY  # noqa: E402
+from covid_tl.metrics import wilson_interval  # noqa: E402
+from covid_tl.operating_point import cut_decimals  # noqa: E402
 
 #: How metric names are printed on figures.
 METRIC_NAMES = {"sensitivity": "sensitivity", "specificity": "specificity", "accuracy": "accuracy", "auroc": "AUROC"}
@@ -61,7 +63,8 @@ def roc_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float | None, 
                         label=f"{name} (AUROC {area:.3f})" if area is not None else name)
         if point is not None:
             ax.plot(*point, "o", ms=7, color=line.get_color(), mec="black", mew=0.8, clip_on=False, zorder=4)
-    ax.plot([], [], "o", color="white", mec="black", label=f"operating point (p(COVID-19) \u2265 {threshold:.2f})")
+    ax.plot([], [], "o", color="white", mec="black",
+            label=f"operating point (p(COVID-19) \u2265 {threshold:.{cut_decimals(threshold)}f})")
     ax.set_xlabel("1 - specificity (false positive rate)")
     ax.set_ylabel("sensitivity (true positive rate)")
     ax.set_xlim(-0.02, 1.02)
@@ -146,25 +149,55 @@ def metric_bars(table, group: str, metrics: Sequence[str], path: Path,
     return _save(fig, path)
 
 
+#: A reliability bin of fewer images is drawn hollow, with no line through it: one image moves
+#: its share of COVID-19 by more than 0.2, so a spike there is noise, not miscalibration.
+SPARSE = 5
+
+
+def _bin_points(bins: Sequence[Mapping[str, float]]) -> tuple[np.ndarray, ...]:
+    """(mean p, share of COVID-19, images, Wilson 95% low and high of the share) per bin."""
+    xs, ys, ns = (np.array([b[k] for b in bins], dtype=float) for k in ("mean_probability", "share_covid", "n"))
+    intervals = [wilson_interval(int(round(y * n)), int(n)) for y, n in zip(ys, ns)]
+    return xs, ys, ns, np.array([i[0] for i in intervals]), np.array([i[1] for i in intervals])
+
+
 def reliability_diagram(sets: Mapping[str, tuple[Sequence[Mapping[str, float]], float | None]], path: Path,
                         note: str = "") -> Figure:
     """Per set, the share of COVID-19 against the mean p(COVID-19) of each probability bin
-    (covid_tl.calibration.reliability_bins), with the diagonal of perfect calibration; below,
-    the images per bin. The legend carries each set's ECE."""
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(4.8, 6.0), sharex=True, gridspec_kw={"height_ratios": [3, 1.2]})
+    (covid_tl.calibration.reliability_bins) with its 95% Wilson interval, and the diagonal of
+    perfect calibration; a marker's area grows with its bin's images, and a bin of fewer than
+    SPARSE is hollow, labelled with its count and left off the line. Below, the images per bin.
+    The legend carries each set's ECE."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 6.0), sharex=True, gridspec_kw={"height_ratios": [3, 1.2]})
     top.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="perfect calibration")
     width = 0.1 / max(1, len(sets))
+    largest = max((b["n"] for bins, _ in sets.values() for b in bins), default=1)
     for k, (name, (bins, ece)) in enumerate(sets.items()):
-        xs = [b["mean_probability"] for b in bins]
-        line, = top.plot(xs, [b["share_covid"] for b in bins], "o-", ms=4, lw=1.4, clip_on=False,
+        xs, ys, ns, low, high = _bin_points(bins)
+        dense = ns >= SPARSE
+        line, = top.plot(xs, np.where(dense, ys, np.nan), "-", lw=1.4, clip_on=False,
                          label=f"{name} (ECE {ece:.3f})" if ece is not None else name)
+        colour = line.get_color()
+        top.errorbar(xs, ys, yerr=[ys - low, high - ys], fmt="none", ecolor=colour, elinewidth=0.8, alpha=0.5,
+                     capsize=2, clip_on=False)
+        top.scatter(xs, ys, s=10 + 110 * ns / largest, facecolors=[colour if d else "none" for d in dense],
+                    edgecolors=colour, linewidths=1.0, clip_on=False, zorder=3)
+        for x, y, n in zip(xs[~dense], ys[~dense], ns[~dense]):
+            shift = 4 + 8 * k  # each set's labels at their own height: sparse bins of two sets often meet
+            top.annotate(f"n={int(n)}", (x, y), xytext=(4, -shift - 5 if y > 0.5 else shift), textcoords="offset points",
+                         fontsize=6.5, color=colour)
         bottom.bar([b["low"] + (k + 0.5) * width for b in bins], [b["n"] for b in bins], width,
-                   color=line.get_color(), label=name)
+                   color=colour, label=name)
+    handles, labels = top.get_legend_handles_labels()
+    extra = [Line2D([], [], marker="o", mfc="none", mec="grey", ls="none", label=f"bin of under {SPARSE} images "
+                    "(no line through it)"), _whisker_handle("95% Wilson interval; marker area: images")]
     top.set_ylabel("share of COVID-19 among the bin's images")
     top.set_xlim(0, 1)
     top.set_ylim(-0.02, 1.02)
     top.grid(alpha=0.3)
-    top.legend(fontsize=7.5, loc="best")  # away from the curves: over- and underconfident ones fill opposite corners
+    # Beside the panel: markers, whiskers and labels of sparse bins fill any corner inside it.
+    top.legend([*handles, *extra], [*labels, *("\n".join(wrap(h.get_label(), 24)) for h in extra)], fontsize=7,
+               loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     top.set_title("Reliability of p(COVID-19), 10 bins" + (f" ({note})" if note else ""), fontsize=10)
     bottom.set_xlabel("predicted p(COVID-19) (bin mean above; bin range below)")
     bottom.set_ylabel("images per bin")

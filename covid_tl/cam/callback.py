@@ -19,10 +19,12 @@ from covid_tl.cam.lungs import CamLungs
 from covid_tl.cam.overlay import OUTLINE, cam_grid, cam_title
 from covid_tl.cam.scores import mean_scores
 from covid_tl.cam.images import lung_legend, score_cams, scoring_images, shown_lungs
+from covid_tl.operating_point import cut_decimals, describe_cut
 
 log = logging.getLogger(__name__)
 
 RIGHT, WRONG = (120, 230, 120), (255, 110, 110)  # caption colours of a right and a wrong call
+EPOCH_VAL = "this epoch's val"  # where a rule's per-epoch cut is chosen (CovidClassifier.validation_cut)
 
 
 def balanced_rows(targets: np.ndarray, n: int) -> list[int]:
@@ -48,20 +50,25 @@ def describe(error: Exception) -> str:
 def captions(labels: list[str | None], probabilities: np.ndarray, threshold: float
              ) -> tuple[list[list[str]], list[list[tuple[int, int, int]]]]:
     """Two caption lines per image (true label; COVID-19 probability and the call at `threshold`)
-    and their colours: the call green when right, red when wrong, white when the truth is unknown."""
+    and their colours: the call green when right, red when wrong, white when the truth is unknown.
+    p has as many decimals as tell it from the cut (0.07 against 0.063: 0.070)."""
     lines, colours = [], []
+    decimals = cut_decimals(threshold)
     for label, p in zip(labels, probabilities):
         called = LABELS[int(p >= threshold)]
         truth = DISPLAY.get(label, "unknown") if label else "unknown"
-        lines.append([f"true: {truth}", f"p(COVID-19)={p:.2f} -> {DISPLAY[called]}"])
+        lines.append([f"true: {truth}", f"p(COVID-19)={p:.{decimals}f} -> {DISPLAY[called]}"])
         verdict = WHITE if label not in LABELS else RIGHT if label == called else WRONG
         colours.append([WHITE, verdict])
     return lines, colours
 
 
-def caption_key(threshold: float, lungs: str | None = None) -> list[tuple[tuple[int, int, int], str]]:
-    """The legend of captions()' colours, and of the lung outline (`lungs`: its text) where one is drawn."""
-    key = [(RIGHT, f"called right (COVID-19 at p >= {threshold:.2f})"), (WRONG, "called wrong")]
+def caption_key(threshold: float, lungs: str | None = None, source: str | None = None
+                ) -> list[tuple[tuple[int, int, int], str]]:
+    """The legend of captions()' colours (the cut, and `source`: where it came from, e.g. `youden
+    on this epoch's val`), and of the lung outline (`lungs`: its text) where one is drawn."""
+    key = [(RIGHT, f"called right (COVID-19 at {describe_cut(threshold)}{': ' + source if source else ''})"),
+           (WRONG, "called wrong")]
     return key + [(OUTLINE, lungs)] if lungs else key
 
 
@@ -125,24 +132,29 @@ class GradCAMCallback(pl.Callback):
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or self.inputs is None or (trainer.current_epoch + 1) % self.every_n_epochs:
             return
+        cut = pl_module.validation_cut()  # on every process: under DDP it gathers the epoch's predictions
         if not trainer.is_global_zero:
             return
         try:
-            self.explain_epoch(trainer, pl_module)
+            self.explain_epoch(trainer, pl_module, *cut)
         except Exception as error:  # a CAM failure never stops training
             log.warning("no Grad-CAM pictures for epoch %d (images %s): %s; training goes on",
                         trainer.current_epoch, ", ".join(self.names), describe(error))
 
-    def explain_epoch(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """CAMs of the fixed images: the grid as PNG and TensorBoard image, mean scores as metrics."""
-        threshold = getattr(pl_module, "threshold", 0.5)
+    def explain_epoch(self, trainer: pl.Trainer, pl_module: pl.LightningModule, threshold: float,
+                      rule: str | None = None) -> None:
+        """CAMs of the fixed images called at `threshold` (chosen by `rule` on this epoch's
+        validation predictions, if given; the title and legend say which): the grid as PNG and
+        TensorBoard image, mean scores as metrics."""
         cams, probabilities = compute_cams(pl_module.net, self.inputs, self.method, self.target, self.layer, threshold=threshold)
         shown = [item.shown for item in self.items]
         lines, colours = captions(self.labels, probabilities, threshold)
         title = cam_title(self.method, self.layer or pl_module.net.cam_layer, self.target,
-                          f", epoch {trainer.current_epoch} (validation images)")
+                          f", epoch {trainer.current_epoch} (validation images), called at "
+                          f"{describe_cut(threshold, rule, EPOCH_VAL)}")
+        source = f"{rule} on {EPOCH_VAL}" if rule else None
         picture, _ = cam_grid(shown, cams, lines, self.overlay, self.alpha, self.tile, title=title, colours=colours,
-                              key=caption_key(threshold, lung_legend(self.items)),
+                              key=caption_key(threshold, lung_legend(self.items), source),
                               lungs=[shown_lungs(item) for item in self.items])
         self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / f"epoch_{trainer.current_epoch:03d}.png"

@@ -1,4 +1,5 @@
-"""The LightningModule: binary COVID-19 classifier with per-split metrics."""
+"""The LightningModule: binary COVID-19 classifier with per-split metrics, each logged beside
+the cut its calls were made at (`<split>/threshold`)."""
 from __future__ import annotations
 
 import logging
@@ -8,12 +9,14 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torchmetrics.classification import BinaryConfusionMatrix
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
 from covid_tl.labels import LABELS
 from covid_tl.errors import ConfigError
-from covid_tl.metrics import metric_collection
+from covid_tl.metrics import METRICS, summarize
 from covid_tl.models.classifier import Classifier
+from covid_tl.operating_point import choose_threshold, is_rule
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,11 @@ class CovidClassifier(pl.LightningModule):
       `channels_last`: channels_last memory format for model and batches when on CUDA.
       `compile`: `torch.compile` the network for training (off by default).
     Gradient clipping is the Trainer's (`trainer.gradient_clip_val`).
+
+    Rates are called at `threshold`; when the run's `threshold` (in `config`) is a rule, each
+    validation epoch is called at the cut the rule gives on that epoch's validation predictions
+    (what the final operating point does with the best checkpoint), and the training rates at
+    the latest such cut. `<split>/threshold` logs the cut of every epoch's rates.
     """
 
     def __init__(
@@ -71,15 +79,22 @@ class CovidClassifier(pl.LightningModule):
         self.compile_net = compile
         self._memory_format_done = False
         # Separate attributes, not a ModuleDict: "train" would clash with Module.train().
-        self.train_metrics = metric_collection(threshold)
-        self.val_metrics = metric_collection(threshold)
+        self.train_metrics = EpochCalls(threshold)
+        self.val_metrics = EpochCalls(threshold, run_rule(config))
         self.use_threshold(threshold)  # self.threshold, and the test metrics at it
 
     def use_threshold(self, threshold: float) -> None:
         """Call (and log test metrics) at `threshold` from now on: the one chosen after training."""
         self.threshold = threshold
-        self.test_metrics = metric_collection(threshold).to(self.device)
-        self.test_confusion = BinaryConfusionMatrix(threshold=threshold).to(self.device)
+        self.test_metrics = EpochCalls(threshold).to(self.device)
+
+    def validation_cut(self) -> tuple[float, str | None]:
+        """The cut this validation epoch's calls are made at, and the rule that chose it on the
+        epoch's validation predictions (None: a fixed number, or a rule lacking a class there).
+        Every process must call it: under DDP it gathers the predictions (once; the epoch's
+        log reuses them)."""
+        self.val_metrics.compute()
+        return self.val_metrics.cut, self.val_metrics.rule if self.val_metrics.chosen else None
 
     # --- setup ---------------------------------------------------------------------------------
 
@@ -125,8 +140,6 @@ class CovidClassifier(pl.LightningModule):
         probabilities = torch.sigmoid(logits.detach().float())
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(probabilities, targets)
-        if stage == "test":
-            self.test_confusion.update(probabilities, targets)
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(targets))
         return loss
 
@@ -139,28 +152,32 @@ class CovidClassifier(pl.LightningModule):
     def test_step(self, batch, batch_idx: int) -> None:
         self._shared_step(batch, "test")
 
-    def _log_epoch_metrics(self, stage: str) -> None:
+    def _log_epoch_metrics(self, stage: str) -> EpochCalls:
         metrics = getattr(self, f"{stage}_metrics")
         values = metrics.compute()
         metrics.reset()
-        # torchmetrics has already gathered every process's counts under DDP. (sync_dist=True on
-        # top of that deadlocked a 2-process gloo run here, so Lightning's reminder is silenced.)
+        # torchmetrics has already gathered every process's predictions under DDP. (sync_dist=True
+        # on top of that deadlocked a 2-process gloo run here, so Lightning's reminder is silenced.)
         self.log_dict({f"{stage}/{name}": value for name, value in values.items()}, prog_bar=stage == "val")
+        self.log(f"{stage}/threshold", metrics.cut)
+        return metrics
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch_metrics("train")
 
     def on_validation_epoch_end(self) -> None:
-        self._log_epoch_metrics("val")
+        metrics = self._log_epoch_metrics("val")
+        if not self.trainer.sanity_checking:  # training rates follow the latest validation cut
+            self.train_metrics.threshold = metrics.cut
 
     def on_test_epoch_end(self) -> None:
-        self._log_epoch_metrics("test")
-        matrix = self.test_confusion.compute()
-        self.test_confusion.reset()
+        matrix = self._log_epoch_metrics("test").summary.get("confusion_matrix", {}).get("matrix")
+        if matrix is None:
+            return
         # Named cells, so a metrics.csv reader never has to guess the layout.
         for t, true_label in enumerate(LABELS):
             for p, predicted_label in enumerate(LABELS):
-                self.log(f"test/confusion/{true_label}_as_{predicted_label}", matrix[t, p].float())
+                self.log(f"test/confusion/{true_label}_as_{predicted_label}", float(matrix[t][p]))
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         """Trainable parameters as optimizer groups: `head` (and `backbone` if its lr differs)."""
@@ -185,6 +202,45 @@ class CovidClassifier(pl.LightningModule):
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             config["monitor"] = "val/loss"
         return {"optimizer": optimizer, "lr_scheduler": config}
+
+
+def run_rule(config: dict[str, Any] | None) -> str | None:
+    """The run's threshold rule (`youden`, `sens@X`) from its config; None for a number."""
+    value = (config or {}).get("threshold")
+    return value if value is not None and is_rule(value) else None
+
+
+class EpochCalls(Metric):
+    """A split's predictions over one epoch (gathered across processes) and their rates at a cut
+    known only once they are all in: the cut `rule` (youden, sens@X) gives on them, else
+    `threshold`. compute() gives METRICS by metrics.summarize, the definitions of results.json
+    (COVID-19 at p >= cut; a rate the split cannot define is left out); `cut` then holds the cut
+    they were called at, `summary` the rest (confusion matrix)."""
+
+    full_state_update = False
+
+    def __init__(self, threshold: float = 0.5, rule: str | None = None) -> None:
+        super().__init__()
+        self.threshold, self.rule = float(threshold), rule
+        self.cut, self.chosen, self.summary = self.threshold, False, {}
+        self.add_state("probabilities", default=[], dist_reduce_fx="cat")
+        self.add_state("targets", default=[], dist_reduce_fx="cat")
+
+    def update(self, probabilities: torch.Tensor, targets: torch.Tensor) -> None:
+        self.probabilities.append(probabilities.detach().float().flatten())
+        self.targets.append(targets.detach().long().flatten())
+
+    def compute(self) -> dict[str, float]:
+        if isinstance(self.probabilities, list) and not self.probabilities:
+            self.cut, self.chosen, self.summary = self.threshold, False, {}
+            return {}
+        probabilities = dim_zero_cat(self.probabilities).cpu().double().numpy()
+        targets = dim_zero_cat(self.targets).cpu().numpy()
+        # The rule needs both classes (a sanity check's two batches may hold one): else `threshold`.
+        self.chosen = self.rule is not None and len(set(targets.tolist())) == 2
+        self.cut = choose_threshold(self.rule, probabilities, targets) if self.chosen else self.threshold
+        self.summary = summarize(targets, probabilities, self.cut)
+        return {name: float(self.summary[name]) for name in METRICS if self.summary[name] is not None}
 
 
 def balanced_pos_weight(targets) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Preview panels: the original with the crop box (green), the marks the detector finds (red),
 with preprocessing=lungs the lung mask (blue, with the lung box) and the lung crop before
-standardising, and the image as the model will get it (before resizing).
+standardising, and the model input: the prepared image resized to the backbone's square, as
+the model gets it (before augmentation and normalisation).
 `python -m covid_tl.tasks.preview` draws them for a sample of a data config.
 """
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from covid_tl.grid import column_headers, grid, labelled, legend
+from covid_tl.grid import column_headers, grid, labelled, legend, wrapped
 from covid_tl.preprocess.lungs import LungField
 from covid_tl.preprocess.pipeline import Prepared
 
@@ -32,6 +33,13 @@ def _fit(image: np.ndarray, tile: int = TILE) -> np.ndarray:
     return canvas
 
 
+def _square(image: np.ndarray, tile: int = TILE) -> np.ndarray:
+    """A square model input filling the tile (enlarged by nearest neighbour, so its pixels show)."""
+    shrinking = image.shape[0] > tile
+    shown = cv2.resize(image, (tile, tile), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_NEAREST)
+    return np.repeat(shown[:, :, None], 3, axis=2)
+
+
 def lung_panels(base: np.ndarray, field: LungField) -> list[np.ndarray]:
     """[the segmented image with the mask in blue and the lung box, the crop before standardising]."""
     shown = np.repeat(base[:, :, None], 3, axis=2)
@@ -45,9 +53,13 @@ def lung_panels(base: np.ndarray, field: LungField) -> list[np.ndarray]:
     return [_fit(shown), _fit(np.repeat(field.crop[:, :, None], 3, axis=2))]
 
 
-def panels(original: np.ndarray, prepared: Prepared, marks: np.ndarray | None,
+def panels(original: np.ndarray, prepared: Prepared, marks: np.ndarray | None, model_input: np.ndarray,
            lungs: list[np.ndarray] | None = None) -> list[np.ndarray]:
-    """[original with crop box, marks in red, (lung panels,) result] as RGB tiles."""
+    """[original with crop box, marks in red, (lung panels,) model input] as RGB tiles; the
+    originals keep their aspect ratio, the model input (square, uint8) fills its tile, so a
+    wide film shows squeezed as the model gets it."""
+    if model_input.ndim != 2 or model_input.shape[0] != model_input.shape[1]:
+        raise ValueError(f"the model input is a square grayscale image, got shape {model_input.shape}")
     rgb = np.repeat(original[:, :, None], 3, axis=2)
     boxed = rgb.copy()
     y0, x0, y1, x1 = prepared.box
@@ -57,16 +69,29 @@ def panels(original: np.ndarray, prepared: Prepared, marks: np.ndarray | None,
     if marks is not None:
         grown = cv2.dilate(marks.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=thickness) > 0
         marked[grown] = (255, 0, 0)
-    result = np.repeat(prepared.image[:, :, None], 3, axis=2)
-    return [_fit(boxed), _fit(marked), *(lungs or []), _fit(result)]
+    return [_fit(boxed), _fit(marked), *(lungs or []), _square(model_input)]
 
 
-def preview_grid(rows: Sequence[list[np.ndarray]], captions: Sequence[str], per_row: int = 2) -> np.ndarray:
-    """Rows of panels, `per_row` images per grid row, each captioned; a header names the
-    columns (three, or five with the lung panels) and a legend the colours."""
+def caption_lines(captions: Sequence[str], width: int, scale: float) -> list[list[str]]:
+    """Each caption whole, wrapped to `width` pixels, all padded to as many lines as the longest:
+    the panels of one grid row then start at one height."""
+    lines = [wrapped(c, width, scale) for c in captions]
+    most = max(len(ls) for ls in lines)
+    return [ls + [""] * (most - len(ls)) for ls in lines]
+
+
+def preview_grid(rows: Sequence[list[np.ndarray]], captions: Sequence[str], per_row: int = 2,
+                 input_size: int | None = None) -> np.ndarray:
+    """Rows of panels, `per_row` images per grid row, each under its whole caption; a header
+    names the columns (three, or five with the lung panels; the model input's with its size
+    in pixels) and a legend the colours."""
     lungs = len(rows[0]) == len(LUNG_COLUMNS)
-    triplets = [labelled(np.hstack(p), [c], 0.45) for p, c in zip(rows, captions)]
-    header = column_headers(LUNG_COLUMNS if lungs else COLUMNS, rows[0][0].shape[1], 0.5)
+    width = sum(panel.shape[1] for panel in rows[0])
+    triplets = [labelled(np.hstack(p), lines, 0.45) for p, lines in zip(rows, caption_lines(captions, width, 0.45))]
+    names = list(LUNG_COLUMNS if lungs else COLUMNS)
+    if input_size:
+        names[-1] = f"{names[-1]} {input_size}x{input_size}"
+    header = column_headers(names, rows[0][0].shape[1], 0.5)
     headers = grid([header] * min(per_row, len(triplets)), columns=per_row)
     body = grid(triplets, columns=per_row)
     return np.vstack([headers[:-4], body, legend(KEY + (LUNG_KEY if lungs else []), body.shape[1], 0.5)])  # one pad between header and body
