@@ -10,26 +10,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchmetrics import MetricCollection
-from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryRecall, BinarySpecificity
 from torchmetrics.functional.classification import binary_auroc, binary_confusion_matrix, binary_roc
 
 from covid_tl.labels import LABELS
 
 RATES = ("sensitivity", "specificity", "accuracy")
 METRICS = (*RATES, "auroc")
-
-
-def metric_collection(threshold: float = 0.5) -> MetricCollection:
-    """torchmetrics for one split, fed with (probabilities, targets)."""
-    return MetricCollection(
-        {
-            "sensitivity": BinaryRecall(threshold=threshold),
-            "specificity": BinarySpecificity(threshold=threshold),
-            "accuracy": BinaryAccuracy(threshold=threshold),
-            "auroc": BinaryAUROC(),
-        }
-    )
 
 
 def confusion_matrix(targets: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:

@@ -107,10 +107,10 @@ def test_evaluate_reproduces_the_training_run_and_takes_external_data(tiny_run, 
     proc = run_script("evaluate.py", f"ckpt_path={best}", f"external=[{tmp_path / 'ext.csv'}]", "bootstrap=200", f"hydra.run.dir={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     evaluated = read_results(out)
-    external = evaluated.sets["external:ext"]
+    external = evaluated.sets["external:ext.csv"]
     assert external["n"] == 8 and set(external["per_source"]) == {"site_a", "site_b"}
     assert all(len(external["bootstrap_ci95"][m]) == 2 for m in ("sensitivity", "specificity", "accuracy"))
-    assert set(evaluated.sets) == {"test", "external:ext"} and evaluated.run["backbone"] == "simple_cnn"
+    assert set(evaluated.sets) == {"test", "external:ext.csv"} and evaluated.run["backbone"] == "simple_cnn"
 
 
 def test_evaluate_rejects_a_file_that_is_not_a_checkpoint(tmp_path):

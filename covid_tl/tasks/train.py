@@ -63,7 +63,7 @@ def train(cfg: DictConfig, run_dir: Path) -> Results | None:
         net,
         optimizer=instantiate(cfg.optimizer),
         scheduler=scheduler,
-        threshold=fixed_threshold(cfg.threshold),  # a rule logs at 0.5 until it is applied after training
+        threshold=fixed_threshold(cfg.threshold),  # a rule: each epoch is called at its val cut (the module reads config's threshold), the chosen one after training
         config=config,
     )
     trainer = build_trainer(cfg)
