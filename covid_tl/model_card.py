@@ -31,11 +31,6 @@ CAM_SCORES = {
     "lung_fraction": "share of the heatmap inside the lungs (the data's masks, else the lung segmenter's; higher is better)",
     "lung_area": "the lungs' share of the model's input: the lung_fraction of a heatmap spread evenly (chance level)",
 }
-FREEZE = {
-    "none": "every parameter trains",
-    "all": "every backbone parameter is frozen (kept FC layers too): only the new head trains",
-    "conv_base": "the convolutional base is frozen; the kept pretrained FC layers train with the new head",
-}
 #: Trainer keys that make a run something other than full epochs over the training split.
 SHORT_RUNS = {
     "limit_train_batches": "at most {} training batch(es) per epoch (trainer.limit_train_batches)",
@@ -87,7 +82,7 @@ def lungs_step(options: Mapping[str, Any], segmenter: LungSegmenter | None) -> s
                    "clahe": f"CLAHE (clip {setting(options.get('clahe_clip'))}, "
                             f"{setting(options.get('clahe_tiles'))} tiles a side)"}
     return (f"lungs: {which} ({digest}) finds the lungs; the film is cut to their box plus a margin of "
-            f"{setting(options.get('margin'))} of its height and width on each side; pixels outside the lungs are "
+            f"{setting(options.get('margin'))} of its height and width on each side; inside the box, pixels outside the lungs are "
             f"{outside.get(options.get('outside'), setting(options.get('outside')))}; intensity standardised on lung "
             f"pixels only: {standardize.get(options.get('standardize'), setting(options.get('standardize')))} "
             f"(`standardize={options.get('standardize')}`). A mask covering under {setting(options.get('min_area'))} "
@@ -111,12 +106,15 @@ def augment_steps(augment: Mapping[str, Any]) -> str:
     target = str(augment.get("_target_", "")).rsplit(".", 1)[-1]
     keys = {k: v for k, v in augment.items() if k not in ("_target_", "watermark")}
     if target == "build_augmentation":
-        units = {"rotate": "deg", "shear": "deg", "zoom": "", "brightness_contrast": ""}
-        on = [f"{k} up to {setting(v)}{' ' + units.get(k, '') if units.get(k) else ''} either way"
-              for k, v in keys.items() if v]
+        units = {"rotate": " deg", "shear": " deg"}
+        on = [f"{k} up to {setting(v)}{units.get(k, '')} either way" for k, v in keys.items() if v]
     elif target == "build_acquisition_augmentation":
         on = [f"{k} with p {setting(v['p'])}, range {setting(v['range'])}" for k, v in keys.items()
               if v is not None and v.get("p")]
+    elif target == "imaging_chain_augmentation":
+        affine = ", ".join(f"{k} {setting(keys.get(k))}" for k in ("rotate", "scale", "translate"))
+        rest = ", ".join(f"{k} {setting(v)}" for k, v in keys.items() if k not in ("rotate", "scale", "translate", "p", "border"))
+        on = [f"a random affine ({affine}; border {keys.get('border')})", f"then each with p {setting(keys.get('p'))}: {rest}"]
     else:
         on = [f"{k} {setting(v)}" for k, v in keys.items()]
     return ("each training image: " + "; ".join(on) + f" (covid_tl.preprocess.augment.{target})" if on
@@ -133,21 +131,30 @@ def augment_line(config: Mapping[str, Any], choices: Mapping[str, str]) -> str:
     return f"- augmentation{preset('augment', choices)}: {augment_steps(augment)}; {transplant}"
 
 
+def freeze_policy(freeze: Mapping[str, Any], keep_fc: int) -> str:
+    """What trains under the policy (covid_tl.models.freeze), with the FC layers this backbone kept."""
+    policy, kept = freeze.get("policy"), f"its {keep_fc} kept pretrained FC layer(s)"
+    return {"none": "every parameter trains",
+            "all": "every backbone parameter is frozen" + (f" ({kept} too)" if keep_fc else "") + ": only the new head trains",
+            "conv_base": "the convolutional base is frozen; " + (f"{kept} train with the new head" if keep_fc
+                                                                 else "only the new head trains (no FC layer kept)"),
+            "last_n": f"the last {freeze.get('trainable')} unit(s) of the backbone train with the new head, the rest is frozen",
+            }.get(policy, "as configured")
+
+
 def freeze_line(config: Mapping[str, Any], params: Mapping[str, int]) -> str:
     freeze = config.get("freeze") or {}
-    policy = freeze.get("policy")
-    what = (f"the last {freeze.get('trainable')} unit(s) of the backbone train with the new head, the rest is frozen"
-            if policy == "last_n" else FREEZE.get(policy, "as configured"))
-    if policy != "none" and freeze.get("bn"):
+    what = freeze_policy(freeze, (config.get("backbone") or {}).get("keep_fc") or 0)
+    if freeze.get("policy") != "none" and freeze.get("bn"):
         what += ("; BatchNorm of frozen parts keeps its pretrained statistics" if freeze["bn"] == "frozen"
                  else "; BatchNorm statistics of frozen parts update (freeze.bn=train)")
     counts = f"; {params['trainable']:,} of {params['total']:,} parameters trained" if params else ""
-    return f"- freeze policy `{policy}`: {what}{counts}"
+    return f"- freeze policy `{freeze.get('policy')}`: {what}{counts}"
 
 
 def no_checkpoint_reason(config: Mapping[str, Any]) -> str:
     if (config.get("trainer") or {}).get("fast_dev_run"):
-        return "trainer.fast_dev_run turns checkpointing off"
+        return "trainer.fast_dev_run skips choosing one"
     return "no checkpoint callback saved one"
 
 
@@ -209,8 +216,8 @@ def threshold_origin(point: Mapping[str, Any], weights: str = "best checkpoint")
     how = ("Youden's rule (`threshold=youden`: the highest sensitivity + specificity - 1)" if rule == "youden" else
            f"`threshold={rule}` (the highest threshold whose sensitivity reaches {rule.split('@')[1]})")
     return (f"It was chosen after training with the {weights} by {how} on the "
-            f"{point.get('split')} split's {point.get('n')} images (listed in splits.csv), midway between two of "
-            "their probabilities." + scaled)
+            f"{point.get('split')} split's {point.get('n')} images (listed in splits.csv), midway between the lowest of "
+            f"their probabilities still called {POSITIVE} and the next lower one (0 if none is lower)." + scaled)
 
 
 def data_section(summary: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
@@ -281,8 +288,8 @@ def marks_fate(config: Mapping[str, Any]) -> str:
     if preprocessing.get("inpaint") is not None:
         fate = "were detected and painted over (`preprocessing.inpaint`) before training"
     elif lungs is not None:
-        fate = ("outside the lungs' box and its margin were cut away with the lung crop (`preprocessing.lungs`); "
-                "marks inside it stayed (no `preprocessing.inpaint`)")
+        fate = ("outside the lungs' box and its margin were cut away with the lung crop (`preprocessing.lungs`; "
+                "not on a film whose lung mask was refused); marks inside it stayed (no `preprocessing.inpaint`)")
     elif preprocessing.get("crop") is not None:
         fate = ("on the film's borders were cut away with them (`preprocessing.crop`); marks further in stayed "
                 "(no `preprocessing.inpaint`)")

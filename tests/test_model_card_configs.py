@@ -114,8 +114,11 @@ def test_card_states_freeze_augmentation_and_threshold_as_configured(override):
     model, threshold = section(card, "Model"), section(card, "Threshold")
     freeze = config["freeze"]
     assert f"freeze policy `{freeze['policy']}`" in model and "10 of 100 parameters trained" in model
+    keep_fc = config["backbone"].get("keep_fc") or 0
     if freeze["policy"] == "last_n":
         assert f"the last {freeze['trainable']} unit(s) of the backbone train" in model
+    if freeze["policy"] in ("all", "conv_base"):
+        assert ("FC layer(s)" in model) == (keep_fc > 0) and "only the new head trains" in model
     watermark = config["augment"]["watermark"]["p"]
     assert f"augmentation `{choices['augment']}`" in model
     assert (f"with p {watermark}, " in model) == (watermark > 0)
@@ -127,11 +130,16 @@ def test_card_states_freeze_augmentation_and_threshold_as_configured(override):
         assert f"**{config['threshold']:.4g}**" in threshold and "the number the run config set" in threshold
 
 
-def test_augmentation_names_the_steps_the_preset_turns_on():
+def test_presets_name_the_steps_they_turn_on():
     study = section(card_of("augment=study")[0], "Model")
     assert "augmentation `study`: each training image: rotate up to 10.0 deg either way; shear up to 5.0 deg" in study
     acquisition = section(card_of("augment=acquisition", "augment.blur.p=0")[0], "Model")
     assert "gamma with p 0.8, range [0.6, 1.6]" in acquisition and "blur" not in acquisition
+    chain = section(card_of("augment=imaging_chain")[0], "Model")
+    assert "a random affine (rotate 10.0, scale [0.85, 1.3], translate 0.06; border constant); then each with p 0.5: " \
+           "gamma [0.6, 1.7], brightness_contrast 0.3, " in chain
+    exp2 = section(card_of("experiment=paper/fig7_exp2", "backbone.keep_fc=2")[0], "Model")
+    assert "freeze policy `conv_base`: the convolutional base is frozen; its 2 kept pretrained FC layer(s) train" in exp2
     fig11 = card_of("experiment=paper/fig11")[0]
     assert "augmentation `watermark`: no random augmentation; watermark transplant" in fig11
     assert "pasted onto no-finding training images with p 0.5, [1, 2] per image" in fig11
@@ -153,6 +161,6 @@ def test_a_run_without_checkpoints_says_whose_weights_its_results_are():
     assert "None" not in section(card, "Model") and "best checkpoint `" not in card
     assert "(best checkpoint)" not in card and "with the best checkpoint" not in card
     assert "## Results (weights at the end of training)" in card
-    assert "no best checkpoint (trainer.fast_dev_run turns checkpointing off)" in card
+    assert "no best checkpoint (trainer.fast_dev_run skips choosing one)" in card
     assert "1 batch(es) of training and validation (trainer.fast_dev_run)" in card
     assert "chosen after training with the weights at the end of training" in section(card, "Threshold")
