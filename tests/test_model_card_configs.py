@@ -77,13 +77,19 @@ def card_of(*overrides, results=None):
     return model_card(results, config, SUMMARY, spec, segmenter, choices), config, spec, choices
 
 
+@functools.cache
+def shipped_card(override):
+    """card_of a shipped config, built once for the tests that read it."""
+    return card_of(override)
+
+
 def section(card, title):
     return card.split(f"## {title}")[1].split("\n## ")[0]
 
 
 @pytest.mark.parametrize("override", SHIPPED)
 def test_card_names_every_step_of_the_config_it_was_built_from(override):
-    card, config, spec, choices = card_of(override)
+    card, config, spec, choices = shipped_card(override)
     model = section(card, "Model")
     preprocessing = config["preprocessing"]
     steps = [key for key in MARK_STEPS if preprocessing.get(key) is not None]
@@ -110,7 +116,7 @@ def test_card_names_every_step_of_the_config_it_was_built_from(override):
 
 @pytest.mark.parametrize("override", SHIPPED)
 def test_card_states_freeze_augmentation_and_threshold_as_configured(override):
-    card, config, _, choices = card_of(override)
+    card, config, _, choices = shipped_card(override)
     model, threshold = section(card, "Model"), section(card, "Threshold")
     freeze = config["freeze"]
     assert f"freeze policy `{freeze['policy']}`" in model and "10 of 100 parameters trained" in model
@@ -147,7 +153,7 @@ def test_presets_name_the_steps_they_turn_on():
 
 
 def test_card_reads_cam_scores_and_code_record_from_results():
-    card = card_of("experiment=robust")[0]
+    card = shipped_card("experiment=robust")[0]
     assert "| 3 (best) | 0.062 | 0.438 | 0.719 |" in card and "| 5 (last) | 0.125 | 0.438 | 0.656 |" in card
     assert all(number(row["lung_fraction"]) in section(card, "Where the model looks (Grad-CAM)") for row in CAM)
     # One provenance: the commit results.json records, not whatever checkout writes the card.
