@@ -155,7 +155,7 @@ def test_export_runs_without_covid_tl_and_matches_the_checkpoint(trained, scans,
     info = json.loads((tmp_path / "model.json").read_text())
     assert info["temperature"] == trained[1].operating_point["temperature"] != 1.0
     assert info["threshold"] == THRESHOLD and info["labels"] == ["no_finding", "covid"] and info["model"] == path.name
-    assert info["preprocessing"] == {"crop": None, "inpaint": None} and info["covid_tl_version"]
+    assert info["preprocessing"] == {"crop": None, "inpaint": None} and info["versions"]["covid-tl"]
 
     size, mean, std = info["input"]["size"], np.float32(info["input"]["mean"]), np.float32(info["input"]["std"])
     def prepared(file):
