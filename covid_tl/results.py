@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from covid_tl.errors import ConfigError
 from covid_tl.files import write_text_atomically
 
@@ -101,24 +99,16 @@ class Results:
                    kind=kind)
 
 
-def cam_rows(metrics_csv: str | Path | None, best_epoch: int | None) -> list[dict[str, Any]]:
-    """Results.cam: the CAM scores logged in metrics.csv (`cam/<score>`) at the best
+def cam_rows(scores: Mapping[int, Mapping[str, float | None]], best_epoch: int | None) -> list[dict[str, Any]]:
+    """Results.cam: the Grad-CAM callback's mean scores (epoch -> {score: value}) at the best
     checkpoint's epoch and at the last, [{"epoch", "which", <score>: value}]."""
-    if metrics_csv is None or not Path(metrics_csv).is_file():
+    if not scores:
         return []
-    frame = pd.read_csv(metrics_csv)
-    columns = [c for c in frame.columns if c.startswith("cam/")]
-    logged = frame.dropna(subset=columns, how="all") if columns else frame.iloc[:0]
-    if logged.empty:
-        return []
-    last, at_best = logged.iloc[-1], logged[logged["epoch"] == best_epoch]
-    picked = [("last", last)]
-    if not at_best.empty:
-        best = at_best.iloc[-1]
-        picked = [("best, last", last)] if best["epoch"] == last["epoch"] else [("best", best), ("last", last)]
-    return [{"epoch": int(row["epoch"]), "which": which,
-             **{c.removeprefix("cam/"): None if pd.isna(row[c]) else float(row[c]) for c in columns}}
-            for which, row in picked]
+    last = max(scores)
+    picked = [(last, "best, last" if best_epoch == last else "last")]
+    if best_epoch in scores and best_epoch != last:
+        picked.insert(0, (best_epoch, "best"))
+    return [{"epoch": int(epoch), "which": which, **scores[epoch]} for epoch, which in picked]
 
 
 def results_path(path: str | Path) -> Path:

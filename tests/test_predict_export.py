@@ -75,6 +75,7 @@ def test_model_card_names_the_sources_the_threshold_and_the_test_metrics_of_resu
     assert "Source confounding" in card and "0.99 AUROC" in card
     # CAM scores as logged in metrics.csv at the best (here also last) epoch.
     logged = pd.read_csv(run_dir / "metrics.csv").dropna(subset=["cam/artifact_fraction"]).iloc[-1]
+    assert results.cam_scores()["artifact_fraction"] == pytest.approx(logged["cam/artifact_fraction"])
     assert (f"| {results.run['best_epoch']} (best, last) | {logged['cam/artifact_fraction']:.3f} | "
             f"{logged['cam/lung_area']:.3f} | {logged['cam/lung_fraction']:.3f} |") in card
 

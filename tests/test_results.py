@@ -59,17 +59,16 @@ def test_threshold_is_the_operating_points_else_the_sets():
     assert Results(sets={"val": {"dice": 0.9}}, kind="segmenter").threshold is None
 
 
-def test_cam_rows_take_the_best_and_the_last_epoch_and_the_record_picks_the_best(tmp_path):
-    csv = tmp_path / "metrics.csv"
-    csv.write_text("cam/artifact_fraction,cam/lung_fraction,epoch,val/loss\n"
-                   "0.5,0.1,0,\n,,0,0.9\n0.25,0.4,1,\n0.125,0.6,2,\n,,2,0.8\n")
-    rows = cam_rows(csv, 1)
+def test_cam_rows_take_the_best_and_the_last_epoch_and_the_record_picks_the_best():
+    scores = {0: {"artifact_fraction": 0.5, "lung_fraction": 0.1}, 1: {"artifact_fraction": 0.25, "lung_fraction": 0.4},
+              2: {"artifact_fraction": 0.125, "lung_fraction": 0.6}}
+    rows = cam_rows(scores, 1)
     assert rows == [{"epoch": 1, "which": "best", "artifact_fraction": 0.25, "lung_fraction": 0.4},
                     {"epoch": 2, "which": "last", "artifact_fraction": 0.125, "lung_fraction": 0.6}]
     assert Results(cam=rows).cam_scores() == {"artifact_fraction": 0.25, "lung_fraction": 0.4}
-    assert cam_rows(csv, 2) == [{"epoch": 2, "which": "best, last", "artifact_fraction": 0.125, "lung_fraction": 0.6}]
-    assert Results(cam=cam_rows(csv, 7)).cam_scores() == {"artifact_fraction": 0.125, "lung_fraction": 0.6}  # last
-    assert cam_rows(tmp_path / "absent.csv", 0) == [] and Results().cam_scores() == {}
+    assert cam_rows(scores, 2) == [{"epoch": 2, "which": "best, last", "artifact_fraction": 0.125, "lung_fraction": 0.6}]
+    assert Results(cam=cam_rows(scores, 7)).cam_scores() == {"artifact_fraction": 0.125, "lung_fraction": 0.6}  # last
+    assert cam_rows({}, 0) == [] and Results().cam_scores() == {}
 
 
 def test_one_number_format_everywhere():

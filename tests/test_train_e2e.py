@@ -79,6 +79,9 @@ def test_simple_cnn_learns_the_opacity_signal(train_run):
         "trainer.max_epochs=6", "logger=none",
     )
     assert results.sets["test"]["accuracy"] >= 0.9, results.sets["test"]
+    # No logger, no metrics.csv: the CAM scores come from the Grad-CAM callback itself.
+    last = results.cam[-1]
+    assert last["epoch"] == 5 and "last" in last["which"] and 0 <= last["lung_fraction"] <= 1
 
 
 def test_evaluate_reproduces_the_training_run_and_takes_external_data(tiny_run, tmp_path):

@@ -104,6 +104,14 @@ class GradCAMCallback(pl.Callback):
         self.tile = tile
         self.lungs = lungs or CamLungs()
         self.inputs: torch.Tensor | None = None
+        #: epoch -> mean CAM scores of the grid's images; kept in checkpoints, so a resumed run has them all.
+        self.scores: dict[int, dict[str, float | None]] = {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"scores": {int(epoch): dict(means) for epoch, means in self.scores.items()}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.scores = {int(epoch): dict(means) for epoch, means in state_dict.get("scores", {}).items()}
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         datamodule = trainer.datamodule
@@ -164,6 +172,7 @@ class GradCAMCallback(pl.Callback):
             if isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_image("cam/validation", picture, trainer.global_step, dataformats="HWC")
         means = mean_scores(score_cams(cams, self.items))
+        self.scores[trainer.current_epoch] = {name: None if value is None else float(value) for name, value in means.items()}
         for name, value in means.items():
             if value is not None:
                 pl_module.log(f"cam/{name}", value, rank_zero_only=True)

@@ -11,10 +11,10 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from covid_tl.build import build_datamodule, build_trainer, pick_device
+from covid_tl.cam.callback import GradCAMCallback
 from covid_tl.console import print_data_summary, print_results
 from covid_tl.data.frozen_features import FeatureDataModule, fast_path_blocker
 from covid_tl.data.validate import BadInputError
@@ -101,10 +101,10 @@ def train(cfg: DictConfig, run_dir: Path) -> Results | None:
     sets = evaluate_sets(final.net, sets, run_dir, final.threshold, cfg.bootstrap, cfg.seed,
                          pick_device(cfg.trainer.accelerator))
     report_lung_fallbacks(datamodule)
-    metrics_csv = next((lg.experiment.metrics_file_path for lg in trainer.loggers if isinstance(lg, CSVLogger)), None)
+    cam = next((c for c in trainer.callbacks if isinstance(c, GradCAMCallback)), None)
     record = best_epoch(trainer, best)
     results = Results(sets=sets, operating_point=point, shift=shift_summary(sets, datamodule.holdout_source),
-                      cam=cam_rows(metrics_csv, record["best_epoch"]), run={
+                      cam=cam_rows(cam.scores if cam else {}, record["best_epoch"]), run={
         "backbone": net.backbone_name,
         "best_checkpoint": str(Path(best).relative_to(run_dir)) if best and Path(best).is_relative_to(run_dir) else best or None,
         **record,
