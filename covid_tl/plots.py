@@ -178,7 +178,8 @@ def reliability_diagram(sets: Mapping[str, tuple[Sequence[Mapping[str, float]], 
         line, = top.plot(xs, np.where(dense, ys, np.nan), "-", lw=1.4, clip_on=False,
                          label=f"{name} (ECE {ece:.3f})" if ece is not None else name)
         colour = line.get_color()
-        top.errorbar(xs, ys, yerr=[ys - low, high - ys], fmt="none", ecolor=colour, elinewidth=0.8, alpha=0.5,
+        # Clipped at 0: at a share of exactly 0 or 1 the interval's end can miss it by a rounding error.
+        top.errorbar(xs, ys, yerr=np.clip([ys - low, high - ys], 0, None), fmt="none", ecolor=colour, elinewidth=0.8, alpha=0.5,
                      capsize=2, clip_on=False)
         top.scatter(xs, ys, s=10 + 110 * ns / largest, facecolors=[colour if d else "none" for d in dense],
                     edgecolors=colour, linewidths=1.0, clip_on=False, zorder=3)

@@ -72,3 +72,13 @@ def test_captions_carry_the_whole_file_name_and_the_panels_still_line_up():
     picture = preview_grid([[panel] * 3] * 2, [name, "no_finding | nih | 00001280_004.png"], per_row=2, input_size=224)
     tops = [int(np.argmax((picture[:, x] == 90).all(axis=1))) for x in (4 + TILE // 2, 4 + 3 * TILE + 4 + TILE // 2)]
     assert tops[0] == tops[1]  # the one-line caption is padded to two
+
+
+def test_a_bin_all_of_one_class_draws_although_its_interval_ends_a_rounding_error_short(tmp_path):
+    """Wilson's upper end for 4 of 4 is 0.9999999999999999: a whisker of -1e-16 stopped every
+    run whose bin held 4 (10, 14...) COVID-19 films and nothing else."""
+    probabilities, targets = np.array([0.92, 0.94, 0.95, 0.97, 0.05]), np.array([1, 1, 1, 1, 0])
+    bins = reliability_bins(probabilities, targets)
+    assert [(b["n"], b["share_covid"]) for b in bins] == [(1, 0.0), (4, 1.0)]
+    reliability_diagram({"test": (bins, expected_calibration_error(probabilities, targets))}, tmp_path / "r.png")
+    assert (tmp_path / "r.png").stat().st_size > 0

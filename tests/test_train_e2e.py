@@ -33,7 +33,7 @@ def test_train_writes_results_splits_checkpoints_and_logs(tiny_run):
     splits = pd.read_csv(run_dir / "splits.csv", dtype={"patient_id": str})
     assert {"path", "label", "patient_id", "source", "split"} <= set(splits.columns)
     assert splits.groupby("patient_id")["split"].nunique().max() == 1
-    assert (splits["split"].value_counts()[["train", "val", "test"]] == [results[s]["n"] for s in ("train", "val", "test")]).all()
+    assert (splits["split"].value_counts()[["train", "val", "test"]] == [results.sets[s]["n"] for s in ("train", "val", "test")]).all()
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     # One epoch: best and last are the same epoch, one file and a link to it.
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["epoch000.ckpt", "last.ckpt"]
