@@ -38,9 +38,9 @@ def test_run_stopped_after_its_first_epoch_resumes_to_the_same_result(tmp_path):
 def test_ddp_on_two_cpu_processes_gives_the_same_result_keys(tmp_path):
     single = train(tmp_path / "single", "trainer.max_epochs=1")
     ddp = train(tmp_path / "ddp", "trainer.max_epochs=1", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
-    assert ddp.keys() == single.keys()
-    assert all(ddp[s].keys() == single[s].keys() for s in ("train", "val", "test"))
-    assert [ddp[s]["n"] for s in ("train", "val", "test")] == [single[s]["n"] for s in ("train", "val", "test")]
+    assert ddp.to_dict().keys() == single.to_dict().keys() and ddp.run.keys() == single.run.keys()
+    assert all(ddp.sets[s].keys() == single.sets[s].keys() for s in ("train", "val", "test"))
+    assert [ddp.sets[s]["n"] for s in ("train", "val", "test")] == [single.sets[s]["n"] for s in ("train", "val", "test")]
 
 
 def test_local_parallel_sweep_through_joblib(tmp_path):
