@@ -26,12 +26,11 @@ from covid_tl.results import Results, read_results
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 #: train.py overrides that make a run take seconds on 2 CPU cores: 1 epoch of the small CNN on
-#: few, small phantoms, no Grad-CAM grids, a short bootstrap (the `--tiny` modes' base).
+#: few, small phantoms, a short bootstrap (the base of the `--tiny` modes on phantoms).
 TINY = ["data.sources.synthetic.n_patients=24", "data.sources.synthetic.image_size=48", "backbone.input_size=32",
-        "trainer.max_epochs=1", "data.batch_size=16", "logger=none", "callbacks.grad_cam=null", "bootstrap=20"]
-#: The small CNN, 1 epoch, on xray-mini (the `--tiny` modes of benchmarks that need real films).
-TINY_XRAY_MINI = ["backbone=simple_cnn", "backbone.input_size=32",
-                  "trainer.max_epochs=1", "logger=none", "callbacks.grad_cam=null", "bootstrap=20"]
+        "trainer.max_epochs=1", "data.batch_size=16", "bootstrap=20"]
+#: The same on xray-mini's films (the `--tiny` modes of benchmarks that need real films).
+TINY_XRAY_MINI = ["backbone=simple_cnn", "backbone.input_size=32", "trainer.max_epochs=1", "bootstrap=20"]
 
 
 def xray_mini() -> Path | None:
