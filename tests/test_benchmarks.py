@@ -3,6 +3,7 @@ the harness's pooled out-of-fold AUROC against a hand-worked value. (gpu.py: tes
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -58,3 +59,110 @@ def test_linear_probe_tiny_tests_every_film_once():
     (point,) = out["figures"]
     assert 0 <= point["threshold"] <= 1 and point["wall_s"] > 0 and point["epochs"] == 1
     assert point["half"]["n"] == point["youden"]["n"]  # the 0.5 row is the same run's test split
+
+
+def test_every_benchmark_has_a_tiny_mode_run_here():
+    """A new benchmark without a --tiny run in the suite fails here (gpu.py: test_benchmarks_gpu.py)."""
+    helpers = {"harness", "films"}  # imported by the others, which run them
+    scripts = {p.stem for p in BENCHMARKS.glob("*.py")} - helpers
+    tested = set(re.findall(r'benchmark\("(\w+)"\)\.main\(\[[^]]*"--tiny"', Path(__file__).read_text())) | {"gpu"}
+    assert scripts - tested == set()
+    for name in scripts:
+        assert '"--tiny"' in (BENCHMARKS / f"{name}.py").read_text(), name
+
+
+@needs_xray_mini
+@pytest.mark.slow  # 2 one-epoch runs of the small CNN on xray-mini, Grad-CAMs of their test films
+def test_xray_mini_folds_tiny_pools_every_film_once():
+    (recipe,) = benchmark("xray_mini_folds").main(["--tiny"]).values()
+    assert len(recipe["runs"]) == len(recipe["aurocs"]) == 2  # the folds asked for
+    assert sum(run.results.set("test")["n"] for run in recipe["runs"]) == recipe["pooled"]["n"] == 174
+    assert min(recipe["aurocs"]) <= recipe["mean"] <= max(recipe["aurocs"])
+    assert 0 <= recipe["pooled"]["auroc"] <= 1 and recipe["wall_s"] > 0
+    cams = recipe["cams"]
+    assert len(cams) == 174 and cams["lung_fraction"].dropna().between(0, 1).all()
+    assert (cams.loc[cams["lung_fraction"].notna(), "lung_source"] == "mask").all()  # --tiny: drawn masks only
+
+
+@needs_xray_mini
+@pytest.mark.slow  # 3 one-epoch runs of the small CNN on xray-mini
+def test_frozen_fast_path_tiny_warm_cache_trains_the_same_model():
+    runs = benchmark("frozen_fast_path").main(["--tiny"])
+    assert list(runs) == ["cold", "warm", "images"]
+    for run in runs.values():
+        assert 0 < run.fit_s < run.wall_s  # trainer.fit is part of the run
+    cold, warm = (runs[k].results.set("test") for k in ("cold", "warm"))
+    assert warm["auroc"] == pytest.approx(cold["auroc"], abs=1e-6)  # features read back = features computed
+    assert cold["n"] == runs["images"].results.set("test")["n"]
+
+
+@needs_xray_mini
+@pytest.mark.slow  # a plain loop and a one-epoch run of the small CNN on xray-mini
+def test_overhead_tiny_times_both_loops_once():
+    times = benchmark("overhead").main(["--tiny"])
+    assert list(times) == ["simple_cnn"]
+    (plain,), (ours,) = times["simple_cnn"]["plain"], times["simple_cnn"]["covid_tl"]
+    assert plain > 0 and ours > 0
+
+
+@pytest.mark.slow  # one one-epoch run on phantoms of three hospitals
+def test_source_shift_tiny_reports_the_held_out_hospital():
+    rows = benchmark("source_shift").main(["--tiny"])
+    ((shift, wall, cpu),) = rows["cnn_none"]  # one setting, one seed
+    assert shift["source"] == "hospital_c" and wall > 0 and cpu > 0
+    for metric in ("specificity", "sensitivity", "auroc"):
+        figures = shift[metric]
+        assert 0 <= figures["shifted"] <= 1
+        if figures["in_distribution"] is not None:
+            assert figures["drop"] == pytest.approx(figures["in_distribution"] - figures["shifted"])
+
+
+@pytest.mark.slow  # a two-epoch run on small phantoms with the Grad-CAM callback
+def test_cam_callback_tiny_times_the_callback_inside_each_epoch():
+    out = benchmark("cam_callback").main(["--tiny"])
+    assert len(out["epochs"]) == len(out["callback"]) == 2  # the epochs asked for
+    assert all(0 < cam < epoch for cam, epoch in zip(out["callback"], out["epochs"]))
+    assert 0 < out["share"] < 1
+
+
+def test_loader_tiny_reads_every_film():
+    rates = benchmark("loader").main(["--tiny"])
+    figures = rates[16][0]  # 16 films, 0 workers
+    assert figures["setup_s"] > 0 and all(figures[e] > 0 for e in ("first", "second", "uncached"))
+
+
+def test_preprocess_cache_tiny_times_every_variant():
+    figures = benchmark("preprocess_cache").main(["--tiny"])
+    assert set(figures) == {"none", "cold", "warm", "cold_setup", "warm_setup"}
+    assert all(seconds > 0 for seconds in figures.values())
+
+
+def test_mark_detector_tiny(tmp_path):
+    figures = benchmark("mark_detector").main(["--tiny", "--out", str(tmp_path)])
+    for size in (128, 256):
+        assert figures[size]["images"] == 4 and 0 <= figures[size]["pooled_iou"] <= 1
+        assert min(figures[size]["per_seed_pooled_iou"]) <= figures[size]["pooled_iou"] <= 1
+    assert (tmp_path / "phantom_marks.png").is_file()
+    if "xray_mini" in figures:  # the shared data is there
+        counts = [int(c.split("/")[1]) for c in figures["xray_mini"]["nonempty_counts"].values()]
+        assert sum(counts) == 12 and 0 <= figures["xray_mini"]["cohen_masked_in_lung_fraction"] <= 1
+
+
+@needs_xray_mini
+def test_segmenter_tiny_scores_films_of_both_sources():
+    table = benchmark("segmenter").main(["--tiny"])
+    assert len(table) == 8 and set(table["source"]) == {"cohen", "nih"}
+    assert (table["ms"] > 0).all() and table["dice"].dropna().between(0, 1).all()
+    assert table.loc[table["source"] == "cohen", "dice"].notna().all()  # Cohen films come with drawn masks
+
+
+@needs_xray_mini
+@pytest.mark.slow  # a one-epoch run of the small CNN and two evaluate.py cams=true on its test films
+def test_cam_lungs_tiny_compares_masks_with_the_segmenter(tmp_path):
+    out = benchmark("cam_lungs").main(["--tiny", "--out", str(tmp_path / "cam_lungs.png")])
+    assert [e["class"] for e in out["entries"]] == ["COVID-19", "no finding", "COVID-19"]
+    for entry in out["entries"]:
+        low, high = entry["lung_fraction_ci"]
+        assert 0 <= low <= entry["lung_fraction"] <= high <= 1
+    assert len(out["pair"]) == out["entries"][0]["images"]  # every Cohen test film scored both ways
+    assert -1 <= out["r"] <= 1 and (tmp_path / "cam_lungs.png").is_file()
