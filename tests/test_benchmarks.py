@@ -1,5 +1,7 @@
 """Every benchmark under benchmarks/ runs with --tiny, and what it reports obeys its definition;
-the harness's pooled out-of-fold AUROC against a hand-worked value. (gpu.py: test_benchmarks_gpu.py.)"""
+the harness's pooled out-of-fold AUROC against a hand-worked value. The benchmarks that train
+most on xray-mini are in test_benchmarks_xray_mini.py (a file per worker: the two run side by
+side), gpu.py's in test_benchmarks_gpu.py."""
 from __future__ import annotations
 
 import importlib.util
@@ -46,42 +48,15 @@ def test_pooled_out_of_fold_auroc_ranks_every_image_once():
         pooled_out_of_fold([a, a])
 
 
-@needs_xray_mini
-@pytest.mark.slow  # 3 one-epoch runs of the small CNN and 2 logistic regressions on xray-mini
-def test_linear_probe_tiny_tests_every_film_once():
-    out = benchmark("linear_probe").main(["--tiny"])
-    rows = out["probe"]["rows"]
-    assert len(rows) == 2 and len(out["probe"]["epochs"]) == 2  # head and LR; the 2 folds asked for
-    for row in rows.values():
-        assert row["n"] == 174  # every xray-mini film tested once over the folds
-        assert sum(row["n_per_class"].values()) == 174 and 0 <= row["auroc"] <= 1
-        assert row["auroc_ci95"][0] <= row["auroc"] <= row["auroc_ci95"][1]
-    (point,) = out["figures"]
-    assert 0 <= point["threshold"] <= 1 and point["wall_s"] > 0 and point["epochs"] == 1
-    assert point["half"]["n"] == point["youden"]["n"]  # the 0.5 row is the same run's test split
-
-
 def test_every_benchmark_has_a_tiny_mode_run_here():
-    """A new benchmark without a --tiny run in the suite fails here (gpu.py: test_benchmarks_gpu.py)."""
+    """A new benchmark without a --tiny run in tests/test_benchmarks*.py fails here."""
     helpers = {"harness", "films"}  # imported by the others, which run them
     scripts = {p.stem for p in BENCHMARKS.glob("*.py")} - helpers
-    tested = set(re.findall(r'benchmark\("(\w+)"\)\.main\(\[[^]]*"--tiny"', Path(__file__).read_text())) | {"gpu"}
+    tests = "".join(p.read_text() for p in Path(__file__).parent.glob("test_benchmarks*.py"))
+    tested = set(re.findall(r'benchmark\("(\w+)"\)\.main\(\[[^]]*"--tiny"', tests)) | {"gpu"}
     assert scripts - tested == set()
     for name in scripts:
         assert '"--tiny"' in (BENCHMARKS / f"{name}.py").read_text(), name
-
-
-@needs_xray_mini
-@pytest.mark.slow  # 2 one-epoch runs of the small CNN on xray-mini, Grad-CAMs of their test films
-def test_xray_mini_folds_tiny_pools_every_film_once():
-    (recipe,) = benchmark("xray_mini_folds").main(["--tiny"]).values()
-    assert len(recipe["runs"]) == len(recipe["aurocs"]) == 2  # the folds asked for
-    assert sum(run.results.set("test")["n"] for run in recipe["runs"]) == recipe["pooled"]["n"] == 174
-    assert min(recipe["aurocs"]) <= recipe["mean"] <= max(recipe["aurocs"])
-    assert 0 <= recipe["pooled"]["auroc"] <= 1 and recipe["wall_s"] > 0
-    cams = recipe["cams"]
-    assert len(cams) == 174 and cams["lung_fraction"].dropna().between(0, 1).all()
-    assert (cams.loc[cams["lung_fraction"].notna(), "lung_source"] == "mask").all()  # --tiny: drawn masks only
 
 
 @needs_xray_mini
@@ -94,15 +69,6 @@ def test_frozen_fast_path_tiny_warm_cache_trains_the_same_model():
     cold, warm = (runs[k].results.set("test") for k in ("cold", "warm"))
     assert warm["auroc"] == pytest.approx(cold["auroc"], abs=1e-6)  # features read back = features computed
     assert cold["n"] == runs["images"].results.set("test")["n"]
-
-
-@needs_xray_mini
-@pytest.mark.slow  # a plain loop and a one-epoch run of the small CNN on xray-mini
-def test_overhead_tiny_times_both_loops_once():
-    times = benchmark("overhead").main(["--tiny"])
-    assert list(times) == ["simple_cnn"]
-    (plain,), (ours,) = times["simple_cnn"]["plain"], times["simple_cnn"]["covid_tl"]
-    assert plain > 0 and ours > 0
 
 
 @pytest.mark.slow  # one one-epoch run on phantoms of three hospitals
