@@ -1,10 +1,12 @@
 """What every benchmark shares, so that none of them re-reads a log or a file layout by hand:
 train.py and evaluate.py runs with overrides, their results through the results model
-(covid_tl.results), timings from results.json and from the run itself, and pooled out-of-fold
-figures computed in one place.
+(covid_tl.results.read_results), pooled out-of-fold figures computed in one place, and where
+the shared data is. A run's wall time is the one results.json records (`run.wall_time_s`);
+the time of trainer.fit alone, which results.json does not record, is timed around
+Trainer.fit in this process.
 
 Runs happen in this process through Hydra's compose API: the task function gets the config
-`python train.py <overrides>` would give it (the same checks first), without a second Python
+`python train.py <overrides>` would give it (after the same checks), without a second Python
 start-up per run, which is what lets a benchmark's `--tiny` mode finish in seconds. Each run's
 console output goes to `<run dir>/benchmark.log`.
 """
@@ -96,8 +98,12 @@ def composed(config_name: str, overrides: Sequence[str], run_dir: Path):
 def _quiet(run_dir: Path) -> Iterator[None]:
     """The run's console output (tables, progress bars, warnings) into run_dir/benchmark.log."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / "benchmark.log", "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        yield
+    try:
+        with open(run_dir / "benchmark.log", "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            yield
+    except Exception as error:
+        error.add_note(f"the run's console output: {run_dir / 'benchmark.log'}")
+        raise
 
 
 @contextlib.contextmanager
