@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from covid_tl.formatting import number
 from harness import machine, train
 
 BASE = ["data=synthetic_shift", "backbone=efficientnet_lite0", "backbone.weights=imagenet_offline", "freeze=all",
@@ -109,10 +110,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 shift, wall, cpu = run(overrides, runs_dir / f"{name}_seed{seed}")
                 rows.setdefault(name, []).append((shift, wall, cpu))
                 done += 1
-                spec = shift["specificity"]
-                print(f"[{done}/{total}] {name} seed {seed}: specificity {spec['in_distribution']:.2f} -> "
-                      f"{spec['shifted']:.2f}, sensitivity {shift['sensitivity']['in_distribution']:.2f} -> "
-                      f"{shift['sensitivity']['shifted']:.2f} ({wall:.0f} s, CPU {cpu:.0f} s)", flush=True)
+                spec, sens = (shift[m] for m in ("specificity", "sensitivity"))
+                print(f"[{done}/{total}] {name} seed {seed}: specificity {number(spec['in_distribution'], digits=2)} -> "
+                      f"{number(spec['shifted'], digits=2)}, sensitivity {number(sens['in_distribution'], digits=2)} -> "
+                      f"{number(sens['shifted'], digits=2)} ({wall:.0f} s, CPU {cpu:.0f} s)", flush=True)
     text = table(rows, args.seeds)
     print(f"\n{machine()}; base: {' '.join(BASE + args.overrides)}\n\n{text}")
     if args.out:
