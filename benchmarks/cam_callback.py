@@ -2,6 +2,7 @@
 
     python benchmarks/cam_callback.py [--epochs 3] [override ...]
     python benchmarks/cam_callback.py data=xray_mini backbone=efficientnet_lite0 backbone.weights=none
+    python benchmarks/cam_callback.py --tiny     # small phantoms, 2 epochs (seconds)
 
 Trains the same configuration once, timing every epoch (train + validation) and, inside it,
 the callback's own work (K=8 CAMs, the grid, the PNG and the TensorBoard image). Prints the
@@ -10,20 +11,16 @@ mean epoch time, the mean callback time and their ratio; the first epoch is left
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 
-import covid_tl.tasks.train as training
+import covid_tl.build as building
 from covid_tl.cam.callback import GradCAMCallback
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
+from harness import TINY, machine, train
 
 
 class EpochTimer(pl.Callback):
@@ -38,13 +35,10 @@ class EpochTimer(pl.Callback):
             self.epochs.append(time.perf_counter() - self.start)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args()
+def timed_run(overrides: list[str], run_dir: Path) -> tuple[list[float], list[float]]:
+    """Seconds of every epoch and of the callback's work in it, for one train.py run."""
     callback_times: list[float] = []
-    original = GradCAMCallback.on_validation_epoch_end
+    original, build = GradCAMCallback.on_validation_epoch_end, building.instantiate_all
 
     def timed(self, trainer, pl_module):
         start = time.perf_counter()
@@ -52,24 +46,33 @@ def main() -> None:
         if not trainer.sanity_checking:
             callback_times.append(time.perf_counter() - start)
 
-    GradCAMCallback.on_validation_epoch_end = timed
     timer = EpochTimer()
-    build = training.instantiate_all
-    training.instantiate_all = lambda group, **kw: build(group, **kw) + ([timer] if group is not None and "grad_cam" in group else [])
-    with tempfile.TemporaryDirectory() as run_dir, initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=[f"trainer.max_epochs={args.epochs}", "logger=default", *args.overrides],
-                      return_hydra_config=True)
-        with open_dict(cfg):
-            cfg.hydra.runtime.output_dir = run_dir
-        HydraConfig.instance().set_config(cfg)
-        with open_dict(cfg):
-            del cfg["hydra"]  # as the task function of a real run sees it
-        training.train(cfg, Path(run_dir))
-    epochs, cams = timer.epochs[1:], callback_times[1:]
+    GradCAMCallback.on_validation_epoch_end = timed
+    building.instantiate_all = lambda group, *args: build(group, *args) + ([timer] if group and "grad_cam" in group else [])
+    try:
+        train(overrides, run_dir)
+    finally:
+        GradCAMCallback.on_validation_epoch_end, building.instantiate_all = original, build
+    return timer.epochs, callback_times
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--tiny", action="store_true", help="small phantoms, 2 epochs")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args(argv)
+    if args.tiny:
+        args.epochs, args.overrides = 2, [*TINY, *args.overrides]
+    with tempfile.TemporaryDirectory() as run_dir:
+        all_epochs, all_cams = timed_run(["logger=default", *args.overrides, f"trainer.max_epochs={args.epochs}"],
+                                         Path(run_dir))
+    epochs, cams = all_epochs[1:], all_cams[1:]
     mean_epoch, mean_cam = sum(epochs) / len(epochs), sum(cams) / len(cams)
-    print(f"machine: {platform.machine()}, overrides: {' '.join(args.overrides) or '(defaults)'}")
+    print(f"{machine()}; overrides: {' '.join(args.overrides) or '(defaults)'}")
     print(f"epoch (train + validation, callback included): {mean_epoch:.2f} s; Grad-CAM callback: {mean_cam:.3f} s "
           f"({100 * mean_cam / mean_epoch:.1f}% of the epoch, mean of epochs 2..{args.epochs})")
+    return {"epochs": all_epochs, "callback": all_cams, "share": mean_cam / mean_epoch}
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from the drawn masks vs from the segmenter (docs/results.md).
     python evaluate.py ckpt_path=<run>/checkpoints/<best>.ckpt cams=true 'splits=[train,val,test]' hydra.run.dir=<A>
     python evaluate.py ckpt_path=<same> cams=true 'splits=[train,val,test]' lungs.mode=segmenter_only hydra.run.dir=<B>
     python benchmarks/cam_lungs.py <A> <B> [--set test] [--out cam_lungs.png]
+    python benchmarks/cam_lungs.py --tiny --out /tmp/cam_lungs.png   # trains the small CNN 1 epoch, then both (seconds)
 
 <A> scores the Cohen films against their drawn masks and the NIH films against the segmenter's;
 <B> scores every film against the segmenter's. Prints a Markdown table (means, 95% patient
@@ -12,7 +13,9 @@ bootstrap intervals) and the per-film agreement of masks and segmenter on the Co
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -23,6 +26,7 @@ import pandas as pd  # noqa: E402
 
 from covid_tl.labels import DISPLAY  # noqa: E402
 from covid_tl.metrics import bootstrap_mean  # noqa: E402
+from harness import TINY_XRAY_MINI, evaluate, train, xray_mini, xray_mini_data  # noqa: E402
 
 
 def rows(table: pd.DataFrame, seed: int) -> list[dict]:
@@ -46,18 +50,43 @@ def cell(entry: dict, name: str) -> str:
     return f"{entry[name]:.3f} [{low:.3f}, {high:.3f}]"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("masks_first", type=Path, help="evaluate run dir with lungs.mode=segmenter (the default)")
-    parser.add_argument("segmenter_only", type=Path, help="evaluate run dir with lungs.mode=segmenter_only")
+    parser.add_argument("masks_first", type=Path, nargs="?", help="evaluate run dir with lungs.mode=segmenter (the default)")
+    parser.add_argument("segmenter_only", type=Path, nargs="?", help="evaluate run dir with lungs.mode=segmenter_only")
     parser.add_argument("--set", default="test", help="a set of cams.csv, or 'all'")
     parser.add_argument("--out", type=Path, default=Path("cam_lungs.png"))
     parser.add_argument("--seed", type=int, default=42, help="bootstrap seed (evaluate uses the run's seed, 42)")
-    args = parser.parse_args()
-    a, b = (pd.read_csv(d / "cams.csv") for d in (args.masks_first, args.segmenter_only))
-    if args.set != "all":
-        a, b = a[a["set"] == args.set], b[b["set"] == args.set]
-    entries = rows(a, args.seed) + [e for e in rows(b, args.seed) if e["class"] == DISPLAY["covid"]]
+    parser.add_argument("--tiny", action="store_true", help="make <A> and <B> from a 1-epoch small CNN on xray-mini")
+    args = parser.parse_args(argv)
+    if not args.tiny:
+        if args.segmenter_only is None:
+            parser.error("give the two evaluate run dirs <A> <B>, or --tiny")
+        return analyse(args.masks_first, args.segmenter_only, args.set, args.seed, args.out)
+    root = xray_mini()
+    if root is None:
+        print("skipped: xray-mini not found (set COVID_TL_XRAY_MINI to its folder)")
+        return {}
+    with tempfile.TemporaryDirectory() as tmp:
+        a, b = tiny_runs(root, Path(tmp))
+        return analyse(a, b, "test", args.seed, args.out)
+
+
+def tiny_runs(root: Path, tmp: Path) -> tuple[Path, Path]:
+    """<A> and <B> of the docstring for a 1-epoch small CNN on xray-mini (test films only)."""
+    run = train([*xray_mini_data(root), *TINY_XRAY_MINI, "logger=none", "callbacks.grad_cam=null"], tmp / "run")
+    ckpt = f"ckpt_path={run.directory / run.results.run['best_checkpoint']}"
+    for mode in ("segmenter", "segmenter_only"):
+        evaluate([ckpt, "cams=true", "splits=[test]", f"lungs.mode={mode}", "bootstrap=20"], tmp / mode)
+    return tmp / "segmenter", tmp / "segmenter_only"
+
+
+def analyse(masks_first: Path, segmenter_only: Path, which: str, seed: int, out: Path) -> dict[str, Any]:
+    """The table, the mask/segmenter agreement and the figure of the two evaluate runs' cams.csv."""
+    a, b = (pd.read_csv(d / "cams.csv") for d in (masks_first, segmenter_only))
+    if which != "all":
+        a, b = a[a["set"] == which], b[b["set"] == which]
+    entries = rows(a, seed) + [e for e in rows(b, seed) if e["class"] == DISPLAY["covid"]]
     print("| class | lungs from | images (patients) | lung_fraction | lung_area (chance) | above chance |")
     print("|---|---|---|---|---|---|")
     for e in entries:
@@ -70,8 +99,9 @@ def main() -> None:
     print(f"\nCohen films with drawn masks: {len(pair)}; segmenter - mask lung_fraction: mean {difference.mean():+.3f}, "
           f"mean |difference| {difference.abs().mean():.3f}, Pearson r {r:.3f}; lung_area mean "
           f"{pair['lung_area_mask'].mean():.3f} (mask) vs {pair['lung_area_seg'].mean():.3f} (segmenter)")
-    plot(entries, pair, r, args.set, args.out)
-    print(f"\nwrote {args.out}")
+    plot(entries, pair, r, which, out)
+    print(f"\nwrote {out}")
+    return {"entries": entries, "pair": pair, "r": r}
 
 
 def plot(entries: list[dict], pair: pd.DataFrame, r: float, which: str, out: Path) -> None:

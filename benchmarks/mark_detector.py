@@ -1,6 +1,7 @@
 """How well the mark detector works: phantoms with ground truth, and the real xray-mini set.
 
     python benchmarks/mark_detector.py [--xray-mini DIR] [--out DIR]
+    python benchmarks/mark_detector.py --tiny     # 4 phantoms per size, 12 xray-mini films (seconds)
 
 Prints
 * phantoms (SyntheticSource, shortcut p_covid = p_no_finding = 1, image_size 128 and 256,
@@ -61,30 +62,18 @@ compact is sometimes taken; faint grey text on bright tissue ("2020.1.1") is lef
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 from covid_tl.data.synthetic import ShortcutSpec, SyntheticSource
 from covid_tl.grid import grid
 from covid_tl.preprocess.marks import detect_marks
 from covid_tl.preprocess.inpaint import inpaint_marks
 from covid_tl.preprocess.watermark import bank_summary, build_bank
-
-
-def find_xray_mini(explicit: str | None = None) -> Path | None:
-    """--xray-mini, then $COVID_TL_XRAY_MINI, then ../shared/data/xray-mini beside the repo."""
-    for candidate in (explicit, os.environ.get("COVID_TL_XRAY_MINI"), ROOT.parent / "shared" / "data" / "xray-mini"):
-        if candidate and (Path(candidate) / "manifest.csv").is_file():
-            return Path(candidate)
-    return None
+from harness import xray_mini
 
 
 def phantom_figures(size: int, seeds: list[int], n: int) -> dict[str, float]:
@@ -127,10 +116,13 @@ def phantom_figures(size: int, seeds: list[int], n: int) -> dict[str, float]:
     }
 
 
-def xray_mini_figures(root: Path) -> tuple[dict, list]:
+def xray_mini_figures(root: Path, films: int | None = None) -> tuple[dict, list]:
+    """The figures on every film of the manifest, or on `films` of them spread over it."""
     import pandas as pd
 
     manifest = pd.read_csv(root / "manifest.csv")
+    if films is not None:
+        manifest = manifest.iloc[::max(1, len(manifest) // films)].head(films)
     in_lung = masked = 0
     nonempty: dict[str, list[int]] = {}
     rows = []
@@ -216,20 +208,24 @@ def pick_preview(rows: list, k: int = 16) -> list:
     return picked[:k]
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--xray-mini", default=None, help="xray-mini folder (with manifest.csv)")
     parser.add_argument("--out", default="/tmp/covid_tl_mark_detector", help="where the preview PNGs go")
     parser.add_argument("--seeds", default="0,1,2,3,4", help="phantom seeds, comma separated")
     parser.add_argument("--n", type=int, default=40, help="phantoms per seed and size")
+    parser.add_argument("--tiny", action="store_true", help="seed 0, 4 phantoms per size, 12 xray-mini films")
     args = parser.parse_args(argv)
+    if args.tiny:
+        args.seeds, args.n = "0", 4
+    figures: dict = {}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
 
     for size in (128, 256):
         t = time.time()
-        f = phantom_figures(size, seeds, args.n)
+        f = figures[size] = phantom_figures(size, seeds, args.n)
         print(f"phantoms {size} px, {f['images']} images (seeds {args.seeds}), {time.time() - t:.1f}s")
         print(f"  IoU pooled {f['pooled_iou']:.3f}  per-image mean {f['mean_iou']:.3f}  "
               f"(worst image {f['min_image_iou']:.3f})")
@@ -240,12 +236,13 @@ def main(argv: list[str] | None = None) -> int:
               f"({f['unmarked_masked_px_per_image']:.1f} px per image)")
     phantom_preview(out / "phantom_marks.png")
 
-    root = find_xray_mini(args.xray_mini)
+    root = Path(args.xray_mini) if args.xray_mini else xray_mini()
     if root is None:
         print("xray-mini not found (--xray-mini, $COVID_TL_XRAY_MINI, ../shared/data/xray-mini): skipped")
-        return 0
+        return figures
     t = time.time()
-    f, rows = xray_mini_figures(root)
+    f, rows = xray_mini_figures(root, 12 if args.tiny else None)
+    figures["xray_mini"] = f
     print(f"xray-mini ({root}), {len(rows)} images, {time.time() - t:.1f}s")
     print(f"  Cohen: {f['cohen_masked_in_lung_fraction']:.2%} of {f['cohen_masked_px']} masked pixels "
           "inside the lung masks")
@@ -258,8 +255,8 @@ def main(argv: list[str] | None = None) -> int:
           "of stamp pixels inside lung masks")
     preview(pick_preview(rows), out / "xray_mini_marks.png")
     print(f"wrote {out / 'xray_mini_marks.png'} and {out / 'phantom_marks.png'}")
-    return 0
+    return figures
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()

@@ -2,101 +2,93 @@
 epochs, DataLoader, optimizer and precision, on xray-mini.
 
     python benchmarks/overhead.py [--rounds 2] [--models simple_cnn,efficientnet_lite0] [override ...]
+    python benchmarks/overhead.py --tiny     # simple_cnn, 1 epoch, 32 px, one round (seconds)
 
-Per model, alternately a plain loop (in this process) and `train.py` (a subprocess, its logged
-"training took" time: trainer.fit, i.e. every train and validation epoch, the sanity check,
-checkpoints, callbacks), `--rounds` times each: plain, covid-tl, plain, covid-tl; the minimum
-of each is reported, since other jobs share the machine. Overrides go to both (e.g.
-`callbacks=none`). Skips with a message when xray-mini is absent.
+Per model, alternately a plain loop and a `train.py` run (both in this process; covid-tl's
+time is trainer.fit's, i.e. every train and validation epoch, checkpoints, callbacks),
+`--rounds` times each: plain, covid-tl, plain, covid-tl; the minimum of each is reported,
+since other jobs share the machine. Overrides go to both (e.g. `callbacks=none`). Skips with
+a message when xray-mini is absent.
 """
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import re
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from covid_tl.build import build_datamodule
 from covid_tl.models.classifier import build_classifier
+from harness import composed, machine, train, xray_mini, xray_mini_data
 
-ROOT = Path(__file__).resolve().parents[1]
-XRAY_MINI = Path(os.environ.get("COVID_TL_XRAY_MINI", ROOT.parent / "shared" / "data" / "xray-mini"))
 MODELS = {
     "simple_cnn": ["backbone=simple_cnn", "trainer.max_epochs=10"],
     "efficientnet_lite0": ["backbone=efficientnet_lite0", "backbone.weights=imagenet_offline", "freeze=none",
                            "trainer.max_epochs=2"],
 }
-COMMON = ["data=xray_mini", f"data.path={XRAY_MINI}/manifest.csv", "trainer.accelerator=cpu", "logger=none",
-          "bootstrap=100"]
+COMMON = ["trainer.accelerator=cpu", "logger=none", "bootstrap=100"]
+TINY = ["backbone.input_size=32", "trainer.max_epochs=1"]
 
 
-def plain_loop(overrides: list[str]) -> float:
+def plain_loop(overrides: list[str], run_dir: Path) -> float:
     """The same epochs by hand: train then validate, Adam over the trainable parameters."""
-    with initialize_config_dir(str(ROOT / "conf"), version_base=None):
-        cfg = compose("train", overrides)
+    cfg = composed("train", overrides, run_dir)
     pl.seed_everything(cfg.seed)
     net = build_classifier(cfg.backbone)
     instantiate(cfg.freeze)(net)
     datamodule = build_datamodule(cfg, net.input_spec)
     datamodule.setup("fit")
     optimizer = instantiate(cfg.optimizer)([p for p in net.parameters() if p.requires_grad])
-    train, val = datamodule.train_dataloader(), datamodule.val_dataloader()
+    training, validation = datamodule.train_dataloader(), datamodule.val_dataloader()
     start = time.perf_counter()
     for epoch in range(cfg.trainer.max_epochs):
-        train.sampler.set_epoch(epoch)
+        training.sampler.set_epoch(epoch)
         net.train()
-        for images, targets in train:
+        for images, targets in training:
             loss = F.binary_cross_entropy_with_logits(net(images), targets.float())
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         net.eval()
         with torch.no_grad():
-            for images, targets in val:
+            for images, targets in validation:
                 F.binary_cross_entropy_with_logits(net(images), targets.float())
     return time.perf_counter() - start
 
 
-def covid_tl_run(overrides: list[str], run_dir: Path) -> float:
-    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *overrides, f"hydra.run.dir={run_dir}"],
-                          cwd=ROOT, capture_output=True, text=True)
-    if proc.returncode:
-        raise SystemExit(proc.stderr[-3000:])
-    return float(re.search(r"training took ([0-9.]+) s", proc.stdout + proc.stderr).group(1))
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--tiny", action="store_true", help="simple_cnn, 1 epoch, 32 px, one round")
     parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args()
-    if not (XRAY_MINI / "manifest.csv").is_file():
-        print(f"skipped: xray-mini not found at {XRAY_MINI} (set COVID_TL_XRAY_MINI)")
-        return
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}; "
-          f"{' '.join(COMMON[2:] + args.overrides)}")
+    args = parser.parse_args(argv)
+    root = xray_mini()
+    if root is None:
+        print("skipped: xray-mini not found (set COVID_TL_XRAY_MINI to its folder)")
+        return {}
+    if args.tiny:
+        args.models, args.rounds, args.overrides = "simple_cnn", 1, [*args.overrides, *TINY]
+    print(f"{machine()}; {' '.join(COMMON + args.overrides)}")
+    times = {}
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models.split(","):
-            overrides = [*COMMON, *MODELS[model], *args.overrides]
+            overrides = [*xray_mini_data(root), *COMMON, *MODELS[model], *args.overrides]
             plain, ours = [], []
             for n in range(args.rounds):
-                plain.append(plain_loop(overrides))
-                ours.append(covid_tl_run(overrides, Path(tmp) / f"{model}{n}"))
+                plain.append(plain_loop(overrides, Path(tmp) / f"plain_{model}{n}"))
+                ours.append(train(overrides, Path(tmp) / f"{model}{n}").fit_s)
+            times[model] = {"plain": plain, "covid_tl": ours}
             print(f"{model} ({' '.join(MODELS[model][1:])}): plain {min(plain):.2f} s, covid-tl {min(ours):.2f} s "
                   f"-> {min(ours) / min(plain):.3f}x  (all: plain {', '.join(f'{t:.2f}' for t in plain)}; "
                   f"covid-tl {', '.join(f'{t:.2f}' for t in ours)})", flush=True)
+    return times
 
 
 if __name__ == "__main__":

@@ -3,35 +3,35 @@ source, Dice and IoU where a true mask exists (patients the segmenter was not tr
 apart), and CPU inference time per film (resize, network, resize back, components).
 
     python benchmarks/segmenter.py [--checkpoint PATH] [--xray-mini DIR] [--csv per_film.csv] [--preview grid.png]
+    python benchmarks/segmenter.py --tiny     # 8 films spread over xray-mini (seconds)
 
 Prints the markdown table of docs/segmenter.md and the timing line of docs/benchmarks.md.
+Skips with a message when xray-mini is absent.
 """
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
-import torch
 
 from covid_tl.data.images import read_xray
 from covid_tl.data.sources import ManifestSource, read_mask
 from covid_tl.metrics import bootstrap_mean
 from covid_tl.models.segmenter import LungSegmenter
 from covid_tl.models.segmenter_eval import mask_scores, preview, spread_over
+from harness import machine, xray_mini
 
-DEFAULT = Path(os.environ.get("COVID_TL_XRAY_MINI", Path(__file__).resolve().parents[2] / "shared" / "data" / "xray-mini"))
 
-
-def score_every_film(segmenter: LungSegmenter, root: Path) -> pd.DataFrame:
-    """One row per xray-mini film: source, patient, held out or not, mask scores, milliseconds."""
+def score_every_film(segmenter: LungSegmenter, root: Path, films: int | None = None) -> pd.DataFrame:
+    """One row per xray-mini film (or per one of `films` spread over the sources): source,
+    patient, held out or not, mask scores, milliseconds."""
     held_out = set(segmenter.notes.get("held_out_patients", []))
     rows = ManifestSource(root / "manifest.csv").frame().to_dict("records")
+    rows = rows if films is None else spread_over(rows, "source", films)
     segmenter(read_xray(rows[0]["path"]))  # warm-up: first-call allocations are not timed
     records = []
     for row in rows:
@@ -67,29 +67,31 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> pd.DataFrame | None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=None, help="a lung_segmenter.pt (default: the bundled one)")
-    parser.add_argument("--xray-mini", type=Path, default=DEFAULT)
+    parser.add_argument("--xray-mini", type=Path, default=None, help="default: $COVID_TL_XRAY_MINI or ../shared/data")
     parser.add_argument("--csv", type=Path, default=None, help="write the per-film scores here")
     parser.add_argument("--preview", type=Path, default=None, help="write film | true mask | predicted mask of 12 films here")
-    args = parser.parse_args()
-    if not (args.xray_mini / "manifest.csv").is_file():
-        raise SystemExit(f"xray-mini not found at {args.xray_mini}: pass --xray-mini DIR")
+    parser.add_argument("--tiny", action="store_true", help="8 films spread over xray-mini")
+    args = parser.parse_args(argv)
+    root = args.xray_mini or xray_mini()
+    if root is None or not (root / "manifest.csv").is_file():
+        print(f"skipped: xray-mini not found at {root or '$COVID_TL_XRAY_MINI or ../shared/data'} (pass --xray-mini DIR)")
+        return None
     segmenter = LungSegmenter.load(args.checkpoint)
-    table = score_every_film(segmenter, args.xray_mini)
+    table = score_every_film(segmenter, root, 8 if args.tiny else None)
     if args.csv:
         table.to_csv(args.csv, index=False)
     if args.preview:
-        rows = ManifestSource(args.xray_mini / "manifest.csv").frame().sample(frac=1, random_state=0).to_dict("records")
+        rows = ManifestSource(root / "manifest.csv").frame().sample(frac=1, random_state=0).to_dict("records")
         pair = lambda row: (read_xray(row["path"]), read_mask(row.get("lung_mask")))  # noqa: E731
         cv2.imwrite(str(args.preview), preview(segmenter, spread_over(rows, "source", 12), pair))
     print(f"segmenter {args.checkpoint or 'bundled'} (digest {segmenter.digest}, input {segmenter.input_size} px)\n")
     print(markdown(table))
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\nCPU inference, {len(table)} xray-mini films (<= 512 px): median {table['ms'].median():.0f} ms, "
-          f"90th percentile {table['ms'].quantile(0.9):.0f} ms per film; {platform.machine()}, {os.cpu_count()} CPUs, "
-          f"torch {torch.__version__} with {torch.get_num_threads()} threads, load average {load:.1f}")
+          f"90th percentile {table['ms'].quantile(0.9):.0f} ms per film; {machine()}")
+    return table
 
 
 if __name__ == "__main__":

@@ -10,27 +10,27 @@ and the trailing overrides; `--add lungs="preprocessing=lungs"` adds a setting. 
 setting in SETTINGS, seed 1. `lungs` settings use the bundled lung segmenter
 (preprocessing=lungs: lung-field crop, histogram equalisation on lung pixels). Prints a line
 per finished run, then a markdown table (mean and, with several seeds, the spread over seeds);
-`--runs` keeps the run dirs (results.json, predictions.csv).
+`--runs` keeps the run dirs (results.json, predictions.csv). `--tiny`: the small CNN, 1 epoch,
+20 phantom patients per hospital at 48 px, setting cnn_none (seconds).
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import resource
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from covid_tl.formatting import number
+from harness import machine, train
+
 BASE = ["data=synthetic_shift", "backbone=efficientnet_lite0", "backbone.weights=imagenet_offline", "freeze=all",
         "logger=none", "callbacks.grad_cam=null", "bootstrap=200"]
 CNN = ["backbone=simple_cnn", "backbone.weights=none", "freeze=none", "trainer.max_epochs=20"]  # trained from scratch
+TINY = ["data.phantoms.n_patients=20", "data.phantoms.image_size=48", "backbone.input_size=32", "trainer.max_epochs=1",
+        "bootstrap=20"]
 SETTINGS = {
     "none": ["preprocessing=none"],
     "crop_inpaint": ["preprocessing=crop_inpaint"],
@@ -48,20 +48,17 @@ COLUMNS = [("specificity", "in_distribution"), ("specificity", "shifted"), ("spe
 
 
 def cpu_seconds() -> float:
-    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    """CPU seconds of this process so far (runs are in it): unlike wall time, it does not grow
+    when other jobs share the cores."""
+    used = resource.getrusage(resource.RUSAGE_SELF)
     return used.ru_utime + used.ru_stime
 
 
 def run(overrides: list[str], run_dir: Path) -> tuple[dict, float, float]:
-    """One train.py run: (its results.json's shift block, wall seconds, CPU seconds). CPU time
-    does not grow when other jobs share the cores; wall time does."""
-    start, cpu = time.perf_counter(), cpu_seconds()
-    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *overrides, f"hydra.run.dir={run_dir}"],
-                          cwd=ROOT, capture_output=True, text=True)
-    if proc.returncode:
-        raise SystemExit(f"train.py {' '.join(overrides)} failed:\n{proc.stderr[-3000:]}")
-    shift = json.loads((run_dir / "results.json").read_text())["shift"]
-    return shift, time.perf_counter() - start, cpu_seconds() - cpu
+    """One train.py run: (its results.json's shift block, wall seconds, CPU seconds)."""
+    cpu = cpu_seconds()
+    done = train(overrides, run_dir)
+    return done.results.shift, done.wall_s, cpu_seconds() - cpu
 
 
 def cell(values: list[float | None]) -> str:
@@ -82,15 +79,18 @@ def table(rows: dict[str, list[tuple[dict, float, float]]], seeds: list[int]) ->
     return "\n".join(lines) + f"\n\nseeds {seeds}; mean ± sd over seeds where several."
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[1])
     parser.add_argument("--add", action="append", default=[], metavar='NAME="OVERRIDES"')
     parser.add_argument("--runs", type=Path, help="keep the run dirs here (default: a temporary folder)")
     parser.add_argument("--out", type=Path, help="also write the table here")
+    parser.add_argument("--tiny", action="store_true", help="the small CNN, 1 epoch, few small phantoms, cnn_none")
     parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.tiny:
+        args.settings, args.seeds, args.overrides = ["cnn_none"], [1], [*args.overrides, *TINY]
     settings = dict(SETTINGS)
     for item in args.add:
         name, _, overrides = item.partition("=")
@@ -110,14 +110,15 @@ def main() -> None:
                 shift, wall, cpu = run(overrides, runs_dir / f"{name}_seed{seed}")
                 rows.setdefault(name, []).append((shift, wall, cpu))
                 done += 1
-                spec = shift["specificity"]
-                print(f"[{done}/{total}] {name} seed {seed}: specificity {spec['in_distribution']:.2f} -> "
-                      f"{spec['shifted']:.2f}, sensitivity {shift['sensitivity']['in_distribution']:.2f} -> "
-                      f"{shift['sensitivity']['shifted']:.2f} ({wall:.0f} s, CPU {cpu:.0f} s)", flush=True)
+                spec, sens = (shift[m] for m in ("specificity", "sensitivity"))
+                print(f"[{done}/{total}] {name} seed {seed}: specificity {number(spec['in_distribution'], digits=2)} -> "
+                      f"{number(spec['shifted'], digits=2)}, sensitivity {number(sens['in_distribution'], digits=2)} -> "
+                      f"{number(sens['shifted'], digits=2)} ({wall:.0f} s, CPU {cpu:.0f} s)", flush=True)
     text = table(rows, args.seeds)
-    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} CPUs; base: {' '.join(BASE + args.overrides)}\n\n{text}")
+    print(f"\n{machine()}; base: {' '.join(BASE + args.overrides)}\n\n{text}")
     if args.out:
         args.out.write_text(text + "\n")
+    return rows
 
 
 if __name__ == "__main__":

@@ -11,66 +11,41 @@ scores later). A run dir that already holds results.json is read, not trained ag
 `--cams` then runs `evaluate.py cams=true` on each fold's best checkpoint (into
 `<run>/cam_scores/`, likewise read when there) and adds, per recipe and class, the Grad-CAM
 lung_fraction of the test films pooled over folds beside its chance level (lung_area).
+`--tiny`: the small CNN for 1 epoch, 2 folds, CAMs against the drawn lung masks only, in a
+temporary folder (seconds). Skips with a message when xray-mini is absent.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
-import time
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from covid_tl.formatting import number
 from covid_tl.labels import DISPLAY
-from covid_tl.metrics import auroc, bootstrap_intervals, bootstrap_mean
+from covid_tl.metrics import bootstrap_mean
+from harness import TINY_XRAY_MINI, Run, evaluate, machine, pooled_out_of_fold, train, xray_mini, xray_mini_data
 
-ROOT = Path(__file__).resolve().parents[1]
-
-BASE = ["data=xray_mini", "logger=none", "callbacks.grad_cam=null"]
+BASE = ["logger=none", "callbacks.grad_cam=null"]
 RECIPES = {
     "today": ["backbone=efficientnet_lite0", "backbone.weights=imagenet_offline", "freeze=all", "preprocessing=crop_inpaint"],
     "robust": ["experiment=robust"],  # EfficientNet-Lite0, last 2 blocks fine-tuned on lung fields, youden
     "cnn_lungs": ["backbone=simple_cnn", "backbone.weights=none", "freeze=none", "preprocessing=lungs",
                   "trainer.max_epochs=20"],  # the small CNN from scratch on lung fields
     "lite0_lungs": ["backbone=efficientnet_lite0", "backbone.weights=imagenet_offline", "freeze=all", "preprocessing=lungs"],
+    "tiny": TINY_XRAY_MINI,  # --tiny: the small CNN, 1 epoch
 }
 
 
-def run(overrides: list[str], run_dir: Path) -> tuple[dict, float]:
-    """The test block of one train.py run's results.json, and its wall seconds (0: read)."""
-    if not (run_dir / "results.json").is_file():
-        start = time.perf_counter()
-        proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *overrides, f"hydra.run.dir={run_dir}"],
-                              cwd=ROOT, capture_output=True, text=True)
-        if proc.returncode:
-            raise SystemExit(f"train.py {' '.join(overrides)} failed:\n{proc.stderr[-3000:]}")
-        wall = time.perf_counter() - start
-    else:
-        wall = 0.0
-    return json.loads((run_dir / "results.json").read_text())["test"], wall
-
-
-def pooled(run_dirs: list[Path], seed: int) -> tuple[float, list[float] | None]:
-    """AUROC of every film's out-of-fold probability, with a patient-bootstrap interval."""
-    frame = pd.concat([pd.read_csv(d / "predictions.csv").query("set == 'test'") for d in run_dirs])
-    targets = (frame["label"] == "covid").to_numpy().astype(int)
-    probabilities = frame["prob_covid"].to_numpy()
-    interval = bootstrap_intervals(targets, probabilities, frame["patient_id"].to_numpy(), seed=seed)["auroc"]
-    return auroc(targets, probabilities), interval
-
-
-def cam_scores(run_dir: Path) -> pd.DataFrame:
+def cam_scores(run: Run, lungs: str) -> pd.DataFrame:
     """cams.csv of `evaluate.py cams=true` on the fold's best checkpoint (its test films)."""
-    out = run_dir / "cam_scores"
+    out = run.directory / "cam_scores"
     if not (out / "cams.csv").is_file():
-        ckpt = run_dir / json.loads((run_dir / "results.json").read_text())["run"]["best_checkpoint"]
-        proc = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), f"ckpt_path={ckpt}", "cams=true",
-                               f"hydra.run.dir={out}"], cwd=ROOT, capture_output=True, text=True)
-        if proc.returncode:
-            raise SystemExit(f"evaluate.py cams=true on {ckpt} failed:\n{proc.stderr[-3000:]}")
+        evaluate([f"ckpt_path={run.directory / run.results.run['best_checkpoint']}", "cams=true",
+                  f"lungs.mode={lungs}"], out)
     return pd.read_csv(out / "cams.csv")
 
 
@@ -81,20 +56,32 @@ def cam_rows(name: str, frame: pd.DataFrame, seed: int) -> list[str]:
         cells = []
         for column in ("lung_fraction", "lung_area", "above_chance"):
             values = part[column].to_numpy(float)
-            cells.append(fmt(values.mean(), bootstrap_mean(values, part["patient_id"].to_numpy(), seed=seed)))
+            cells.append(number(float(values.mean()), bootstrap_mean(values, part["patient_id"].to_numpy(), seed=seed)))
         sources = ", ".join(f"{k} {v}" for k, v in part["lung_source"].value_counts().items())
         lines.append(f"| {name} | {DISPLAY.get(label, label)} | {len(part)} ({part['patient_id'].nunique()}) | "
                      f"{sources} | {' | '.join(cells)} |")
     return lines
 
 
-def fmt(value: float | None, interval: list[float] | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.3f}" + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "")
+def recipe(name: str, overrides: list[str], folds: int, seed: int, runs: Path) -> dict[str, Any]:
+    """The recipe's runs over every fold (trained, or read where results.json is there) and
+    its figures: per-fold test AUROC, their mean and sd, the pooled out-of-fold AUROC."""
+    fold_runs = []
+    for k in range(folds):
+        run = train([*BASE, *RECIPES[name], f"data.num_folds={folds}", f"data.fold={k}", f"seed={seed}", *overrides],
+                    runs / name / f"fold{k}", reuse=True)
+        test = run.results.set("test")
+        fold_runs.append(run)
+        print(f"{name} fold {k}: AUROC {number(test['auroc'], test['bootstrap_ci95']['auroc'])} (n {test['n']}, "
+              f"{'read' if run.fit_s is None else f'{run.wall_s:.0f} s'})", flush=True)
+    values = [r.results.set("test")["auroc"] for r in fold_runs]
+    walls = [r.wall_s for r in fold_runs if r.fit_s is not None]
+    return {"runs": fold_runs, "aurocs": values, "mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)),
+            "pooled": pooled_out_of_fold([r.predictions("test") for r in fold_runs], seed=seed),
+            "wall_s": float(np.mean(walls)) if walls else 0.0}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipes", nargs="+", default=["robust", "today"], choices=list(RECIPES))
     parser.add_argument("--folds", type=int, default=5)
@@ -102,36 +89,42 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("/work/runs/xray5fold"))
     parser.add_argument("--out", type=Path)
     parser.add_argument("--cams", action="store_true", help="also the CAM lung_fraction per class (evaluate.py cams=true)")
+    parser.add_argument("--tiny", action="store_true", help="the small CNN, 1 epoch, 2 folds, CAMs, a temporary folder")
     parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    root = xray_mini()
+    if root is None:
+        print("skipped: xray-mini not found (set COVID_TL_XRAY_MINI to its folder)")
+        return {}
+    print(machine())
+    if args.tiny:
+        args.recipes, args.folds, args.cams = ["tiny"], 2, True
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = Path(tmp) if args.tiny else args.runs
+        return report(args, [*xray_mini_data(root), *args.overrides], runs, "masks" if args.tiny else "segmenter")
+
+
+def report(args: argparse.Namespace, overrides: list[str], runs: Path, lungs: str) -> dict[str, Any]:
     head = ["recipe", *[f"fold {k}" for k in range(args.folds)], "mean ± sd over folds", "pooled out-of-fold", "wall s/run"]
     lines = [f"| {' | '.join(head)} |", "|" + "---|" * len(head)]
     cams = ["| recipe | class | test films (patients) | lungs from | lung_fraction | lung_area (chance) | above chance |",
             "|---|---|---|---|---|---|---|"]
+    recipes = {}
     for name in args.recipes:
-        tests, walls, dirs = [], [], []
-        for fold in range(args.folds):
-            run_dir = args.runs / name / f"fold{fold}"
-            overrides = [*BASE, *RECIPES[name], f"data.num_folds={args.folds}", f"data.fold={fold}",
-                         f"seed={args.seed}", *args.overrides]
-            test, wall = run(overrides, run_dir)
-            tests.append(test)
-            walls.append(wall)
-            dirs.append(run_dir)
-            print(f"{name} fold {fold}: AUROC {fmt(test['auroc'], test['bootstrap_ci95']['auroc'])} "
-                  f"(n {test['n']}, {wall:.0f} s)", flush=True)
-        values = [t["auroc"] for t in tests]
-        cells = [fmt(t["auroc"], t["bootstrap_ci95"]["auroc"]) for t in tests]
-        lines.append(f"| {name} | {' | '.join(cells)} | {np.mean(values):.3f} ± {np.std(values, ddof=1):.3f} | "
-                     f"{fmt(*pooled(dirs, args.seed))} | {np.mean([w for w in walls if w] or [0]):.0f} |")
+        r = recipes[name] = recipe(name, overrides, args.folds, args.seed, runs)
+        cells = [number(t["auroc"], t["bootstrap_ci95"]["auroc"]) for t in (x.results.set("test") for x in r["runs"])]
+        lines.append(f"| {name} | {' | '.join(cells)} | {r['mean']:.3f} ± {r['sd']:.3f} | "
+                     f"{number(r['pooled']['auroc'], r['pooled']['auroc_ci95'])} | {r['wall_s']:.0f} |")
         if args.cams:
-            cams += cam_rows(name, pd.concat([cam_scores(d) for d in dirs]), args.seed)
+            r["cams"] = pd.concat([cam_scores(x, lungs) for x in r["runs"]])
+            cams += cam_rows(name, r["cams"], args.seed)
     text = "\n".join(lines) + f"\n\nAUROC on each fold's test patients [95% patient-bootstrap interval]; seed {args.seed}."
     if args.cams:
         text += "\n\n" + "\n".join(cams) + "\n\nGrad-CAM lung_fraction of every fold's test films, pooled; [95% patient bootstrap]."
     print("\n" + text)
     if args.out:
         args.out.write_text(text + "\n")
+    return recipes
 
 
 if __name__ == "__main__":

@@ -2,17 +2,18 @@
 augmented, every image's backbone features are computed once and the head trains on them.
 
 A split's features are computed when a loader first asks for them (the test split's only when
-testing), and with a cache directory they are stored there, keyed by the backbone's weights,
-the preprocessing and input spec, and the content of every file: a second run over the same
-images and backbone (a seed or head sweep, `hparams_search=optuna`) reads them in a moment.
-Rows that are not files (synthetic phantoms) are never cached.
+testing), and where the image DataModule has a preprocessing cache they are stored beside its
+entries, in `<its config digest>/features/`: the folder's name is the image cache's key (the
+preprocessing options and, with `lungs`, the segmenter's digest), the file's the backbone's
+weights, the input spec and the content of every file. A change that gives other images
+(another preprocessing, another segmenter) thus gives other features, and a second run over the same images and backbone (a seed or head sweep,
+`hparams_search=optuna`) reads them in a moment. Rows that are not files (synthetic phantoms)
+are never cached.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
-from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from covid_tl.data.datamodule import EpochShuffle, XrayDataModule
 from covid_tl.files import write_atomically
-from covid_tl.preprocess.cache import config_digest, content_hash
+from covid_tl.preprocess.cache import config_digest
 
 log = logging.getLogger(__name__)
 
@@ -60,31 +61,27 @@ def weights_digest(module: nn.Module) -> str:
 
 class FeatureDataModule(pl.LightningDataModule):
     """Serves (features, target) batches for train/val/test; everything else (subsets, images
-    for Grad-CAM, lung masks) comes from the image DataModule it wraps.
+    for Grad-CAM, lung masks) comes from the image DataModule it wraps, and so does the cache:
+    features are stored where its preprocessing cache is (nowhere without one)."""
 
-    `cache_dir` (None: no cache) and `cache_config` (the preprocessing options) place stored
-    features, as described in the module docstring."""
-
-    def __init__(self, images: XrayDataModule, features: nn.Module, device: torch.device,
-                 cache_dir: str | os.PathLike | None = None, cache_config: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, images: XrayDataModule, features: nn.Module, device: torch.device) -> None:
         super().__init__()
         self.images = images
         self.features = features
         self.device = device
-        self.cache_dir = Path(cache_dir).expanduser() / "features" if cache_dir is not None else None
-        self.cache_config = dict(cache_config or {})
         self.sets: dict[str, TensorDataset] = {}
 
-    def _cache_path(self, split: str) -> Path | None:
+    def cache_path(self, split: str) -> Path | None:
+        """Where the split's features are stored: in the image cache's own folder (so another
+        preprocessing or segmenter moves them too), named by weights, input spec and files."""
+        prepared = self.images.prepared
         rows = self.images.subset(split).frame.to_dict("records")
-        if self.cache_dir is None or not all(self.images.prepared.reads_files(r) for r in rows):
+        if prepared.input_cache is None or not all(prepared.reads_files(r) for r in rows):
             return None
-        image_cache = self.images.prepared.input_cache  # its memo holds every file's hash since setup's check
-        files = [(image_cache.file_key if image_cache is not None else content_hash)(r["path"]) for r in rows]
         spec = self.images.input_spec
-        key = config_digest({"weights": self._weights_digest, "preprocessing": self.cache_config,
-                             "input": [spec.size, spec.channels, list(spec.mean), list(spec.std)], "files": files})
-        return self.cache_dir / f"{key}.pt"
+        key = config_digest({"weights": self._weights_digest, "files": [prepared.file_key(r) for r in rows],
+                             "input": [spec.size, spec.channels, list(spec.mean), list(spec.std)]})
+        return prepared.input_cache.directory / "features" / f"{key}.pt"
 
     @cached_property
     def _weights_digest(self) -> str:
@@ -95,7 +92,7 @@ class FeatureDataModule(pl.LightningDataModule):
         """The split's (features, target) pairs: from memory, the cache, or the backbone."""
         if split in self.sets:
             return self.sets[split]
-        path = self._cache_path(split)
+        path = self.cache_path(split)
         if path is not None and path.is_file():
             stored = torch.load(path, map_location="cpu", weights_only=True)
             self.sets[split] = TensorDataset(stored["features"], stored["targets"])
@@ -112,7 +109,7 @@ class FeatureDataModule(pl.LightningDataModule):
         return self.sets[split]
 
     def __getattr__(self, name: str) -> Any:
-        if name in ("images", "sets", "features", "device", "cache_dir", "cache_config") or name.startswith("__"):
+        if name in ("images", "sets", "features", "device") or name.startswith("__"):
             raise AttributeError(name)
         return getattr(self.images, name)
 

@@ -71,11 +71,8 @@ def train(cfg: DictConfig, run_dir: Path) -> Results | None:
     fit_data = datamodule
     if cfg.fast_frozen:
         blocker = fast_path_blocker(net, datamodule)
-        if blocker is None:
-            cache_dir = cfg.preprocessing.cache_dir if cfg.preprocessing.cache else None
-            options = {k: v for k, v in OmegaConf.to_container(cfg.preprocessing, resolve=True).items()
-                       if k not in ("cache", "cache_dir")}
-            fit_data = FeatureDataModule(datamodule, net.features, pick_device(cfg.trainer.accelerator), cache_dir, options)
+        if blocker is None:  # features cached beside the images, under the image cache's key
+            fit_data = FeatureDataModule(datamodule, net.features, pick_device(cfg.trainer.accelerator))
             model.head_only = True
         else:
             log.info("frozen fast path off: %s", blocker)

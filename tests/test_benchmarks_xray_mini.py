@@ -1,0 +1,45 @@
+"""The benchmarks that train most on xray-mini, with --tiny (beside test_benchmarks.py, so that
+two workers run them side by side): what each reports obeys its definition."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import needs_xray_mini
+from test_benchmarks import benchmark
+
+
+@needs_xray_mini
+@pytest.mark.slow  # 3 one-epoch runs of the small CNN and 2 logistic regressions on xray-mini
+def test_linear_probe_tiny_tests_every_film_once():
+    out = benchmark("linear_probe").main(["--tiny"])
+    rows = out["probe"]["rows"]
+    assert len(rows) == 2 and len(out["probe"]["epochs"]) == 2  # head and LR; the 2 folds asked for
+    for row in rows.values():
+        assert row["n"] == 174  # every xray-mini film tested once over the folds
+        assert sum(row["n_per_class"].values()) == 174 and 0 <= row["auroc"] <= 1
+        assert row["auroc_ci95"][0] <= row["auroc"] <= row["auroc_ci95"][1]
+    (point,) = out["figures"]
+    assert 0 <= point["threshold"] <= 1 and point["wall_s"] > 0 and point["epochs"] == 1
+    assert point["half"]["n"] == point["youden"]["n"]  # the 0.5 row is the same run's test split
+
+
+@needs_xray_mini
+@pytest.mark.slow  # 2 one-epoch runs of the small CNN on xray-mini, Grad-CAMs of their test films
+def test_xray_mini_folds_tiny_pools_every_film_once():
+    (recipe,) = benchmark("xray_mini_folds").main(["--tiny"]).values()
+    assert len(recipe["runs"]) == len(recipe["aurocs"]) == 2  # the folds asked for
+    assert sum(run.results.set("test")["n"] for run in recipe["runs"]) == recipe["pooled"]["n"] == 174
+    assert min(recipe["aurocs"]) <= recipe["mean"] <= max(recipe["aurocs"])
+    assert 0 <= recipe["pooled"]["auroc"] <= 1 and recipe["wall_s"] > 0
+    cams = recipe["cams"]
+    assert len(cams) == 174 and cams["lung_fraction"].dropna().between(0, 1).all()
+    assert (cams.loc[cams["lung_fraction"].notna(), "lung_source"] == "mask").all()  # --tiny: drawn masks only
+
+
+@needs_xray_mini
+@pytest.mark.slow  # a plain loop and a one-epoch run of the small CNN on xray-mini
+def test_overhead_tiny_times_both_loops_once():
+    times = benchmark("overhead").main(["--tiny"])
+    assert list(times) == ["simple_cnn"]
+    (plain,), (ours,) = times["simple_cnn"]["plain"], times["simple_cnn"]["covid_tl"]
+    assert plain > 0 and ours > 0
