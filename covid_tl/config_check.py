@@ -100,6 +100,20 @@ def config_name(args: Sequence[str], default: str) -> str:
     return default
 
 
+#: Hydra's own flags that answer without running the task (tab completion, `--info`, help, the
+#: composed config): their arguments are Hydra's (`-sc install=bash`), no overrides to check.
+HYDRA_ANSWERS = ("--shell-completion", "-sc", "--info", "-i", "--help", "-h", "--hydra-help", "--version",
+                 "--cfg", "-c", "--resolve", "--package", "-p")
+
+
+def command_line_error(args: Sequence[str], config_dir: Path, default_config: str) -> str | None:
+    """What an entry script checks before Hydra starts: an unknown group option or key, one
+    line; nothing when a flag of HYDRA_ANSWERS asks Hydra itself to answer."""
+    if any(arg.split("=", 1)[0] in HYDRA_ANSWERS for arg in args):
+        return None
+    return unknown_group_option(args, config_dir) or unknown_key(args, config_dir, config_name(args, default_config))
+
+
 def unknown_key(args: Sequence[str], config_dir: Path, config_name: str) -> str | None:
     """The error line for the first `key=value` override whose key the composed config lacks,
     naming the closest existing key (`trainer.max_epoch` -> `trainer.max_epochs`)."""

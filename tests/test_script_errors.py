@@ -36,3 +36,17 @@ def test_train_py_mistakes(tmp_path, overrides, says):
 def test_evaluate_and_explain_without_a_checkpoint(tmp_path, script):
     proc = run_script(script, f"hydra.run.dir={tmp_path / 'out'}")
     assert one_line_error(proc) == "error: missing required value: add ckpt_path=... to the command line"
+
+
+@pytest.mark.parametrize("script", ["train.py", "evaluate.py", "explain.py", "predict.py", "export.py"])
+def test_hydra_tab_completion_passes_the_key_check(script):
+    proc = run_script(script, "-sc", "install=bash")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "complete -o nospace -o default -F hydra_bash_completion python" in proc.stdout
+
+
+@pytest.mark.parametrize("script", ["evaluate.py", "explain.py", "predict.py", "export.py"])
+def test_a_misspelled_key_is_one_line_in_every_script(tmp_path, script):
+    proc = run_script(script, "ckpt_pth=x.ckpt", f"hydra.run.dir={tmp_path / 'out'}")
+    assert one_line_error(proc) == "error: unknown key 'ckpt_pth'; did you mean 'ckpt_path'?"
+    assert not (tmp_path / "out").exists()
