@@ -19,14 +19,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from covid_tl.data.images import read_xray
+from covid_tl.data.images import IMAGE_SUFFIXES, read_xray
 from covid_tl.labels import LABELS
 from covid_tl.errors import ConfigError
 
 #: The 14 findings of ChestX-ray14, in the order of its paper.
 NIH_FINDINGS = ("Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
                 "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom")
 
 log = logging.getLogger(__name__)
 
