@@ -27,8 +27,13 @@ def test_every_logger_at_once_offline_with_minimal_callbacks_and_lr_monitor(trai
     final_auroc = float((mlflow_run / "metrics" / "results" / "test" / "auroc").read_text().split()[1])
     assert final_auroc == pytest.approx(results.sets["test"]["auroc"])
     assert "status: 3" in (mlflow_run / "meta.yaml").read_text()  # FINISHED
+    artifacts = mlflow_run / "artifacts"  # the run's record, card and figures travel with it
+    assert (artifacts / "results.json").read_text() == (run_dir / "results.json").read_text()
+    assert {"model_card.md", "roc.png", "confusion_matrix.png", "reliability.png"} <= {p.name for p in artifacts.iterdir()}
+    assert sorted(p.name for p in (artifacts / "cams").iterdir()) == sorted(p.name for p in (run_dir / "cams").glob("*.png"))
     # W&B: an offline run folder (a login attempt would have failed without network).
     assert len(list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))) == 1
+    assert len(list((run_dir / "wandb").glob("offline-run-*/files/results.json"))) == 1
     assert "anonymous" not in proc.stderr and "not found. Creating it" not in proc.stderr + proc.stdout
     # CSV and the learning rate monitor: one lr value per epoch, the optimizer's.
     logged = pd.read_csv(run_dir / "metrics.csv")
