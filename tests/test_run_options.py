@@ -8,6 +8,7 @@ import yaml
 
 from conftest import TINY, run_script
 from covid_tl.results import read_results
+from covid_tl.tracking import run_artifacts
 
 
 def test_misspelled_key_fails_with_one_did_you_mean_line():
@@ -29,8 +30,9 @@ def test_every_logger_at_once_offline_with_minimal_callbacks_and_lr_monitor(trai
     assert "status: 3" in (mlflow_run / "meta.yaml").read_text()  # FINISHED
     artifacts = mlflow_run / "artifacts"  # the run's record, card and figures travel with it
     assert (artifacts / "results.json").read_text() == (run_dir / "results.json").read_text()
-    assert {"model_card.md", "roc.png", "confusion_matrix.png", "reliability.png"} <= {p.name for p in artifacts.iterdir()}
-    assert sorted(p.name for p in (artifacts / "cams").iterdir()) == sorted(p.name for p in (run_dir / "cams").glob("*.png"))
+    kept = sorted(p.relative_to(artifacts).as_posix() for p in artifacts.rglob("*") if p.is_file())
+    assert kept == [p.relative_to(run_dir).as_posix() for p in run_artifacts(run_dir)]
+    assert {"model_card.md", "roc.png", "confusion_matrix.png", "reliability.png"} <= set(kept)
     # W&B: an offline run folder (a login attempt would have failed without network).
     assert len(list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))) == 1
     assert len(list((run_dir / "wandb").glob("offline-run-*/files/results.json"))) == 1
