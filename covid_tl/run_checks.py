@@ -37,10 +37,14 @@ SCRIPT_COUNTS = {"batch_size": 1, "num_workers": 0, "n": 1, "bootstrap": 0}
 
 
 def check_script_config(cfg: DictConfig) -> None:
-    """What evaluate, explain, predict and export check first: required values, and the counts
-    of SCRIPT_COUNTS they have are whole numbers in range (num_workers=-1 is one line, not a
+    """What evaluate, explain, predict and export check first: required values, every key typed
+    as in train.py (typed_nodes: trust_checkpoint, lungs; not yet a data= config), the counts of
+    SCRIPT_COUNTS they have are whole numbers in range (num_workers=-1 is one line, not a
     DataLoader traceback)."""
     check_required(cfg)
+    for where, entry, target, known_only in typed_nodes(cfg):
+        if where.split(".")[0] != "data":  # a data= config resolves against the checkpoint's (${seed})
+            check_arguments(entry, where, known_only, target)
     for key, least in SCRIPT_COUNTS.items():
         if key in cfg:
             check_count(cfg, key, least)

@@ -122,7 +122,9 @@ def test_missing_keys_reads_the_unresolved_config():
     ("predict", "num_workers=-1", "num_workers must be a whole number >= 0, got -1"),
     ("predict", "batch_size=abc", "batch_size must be a whole number >= 1, got 'abc'"),
     ("explain", "n=0", "n must be a whole number >= 1, got 0"),
-    ("evaluate", "bootstrap=true", "bootstrap must be a whole number >= 0, got True"),
+    ("evaluate", "bootstrap=true", "bootstrap=True does not fit RunOptions's bootstrap (int: input should be a valid integer)"),
+    ("evaluate", "trust_checkpoint=maybe", "trust_checkpoint='maybe' does not fit RunOptions's trust_checkpoint (bool)"),
+    ("explain", "lungs.mode=3", "lungs.mode=3 does not fit CamLungs's mode"),
 ])
 def test_inference_scripts_refuse_bad_counts_in_one_line(script, override, says):
     with initialize_config_dir(str(CONF), version_base="1.3"):
