@@ -87,8 +87,11 @@ class CacheOptions:
 
 #: Config nodes with no `_target_` of their own ("" is the top level) and the code that takes
 #: their keys: its signature types them, as a `_target_`'s signature types its config's.
+#: `{name}`: the node's own `name` key (a backbone's builder, registered under its function name).
 TYPED_BY = {
     "": "covid_tl.run_checks.RunOptions",
+    "backbone": "covid_tl.models.backbones.{name}",
+    "backbone.head": "covid_tl.models.classifier.Head",
     "preprocessing": "covid_tl.run_checks.CacheOptions",
     "preprocessing.crop": "covid_tl.preprocess.crop.crop_borders",
     "augment.watermark": "covid_tl.data.dataset.WatermarkTransplant",
@@ -101,8 +104,9 @@ SHARED = ("data", "augment", "preprocessing")
 def typed_nodes(cfg: DictConfig) -> list[tuple[str, DictConfig, Any, bool]]:
     """(dotted key, config, the callable whose signature types its keys, known_only) for each
     node of TYPED_BY that `cfg` has and every `_target_` config of `cfg` at any depth."""
-    found = [(where, node, get_object(target), True) for where, target in TYPED_BY.items()
+    found = [(where, node, _typed_by(target, node), True) for where, target in TYPED_BY.items()
              if isinstance(node := OmegaConf.select(cfg, where) if where else cfg, DictConfig)]
+    found = [entry for entry in found if entry[2] is not None]
 
     def walk(node: DictConfig, where: str) -> None:
         if "_target_" in node:
@@ -113,6 +117,15 @@ def typed_nodes(cfg: DictConfig) -> list[tuple[str, DictConfig, Any, bool]]:
 
     walk(cfg, "")  # after TYPED_BY: `seed=abc` is named as given, not as data.split_seed that copies it
     return found
+
+
+def _typed_by(target: str, node: DictConfig) -> Any:
+    """The callable a TYPED_BY entry names for `node`; None for an unknown `{name}` (a misspelled
+    backbone is build_backbone's to name, with the valid ones)."""
+    try:
+        return get_object(target.format(name=node.get("name", "")))
+    except Exception:  # noqa: BLE001  (hydra's get_object raises a bare ImportError or its own)
+        return None
 
 
 def check_arguments(entry: DictConfig, where: str, known_only: bool = False, target: Any = None) -> None:

@@ -14,7 +14,8 @@ from covid_tl.run_checks import check_script_config, check_train_config, missing
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
-@pytest.mark.parametrize("group", ["trainer", "logger", "callbacks", "experiment", "data", "optimizer", "scheduler"])
+@pytest.mark.parametrize("group", ["trainer", "logger", "callbacks", "experiment", "data", "optimizer", "scheduler",
+                                   "backbone", "model", "freeze", "preprocessing", "augment"])
 def test_every_shipped_option_passes(group):
     needs = {"manifest": ["data.path=x.csv"], "folders": ["data.root=x"]}
     for option in group_options(CONF, group):
@@ -83,6 +84,8 @@ def test_mistakes_are_one_line_that_names_the_key(override, says):
     ("augment.watermark.p=abc", "augment.watermark.p='abc' does not fit WatermarkTransplant's p (float)"),
     ("augment=imaging_chain augment.scale=abc", "augment.scale='abc' does not fit imaging_chain_augmentation's scale"),
     ("trainer.devices=[a]", "trainer.devices=['a'] does not fit Trainer's devices"),
+    ("backbone=vgg16 backbone.input_size=abc", "backbone.input_size='abc' does not fit vgg16's input_size (int)"),
+    ("backbone.head.dropout=abc", "backbone.head.dropout='abc' does not fit Head's dropout (float)"),
     ("bootstrap=-1", "bootstrap=-1 does not fit RunOptions's bootstrap (int: input should be greater than or equal to 0)"),
     ("fast_frozen=maybe", "fast_frozen='maybe' does not fit RunOptions's fast_frozen (bool)"),
 ])
