@@ -52,9 +52,6 @@ def test_lightning_advertisement_is_dropped_and_other_lines_kept(caplog):
     assert len(logging.getLogger("pytorch_lightning.utilities.rank_zero").filters) == 1
 
 
-RUN_RESULTS = Results(sets={"val": RESULTS["val"], "test": RESULTS["test"]}, run=RESULTS["run"])
-
-
 def fake_run_dir(folder):
     """The files a finished run leaves that trackers keep, and two they do not."""
     for name in ("results.json", "model_card.md", "roc.png", "confusion_matrix.png", "reliability.png",
@@ -74,7 +71,7 @@ def test_mlflow_keeps_the_runs_record_card_and_figures(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     expected = fake_run_dir(tmp_path)
     logger = MLFlowLogger(experiment_name="covid-tl", tracking_uri=f"file:{tmp_path / 'mlruns'}")
-    log_results([logger], OmegaConf.create({"seed": 1}), RUN_RESULTS, 3, tmp_path)
+    log_results([logger], OmegaConf.create({"seed": 1}), RESULTS, 3, tmp_path)
     artifacts = tmp_path / "mlruns" / logger.experiment_id / logger.run_id / "artifacts"
     assert sorted(p.relative_to(artifacts).as_posix() for p in artifacts.rglob("*") if p.is_file()) == expected
     assert (artifacts / "cams" / "epoch_001.png").read_text() == "cams/epoch_001.png"
@@ -87,7 +84,7 @@ def test_wandb_offline_keeps_the_runs_record_card_and_figures(tmp_path, monkeypa
     monkeypatch.setenv("WANDB_SILENT", "true")
     expected = fake_run_dir(tmp_path)
     logger = QuietWandbLogger(project="covid-tl", save_dir=str(tmp_path), offline=True)
-    log_results([logger], OmegaConf.create({"seed": 1}), RUN_RESULTS, 3, tmp_path)
+    log_results([logger], OmegaConf.create({"seed": 1}), RESULTS, 3, tmp_path)
     [files] = (tmp_path / "wandb").glob("offline-run-*/files")
     kept = sorted(p.relative_to(files).as_posix() for p in files.rglob("*") if p.is_file() and p.name in
                   {Path(e).name for e in expected})
