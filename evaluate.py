@@ -8,6 +8,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from covid_tl.config_check import command_line_error
+
+CONFIG_DIR = Path(__file__).resolve().parent / "conf"
+
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
@@ -21,4 +25,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    if error := command_line_error(sys.argv[1:], CONFIG_DIR, "evaluate"):
+        sys.exit(error)
     main()

@@ -8,6 +8,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from covid_tl.config_check import command_line_error
+
+CONFIG_DIR = Path(__file__).resolve().parent / "conf"
+
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="export")
 def main(cfg: DictConfig) -> None:
@@ -23,4 +27,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    if error := command_line_error(sys.argv[1:], CONFIG_DIR, "export"):
+        sys.exit(error)
     main()

@@ -10,7 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 import covid_tl.preprocess.schema  # noqa: F401  (structured configs, registered before Hydra composes)
-from covid_tl.config_check import config_name, unknown_group_option, unknown_key
+from covid_tl.config_check import command_line_error
 
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
@@ -39,6 +39,6 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    if error := unknown_group_option(sys.argv[1:], CONFIG_DIR) or unknown_key(sys.argv[1:], CONFIG_DIR, config_name(sys.argv[1:], "train")):
+    if error := command_line_error(sys.argv[1:], CONFIG_DIR, "train"):
         sys.exit(error)
     main()

@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ValueType
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, ValidationError
 
 
 def group_options(config_dir: Path, group: str) -> list[str]:
@@ -98,6 +98,38 @@ def config_name(args: Sequence[str], default: str) -> str:
         if arg in ("--config-name", "-cn") and i + 1 < len(args):
             return args[i + 1]
     return default
+
+
+#: Hydra's own flags that answer without running the task (tab completion, `--info`, help, the
+#: composed config): their arguments are Hydra's (`-sc install=bash`), no overrides to check.
+HYDRA_ANSWERS = ("--shell-completion", "-sc", "--info", "-i", "--help", "-h", "--hydra-help", "--version",
+                 "--cfg", "-c", "--resolve", "--package", "-p")
+
+
+def command_line_error(args: Sequence[str], config_dir: Path, default_config: str) -> str | None:
+    """What an entry script checks before Hydra starts: an unknown group option or key, one
+    line; nothing when a flag of HYDRA_ANSWERS asks Hydra itself to answer."""
+    if any(arg.split("=", 1)[0] in HYDRA_ANSWERS for arg in args):
+        return None
+    name = config_name(args, default_config)
+    return (unknown_group_option(args, config_dir) or unknown_key(args, config_dir, name)
+            or structured_type_error(args, config_dir, name))
+
+
+def structured_type_error(args: Sequence[str], config_dir: Path, config_name: str) -> str | None:
+    """One line for a value a structured config refuses (`preprocessing.lungs.margin=abc`: a
+    float field of LungParams), where Hydra would print a screen; None for anything else."""
+    overrides = [a for a in args if "=" in a and not a.startswith(("-", "hydra"))]
+    try:
+        with initialize_config_dir(str(config_dir), version_base="1.3"):
+            compose(config_name, overrides=overrides)
+    except Exception as error:  # noqa: BLE001  (other failures, sweeps included, are Hydra's to report)
+        while error is not None and not (isinstance(error, ValidationError) and getattr(error, "full_key", None)):
+            error = error.__cause__
+        if error is not None:
+            owner = getattr(error.object_type, "__name__", "its config")
+            return f"error: {error.full_key}: {error.msg.splitlines()[0]} (a field of {owner})"
+    return None
 
 
 def unknown_key(args: Sequence[str], config_dir: Path, config_name: str) -> str | None:

@@ -89,14 +89,27 @@ def column_headers(texts: Sequence[str], width: int, scale: float = 0.45) -> np.
 
 
 def legend(items: Sequence[tuple[RGB, str]], width: int, scale: float = 0.45) -> np.ndarray:
-    """A black band of colour swatches, each followed by its text, left to right."""
+    """A black band of colour swatches, each followed by its text, left to right, on as many rows
+    as `width` needs (a grid of one or two tiles is narrower than the key); the font shrinks
+    only when one item alone is wider."""
+    side = _line_height(scale) - 2
+    scale = min(scale, fit_scale([text for _, text in items], width - side - 11, largest=scale))
     height = _line_height(scale) + 8
-    band = np.zeros((height, width, 3), np.uint8)
-    x, side = 6, height - 10
+    side = height - 10
+    rows: list[list[tuple[RGB, str, int]]] = [[]]
+    x = 6
     for colour, text in items:
-        band[5 : 5 + side, x : x + side] = colour
-        _put(band, text, x + side + 5, height - height // 4 - 1, scale, WHITE)
-        x += side + 5 + cv2.getTextSize(text, FONT, scale, _thickness(scale))[0][0] + 20
+        item_width = side + 5 + cv2.getTextSize(text, FONT, scale, _thickness(scale))[0][0]
+        if rows[-1] and x + item_width > width - 4:
+            rows.append([])
+            x = 6
+        rows[-1].append((colour, text, x))
+        x += item_width + 20
+    band = np.zeros((height * len(rows), width, 3), np.uint8)
+    for r, row in enumerate(rows):
+        for colour, text, x in row:
+            band[r * height + 5 : r * height + 5 + side, x : x + side] = colour
+            _put(band, text, x + side + 5, (r + 1) * height - height // 4 - 1, scale, WHITE)
     return band
 
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import inspect
 import typing
+from dataclasses import dataclass, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from hydra.utils import get_class, get_object
 from omegaconf import DictConfig, OmegaConf
-from pydantic import ConfigDict, PydanticUserError, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, PydanticUserError, TypeAdapter, ValidationError
 
 from covid_tl.errors import ConfigError
 from covid_tl.operating_point import parse_threshold
@@ -36,10 +37,14 @@ SCRIPT_COUNTS = {"batch_size": 1, "num_workers": 0, "n": 1, "bootstrap": 0}
 
 
 def check_script_config(cfg: DictConfig) -> None:
-    """What evaluate, explain, predict and export check first: required values, and the counts
-    of SCRIPT_COUNTS they have are whole numbers in range (num_workers=-1 is one line, not a
+    """What evaluate, explain, predict and export check first: required values, every key typed
+    as in train.py (typed_nodes: trust_checkpoint, lungs; not yet a data= config), the counts of
+    SCRIPT_COUNTS they have are whole numbers in range (num_workers=-1 is one line, not a
     DataLoader traceback)."""
     check_required(cfg)
+    for where, entry, target, known_only in typed_nodes(cfg):
+        if where.split(".")[0] != "data":  # a data= config resolves against the checkpoint's (${seed})
+            check_arguments(entry, where, known_only, target)
     for key, least in SCRIPT_COUNTS.items():
         if key in cfg:
             check_count(cfg, key, least)
@@ -55,32 +60,97 @@ def missing_keys(node: Any, prefix: str = "") -> list[str]:
     return [prefix[:-1]] if node == "???" else []
 
 
-def check_arguments(entry: DictConfig, where: str, known_only: bool = False) -> None:
-    """Every key of a `_target_` config (at `where`) is an argument of its target, of the type it
-    declares. `known_only`: keys that are no argument are left alone (a data config's anchors,
-    which only feed interpolations), and so are values holding configs of their own (its sources,
-    checked when they are built)."""
-    target = get_object(entry._target_)
+@dataclass(frozen=True)
+class RunOptions:
+    """The top-level keys of train.yaml and segment.yaml that the tasks read themselves (no
+    `_target_` takes them), typed for check_arguments as a target's arguments are."""
+
+    task: str = "classify"
+    seed: int = 42
+    calibrate: bool = False
+    ckpt_path: str | None = None
+    trust_checkpoint: bool = False
+    fast_frozen: bool = True
+    bootstrap: Annotated[int, Field(ge=0)] = 1000
+    optimized_metric: str | None = None
+    preview: Annotated[int, Field(ge=0)] = 8
+    half: bool = True
+
+
+@dataclass(frozen=True)
+class CacheOptions:
+    """preprocessing's keys of its disk cache, which covid_tl.build reads beside build_preprocess's."""
+
+    cache: bool = True
+    cache_dir: str = "~/.cache/covid-tl"
+
+
+#: Config nodes with no `_target_` of their own ("" is the top level) and the code that takes
+#: their keys: its signature types them, as a `_target_`'s signature types its config's.
+#: `{name}`: the node's own `name` key (a backbone's builder, registered under its function name).
+TYPED_BY = {
+    "": "covid_tl.run_checks.RunOptions",
+    "backbone": "covid_tl.models.backbones.{name}",
+    "backbone.head": "covid_tl.models.classifier.Head",
+    "preprocessing": "covid_tl.run_checks.CacheOptions",
+    "preprocessing.crop": "covid_tl.preprocess.crop.crop_borders",
+    "augment.watermark": "covid_tl.data.dataset.WatermarkTransplant",
+}
+#: `_target_` configs that hold keys for other code too (a data config's anchors, augment's
+#: watermark, preprocessing's cache): keys that are no argument of the target are left alone.
+SHARED = ("data", "augment", "preprocessing")
+
+
+def typed_nodes(cfg: DictConfig) -> list[tuple[str, DictConfig, Any, bool]]:
+    """(dotted key, config, the callable whose signature types its keys, known_only) for each
+    node of TYPED_BY that `cfg` has and every `_target_` config of `cfg` at any depth."""
+    found = [(where, node, _typed_by(target, node), True) for where, target in TYPED_BY.items()
+             if isinstance(node := OmegaConf.select(cfg, where) if where else cfg, DictConfig)]
+    found = [entry for entry in found if entry[2] is not None]
+
+    def walk(node: DictConfig, where: str) -> None:
+        if "_target_" in node:
+            found.append((where, node, get_object(node._target_), where in SHARED))
+        for key, child in node.items_ex(resolve=False):
+            if isinstance(child, DictConfig) and not (key == "hydra" and not where):
+                walk(child, f"{where}.{key}" if where else str(key))
+
+    walk(cfg, "")  # after TYPED_BY: `seed=abc` is named as given, not as data.split_seed that copies it
+    return found
+
+
+def _typed_by(target: str, node: DictConfig) -> Any:
+    """The callable a TYPED_BY entry names for `node`; None for an unknown `{name}` (a misspelled
+    backbone is build_backbone's to name, with the valid ones)."""
+    try:
+        return get_object(target.format(name=node.get("name", "")))
+    except Exception:  # noqa: BLE001  (hydra's get_object raises a bare ImportError or its own)
+        return None
+
+
+def check_arguments(entry: DictConfig, where: str, known_only: bool = False, target: Any = None) -> None:
+    """Every key of a config (at `where`) is an argument of `target` (default: its `_target_`),
+    of the type it declares. Values holding configs of their own are skipped (typed_nodes finds
+    them); `known_only`: so are keys that are no argument (checked by other code's signature)."""
+    target = target if target is not None else get_object(entry._target_)
     parameters = inspect.signature(target).parameters
     takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
     try:
-        hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
+        annotated = target if is_dataclass(target) or not inspect.isclass(target) else target.__init__  # fields, not __init__'s
+        hints = typing.get_type_hints(annotated, include_extras=True)
     except NameError:  # an annotation names what only type checkers import: check the names alone
         hints = {}
-    name = getattr(target, "__name__", entry._target_)
+    name = getattr(target, "__name__", str(target))
     for key, value in OmegaConf.to_container(entry, resolve=True).items():
-        if key in HYDRA_KEYS or (key not in parameters and (takes_any or known_only)):
-            continue
-        if known_only and _holds_targets(value):
+        dotted = f"{where}.{key}" if where else str(key)
+        if key in HYDRA_KEYS or _holds_targets(value) or (key not in parameters and (takes_any or known_only)):
             continue
         if key not in parameters:
             valid = ", ".join(p for p in parameters if p != "self")
-            raise ConfigError(f"{where}.{key} is not an argument of {name}; valid: {valid}")
-        if isinstance(value, dict) and "_target_" in value:  # an object built first: its own keys are checked
-            check_arguments(entry[key], f"{where}.{key}")
-        elif key in hints and not _fits(hints[key], value):
-            shown = hints[key].__name__ if isinstance(hints[key], type) else str(hints[key]).replace("typing.", "")
-            raise ConfigError(f"{where}.{key}={value!r} does not fit {name}'s {key} ({shown})")
+            raise ConfigError(f"{dotted} is not an argument of {name}; valid: {valid}")
+        problem = _misfit(hints[key], value) if key in hints else None
+        if problem is not None:
+            raise ConfigError(f"{dotted}={value!r} does not fit {name}'s {key} ({problem})")
 
 
 def _holds_targets(node: Any) -> bool:
@@ -89,16 +159,33 @@ def _holds_targets(node: Any) -> bool:
     return isinstance(node, list) and any(_holds_targets(v) for v in node)
 
 
-def _fits(annotation: Any, value: Any) -> bool:
+def _as_tuples(value: Any) -> Any:
+    """Lists as tuples, at any depth: YAML has no tuples, and strict validation wants them."""
+    if isinstance(value, dict):
+        return {k: _as_tuples(v) for k, v in value.items()}
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def _misfit(annotation: Any, value: Any) -> str | None:
+    """None when `value` fits `annotation` (a YAML list fits a tuple too), else the type and,
+    for a bound (Annotated[int, Field(ge=0)]), what it asks."""
     try:
         adapter = TypeAdapter(annotation, config=STRICT)
     except PydanticUserError:  # an annotation pydantic cannot express: leave it to the target
-        return True
+        return None
     try:
         adapter.validate_python(value)
-    except ValidationError:
-        return False
-    return True
+        return None
+    except ValidationError as error:
+        try:
+            adapter.validate_python(_as_tuples(value))
+            return None
+        except ValidationError:
+            pass
+        if typing.get_origin(annotation) is Annotated:
+            base = typing.get_args(annotation)[0]
+            return f"{getattr(base, '__name__', base)}: {error.errors()[0]['msg'].lower()}"
+    return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
 
 
 def check_threshold(threshold: Any) -> None:
@@ -139,14 +226,6 @@ def _is_subclass(target: str | None, callback: str) -> bool:
         return False
 
 
-def instantiated_entries(cfg: DictConfig) -> dict[str, DictConfig]:
-    """The `_target_` configs that training instantiates as they are, by dotted key."""
-    entries = {"trainer": cfg.trainer}
-    for group in ("callbacks", "logger"):
-        entries.update({f"{group}.{name}": entry for name, entry in (cfg.get(group) or {}).items()})
-    return {key: entry for key, entry in entries.items() if entry is not None and "_target_" in entry}
-
-
 def check_count(cfg: DictConfig, key: str, least: int, also: tuple[Any, ...] = ()) -> None:
     """`cfg[key]` (a dotted key) is an int of at least `least`, or one of `also` (such as `auto`)."""
     value = OmegaConf.select(cfg, key)
@@ -177,13 +256,11 @@ def check_optimizer(cfg: DictConfig) -> None:
     import torch
     from hydra.utils import instantiate
 
-    check_arguments(cfg.optimizer, "optimizer")
     try:
         optimizer = instantiate(cfg.optimizer)([torch.nn.Parameter(torch.zeros(1))])
     except Exception as error:  # noqa: BLE001 - any failure of the user's optimizer config
         raise ConfigError(f"optimizer ({cfg.optimizer._target_}): {_cause(error)}") from None
     if cfg.get("scheduler"):
-        check_arguments(cfg.scheduler, "scheduler")
         try:
             instantiate(cfg.scheduler)(optimizer)
         except Exception as error:  # noqa: BLE001
@@ -198,13 +275,10 @@ def _cause(error: BaseException) -> str:
 
 
 def check_values(cfg: DictConfig) -> None:
-    """Seed, epochs, data loader options, optimizer: values whose mistakes would otherwise end in
-    a traceback after the splits are written."""
-    if isinstance(cfg.get("seed"), bool) or not isinstance(cfg.get("seed"), int):
-        raise ConfigError(f"seed must be a whole number, got {cfg.get('seed')!r}")
+    """Epochs, data loader counts, optimizer: values of the right type whose mistakes would
+    otherwise end in a traceback after the splits are written."""
     check_epochs(cfg)
     if cfg.get("data") is not None and "_target_" in cfg.data:
-        check_arguments(cfg.data, "data", known_only=True)
         if "batch_size" in cfg.data:
             check_count(cfg, "data.batch_size", 1)
         if "num_workers" in cfg.data:
@@ -214,14 +288,14 @@ def check_values(cfg: DictConfig) -> None:
 
 
 def check_train_config(cfg: DictConfig) -> None:
-    """What train.py checks before a task writes anything."""
+    """What train.py checks before a task writes anything: required values, the threshold rule,
+    then every key of every group by the signature of the code that takes it (typed_nodes),
+    then the values that take building to judge."""
     check_required(cfg)
     if "threshold" in cfg:  # classification runs; segmentation has none
         check_threshold(cfg.threshold)
-        if not isinstance(cfg.get("calibrate"), bool):
-            raise ConfigError(f"calibrate must be true or false, got {cfg.get('calibrate')!r}")
-    for key, entry in instantiated_entries(cfg).items():
-        check_arguments(entry, key)
+    for where, entry, target, known_only in typed_nodes(cfg):
+        check_arguments(entry, where, known_only, target)
     check_values(cfg)
     for path in resume_files(cfg):  # bounded, plain types, own code in its config (unless trusted)
         check_checkpoint_file(path, bool(cfg.trust_checkpoint))

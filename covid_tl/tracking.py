@@ -1,21 +1,26 @@
 """What the experiment loggers get besides the epoch curves: the run config as flat
 hyperparameters, the final results beside them (TensorBoard's HPARAMS tab, MLflow, W&B), and
-the one number a hyperparameter sweeper optimises."""
+the run's record, card and figures as files beside the run (MLflow, W&B), and the one number a
+hyperparameter sweeper optimises."""
 from __future__ import annotations
 
 import logging
 import math
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.loggers import Logger, TensorBoardLogger, WandbLogger
+from pytorch_lightning.loggers import Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
 
 from covid_tl.errors import ConfigError
 from covid_tl.results import Results
 
 #: Rates of results.json that every logger gets at the end, as `results/<split>/<metric>`.
 FINAL_METRICS = ("sensitivity", "specificity", "accuracy", "auroc")
+#: Files of the run dir (globs) that MLflow and W&B keep with the run: the record (results.json),
+#: the card, the figures (roc, confusion matrix, reliability) and the per-epoch Grad-CAM grids.
+RUN_ARTIFACTS = ("results.json", "model_card.md", "*.png", "cams/*.png")
 
 #: Log lines that tell a user nothing to act on: (logger name, text in the message).
 _NOISE = (
@@ -84,16 +89,35 @@ def log_config(loggers: Iterable[Logger], cfg: DictConfig) -> None:
         logger.log_hyperparams(params)
 
 
-def log_results(loggers: Iterable[Logger], cfg: DictConfig, results: Results, step: int) -> None:
+def log_results(loggers: Iterable[Logger], cfg: DictConfig, results: Results, step: int, run_dir: Path) -> None:
     """Every logger gets the final metrics (at training's last `step`); TensorBoard pairs them
-    with the config, so runs compare side by side in its HPARAMS tab."""
+    with the config, so runs compare side by side in its HPARAMS tab; MLflow and W&B get the
+    run's files of RUN_ARTIFACTS, so a tracked run is complete without its run dir."""
     metrics = final_metrics(results)
+    files = run_artifacts(run_dir)
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.log_hyperparams(flat_config(cfg), metrics, step)
         else:
             logger.log_metrics(metrics, step)
+        log_artifacts(logger, run_dir, files)
         logger.finalize("success")
+
+
+def run_artifacts(run_dir: Path) -> list[Path]:
+    """The files of RUN_ARTIFACTS that the run wrote, sorted."""
+    return sorted({path for pattern in RUN_ARTIFACTS for path in run_dir.glob(pattern) if path.is_file()})
+
+
+def log_artifacts(logger: Logger, run_dir: Path, files: Iterable[Path]) -> None:
+    """`files` kept with the logger's run under their paths in the run dir (cams/...); loggers
+    without a place for files (CSV, TensorBoard) are left alone."""
+    for path in files:
+        if isinstance(logger, MLFlowLogger):
+            folder = path.parent.relative_to(run_dir).as_posix()
+            logger.experiment.log_artifact(logger.run_id, str(path), None if folder == "." else folder)
+        elif isinstance(logger, WandbLogger):
+            logger.experiment.save(str(path), base_path=str(run_dir), policy="now")
 
 
 def metric_value(results: Results, name: str) -> float:

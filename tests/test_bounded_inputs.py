@@ -24,6 +24,7 @@ from covid_tl.data.datamodule import XrayDataModule
 from covid_tl.data.images import MAX_MEGAPIXELS, Header, check_image_file, image_files, read_header, to_uint8
 from covid_tl.data.sources import ManifestSource
 from covid_tl.data.validate import BadInputError
+from covid_tl.errors import ConfigError
 from covid_tl.preprocess.cache import PreprocessCache
 from covid_tl.preprocess.model_input import InputSpec
 
@@ -276,3 +277,36 @@ def test_explain_checks_its_files_like_predict_and_takes_the_first_n(untrained_c
     bad = pd.read_csv(out / "bad_rows.csv")
     assert sorted(bad["path"].map(lambda p: p.split("/")[-1])) == ["zbomb.png", "zlink.png"]
     assert set(bad["kind"]) == {"too large", "missing"}
+
+
+def test_a_folder_means_its_own_image_files_sorted(tmp_path):
+    """images=<folder>: its image files by suffix, sorted; not its notes or its subfolders'
+    files (a dataset folder keeps lung masks in one)."""
+    for name in ("b.png", "a.JPG", "c.dcm"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "masks").mkdir()
+    (tmp_path / "masks" / "a.png").write_bytes(b"x")
+    assert image_files(str(tmp_path)) == [str(tmp_path / n) for n in ("a.JPG", "b.png", "c.dcm")]
+    assert image_files(f"{tmp_path}/") == image_files(str(tmp_path))
+    (tmp_path / "films" / "2020").mkdir(parents=True)
+    (tmp_path / "films" / "2020" / "a.png").write_bytes(b"x")
+    with pytest.raises(ConfigError) as error:
+        image_files(f"{tmp_path / 'films'}/")
+    assert str(error.value).endswith(f"directly in it; images='{tmp_path / 'films'}/**/*' takes its subfolders' files too")
+    assert image_files(f"{tmp_path / 'films'}/**/*") == [str(tmp_path / "films" / "2020" / "a.png")]
+
+
+def test_predict_on_a_folder_predicts_its_readable_images(untrained_checkpoint, tmp_path):
+    from conftest import composed
+    from covid_tl.tasks.predict import predict
+
+    scans = tmp_path / "scans"
+    for i in (2, 0, 1):
+        image(scans / f"film{i}.png", seed=i)
+    (scans / "broken.png").write_bytes(b"not a png")
+    (scans / "notes.txt").write_text("not an image")
+    out = tmp_path / "out"
+    table = predict(composed("predict", f"ckpt_path={untrained_checkpoint}", f"images={scans}", "num_workers=0"), out)
+    assert [p.split("/")[-1] for p in table["path"]] == ["film0.png", "film1.png", "film2.png"]
+    assert pd.read_csv(out / "bad_rows.csv")["path"].map(lambda p: p.split("/")[-1]).tolist() == ["broken.png"]

@@ -148,3 +148,21 @@ def test_preview_grid_names_its_columns_and_explains_its_colours():
     footer = picture[-20:].reshape(-1, 3)
     for colour, _ in KEY:  # a swatch of each colour in the legend
         assert (footer == colour).all(axis=1).sum() >= 50
+
+
+def test_a_legend_wider_than_its_grid_wraps_onto_rows_uncut():
+    """explain n=2: the key (420 px of text at this scale) wraps under a 2-tile grid instead of
+    running past its right edge; each swatch drawn in full, nothing lit in the last 4 columns."""
+    from covid_tl.grid import legend
+
+    key = [((0, 200, 0), "called right (COVID-19 at p >= 0.40)"), ((200, 0, 0), "called wrong"),
+           ((255, 255, 255), "lungs (lung segmenter)")]
+    one_row = legend(key, 2000, 0.6)
+    for width, rows in ((2000, 1), (722, 2), (398, 2)):
+        band = legend(key, width, 0.6)
+        assert band.shape == (rows * one_row.shape[0], width, 3)
+        assert not band[:, -4:].any()
+        for colour, _ in key:
+            assert (band.reshape(-1, 3) == colour).all(axis=1).sum() >= 100
+    narrow = legend(key[:1], 200, 0.6)  # one item wider than the band alone: a smaller font
+    assert narrow.shape[0] < one_row.shape[0] and not narrow[:, -4:].any()

@@ -14,7 +14,8 @@ from covid_tl.run_checks import check_script_config, check_train_config, missing
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
-@pytest.mark.parametrize("group", ["trainer", "logger", "callbacks", "experiment", "data", "optimizer", "scheduler"])
+@pytest.mark.parametrize("group", ["trainer", "logger", "callbacks", "experiment", "data", "optimizer", "scheduler",
+                                   "backbone", "model", "freeze", "preprocessing", "augment"])
 def test_every_shipped_option_passes(group):
     needs = {"manifest": ["data.path=x.csv"], "folders": ["data.root=x"]}
     for option in group_options(CONF, group):
@@ -44,9 +45,9 @@ def test_the_other_tasks_configs_pass():
     ("threshold=true", "threshold must be a probability in [0, 1]"),
     ("threshold=foo", "threshold must be a probability in [0, 1], youden, or sens@X"),
     ("threshold=sens@1.5", "threshold=sens@1.5: the sensitivity after sens@ must be a number in (0, 1]"),
-    ("calibrate=maybe", "calibrate must be true or false"),
-    ("seed=abc", "seed must be a whole number, got 'abc'"),
-    ("seed=1.5", "seed must be a whole number, got 1.5"),
+    ("calibrate=maybe", "calibrate='maybe' does not fit RunOptions's calibrate (bool)"),
+    ("seed=abc", "seed='abc' does not fit RunOptions's seed (int)"),  # not data.split_seed, which copies it
+    ("seed=1.5", "seed=1.5 does not fit RunOptions's seed (int)"),
     ("trainer.max_epochs=0", "trainer.max_epochs must be a whole number >= 1, got 0"),
     ("trainer.max_epochs=-1", "trainer.max_epochs=-1 trains until killed"),
     ("data.batch_size=abc", "data.batch_size='abc' does not fit XrayDataModule's batch_size (int)"),
@@ -62,6 +63,41 @@ def test_mistakes_are_one_line_that_names_the_key(override, says):
     with pytest.raises(ConfigError) as excinfo:
         check_train_config(composed("train", *override.split()))
     assert says in str(excinfo.value) and "\n" not in str(excinfo.value)
+
+
+# One mechanism for every group: each key is typed by the signature of the code that takes it
+# (its `_target_`, or run_checks.TYPED_BY's entry for a node without one).
+@pytest.mark.parametrize("override, says", [
+    ("data.sources.synthetic.n_patients=abc",
+     "data.sources.synthetic.n_patients='abc' does not fit SyntheticSource's n_patients (int: input should be a valid integer)"),
+    ("data.sources.synthetic.n_patients=1",
+     "data.sources.synthetic.n_patients=1 does not fit SyntheticSource's n_patients (int: input should be greater than or equal to 2)"),
+    ("data.sources.synthetic.shortcut.p_covid=abc", "data.sources.synthetic.shortcut.p_covid='abc' does not fit ShortcutSpec's p_covid"),
+    ("optimizer.weight_decay=abc", "optimizer.weight_decay='abc' does not fit Adam's weight_decay (float)"),
+    ("scheduler=cosine scheduler.T_max=abc", "scheduler.T_max='abc' does not fit CosineAnnealingLR's T_max (int)"),
+    ("model.backbone_lr_scale=abc", "model.backbone_lr_scale='abc' does not fit CovidClassifier's backbone_lr_scale (float)"),
+    ("model.compile=maybe", "model.compile='maybe' does not fit CovidClassifier's compile (bool)"),
+    ("freeze=last_n freeze.trainable=abc", "freeze.trainable='abc' does not fit apply_freeze's trainable (int | None)"),
+    ("preprocessing=crop preprocessing.crop.fraction=abc", "preprocessing.crop.fraction='abc' does not fit crop_borders's fraction"),
+    ("preprocessing.cache=maybe", "preprocessing.cache='maybe' does not fit CacheOptions's cache (bool)"),
+    ("augment=study augment.rotate=abc", "augment.rotate='abc' does not fit build_augmentation's rotate (float)"),
+    ("augment.watermark.p=abc", "augment.watermark.p='abc' does not fit WatermarkTransplant's p (float)"),
+    ("augment=imaging_chain augment.scale=abc", "augment.scale='abc' does not fit imaging_chain_augmentation's scale"),
+    ("trainer.devices=[a]", "trainer.devices=['a'] does not fit Trainer's devices"),
+    ("backbone=vgg16 backbone.input_size=abc", "backbone.input_size='abc' does not fit vgg16's input_size (int)"),
+    ("backbone.head.dropout=abc", "backbone.head.dropout='abc' does not fit Head's dropout (float)"),
+    ("bootstrap=-1", "bootstrap=-1 does not fit RunOptions's bootstrap (int: input should be greater than or equal to 0)"),
+    ("fast_frozen=maybe", "fast_frozen='maybe' does not fit RunOptions's fast_frozen (bool)"),
+])
+def test_a_wrong_type_in_any_group_is_one_line_naming_key_and_type(override, says):
+    with pytest.raises(ConfigError) as excinfo:
+        check_train_config(composed("train", *override.split()))
+    assert str(excinfo.value).startswith(says) and "\n" not in str(excinfo.value)
+
+
+def test_yaml_lists_fit_tuple_arguments():
+    """images_per_patient: [1, 3] is a tuple[int, int] argument: lists are not refused as tuples."""
+    check_train_config(composed("train", "data.sources.synthetic.images_per_patient=[1,3]", "augment=imaging_chain"))
 
 
 def test_no_epoch_limit_is_allowed_with_early_stopping():
@@ -89,7 +125,9 @@ def test_missing_keys_reads_the_unresolved_config():
     ("predict", "num_workers=-1", "num_workers must be a whole number >= 0, got -1"),
     ("predict", "batch_size=abc", "batch_size must be a whole number >= 1, got 'abc'"),
     ("explain", "n=0", "n must be a whole number >= 1, got 0"),
-    ("evaluate", "bootstrap=true", "bootstrap must be a whole number >= 0, got True"),
+    ("evaluate", "bootstrap=true", "bootstrap=True does not fit RunOptions's bootstrap (int: input should be a valid integer)"),
+    ("evaluate", "trust_checkpoint=maybe", "trust_checkpoint='maybe' does not fit RunOptions's trust_checkpoint (bool)"),
+    ("explain", "lungs.mode=3", "lungs.mode=3 does not fit CamLungs's mode"),
 ])
 def test_inference_scripts_refuse_bad_counts_in_one_line(script, override, says):
     with initialize_config_dir(str(CONF), version_base="1.3"):

@@ -8,6 +8,7 @@ import yaml
 
 from conftest import TINY, run_script
 from covid_tl.results import read_results
+from covid_tl.tracking import run_artifacts
 
 
 def test_misspelled_key_fails_with_one_did_you_mean_line():
@@ -27,8 +28,14 @@ def test_every_logger_at_once_offline_with_minimal_callbacks_and_lr_monitor(trai
     final_auroc = float((mlflow_run / "metrics" / "results" / "test" / "auroc").read_text().split()[1])
     assert final_auroc == pytest.approx(results.sets["test"]["auroc"])
     assert "status: 3" in (mlflow_run / "meta.yaml").read_text()  # FINISHED
+    artifacts = mlflow_run / "artifacts"  # the run's record, card and figures travel with it
+    assert (artifacts / "results.json").read_text() == (run_dir / "results.json").read_text()
+    kept = sorted(p.relative_to(artifacts).as_posix() for p in artifacts.rglob("*") if p.is_file())
+    assert kept == [p.relative_to(run_dir).as_posix() for p in run_artifacts(run_dir)]
+    assert {"model_card.md", "roc.png", "confusion_matrix.png", "reliability.png"} <= set(kept)
     # W&B: an offline run folder (a login attempt would have failed without network).
     assert len(list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))) == 1
+    assert len(list((run_dir / "wandb").glob("offline-run-*/files/results.json"))) == 1
     assert "anonymous" not in proc.stderr and "not found. Creating it" not in proc.stderr + proc.stdout
     # CSV and the learning rate monitor: one lr value per epoch, the optimizer's.
     logged = pd.read_csv(run_dir / "metrics.csv")

@@ -22,6 +22,10 @@ def one_line_error(proc) -> str:
 # script's side: one line, nothing written. A check before the task, one inside it.
 @pytest.mark.parametrize("overrides, says", [
     (["optimizer.lr=-1"], "error: optimizer (torch.optim.Adam): Invalid learning rate: -1"),
+    (["optimizer.lr=abc"], "error: optimizer.lr='abc' does not fit Adam's lr"),
+    (["data.batch_size=abc"], "error: data.batch_size='abc' does not fit XrayDataModule's batch_size (int)"),
+    (["seed=abc"], "error: seed='abc' does not fit RunOptions's seed (int)"),
+    (["freeze=last_n", "freeze.trainable=abc"], "error: freeze.trainable='abc' does not fit apply_freeze's trainable"),
     (["data=manifest", "data.path={tmp}/empty.csv"], "error: manifest '{tmp}/empty.csv' is empty"),
 ])
 def test_train_py_mistakes(tmp_path, overrides, says):
@@ -36,3 +40,17 @@ def test_train_py_mistakes(tmp_path, overrides, says):
 def test_evaluate_and_explain_without_a_checkpoint(tmp_path, script):
     proc = run_script(script, f"hydra.run.dir={tmp_path / 'out'}")
     assert one_line_error(proc) == "error: missing required value: add ckpt_path=... to the command line"
+
+
+@pytest.mark.parametrize("script", ["train.py", "evaluate.py", "explain.py", "predict.py", "export.py"])
+def test_hydra_tab_completion_passes_the_key_check(script):
+    proc = run_script(script, "-sc", "install=bash")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "complete -o nospace -o default -F hydra_bash_completion python" in proc.stdout
+
+
+@pytest.mark.parametrize("script", ["evaluate.py", "explain.py", "predict.py", "export.py"])
+def test_a_misspelled_key_is_one_line_in_every_script(tmp_path, script):
+    proc = run_script(script, "ckpt_pth=x.ckpt", f"hydra.run.dir={tmp_path / 'out'}")
+    assert one_line_error(proc) == "error: unknown key 'ckpt_pth'; did you mean 'ckpt_path'?"
+    assert not (tmp_path / "out").exists()

@@ -120,3 +120,29 @@ def test_published_mini_nih_is_a_partial_download_and_cohen_lists_one_absent_fil
     cohen_frame = CohenSource(PUBLISHED_MINI / "cohen").frame()
     absent = cohen_frame[cohen_frame["path"].str.endswith("covid-19-pneumonia-14-PA.png")]
     assert absent["source_line"].tolist() == [13]  # grep -n pneumonia-14 metadata.csv
+
+
+def test_a_folder_given_for_a_file_names_the_file_it_holds(tmp_path):
+    """data=xray_mini data.path=<its folder>: the error names the manifest to give instead."""
+    (tmp_path / "manifest.csv").write_text("path,label,patient_id\n")
+    (tmp_path / "images").mkdir()
+    with pytest.raises(SourceError) as error:
+        ManifestSource(tmp_path).frame()
+    assert str(error.value) == (f"manifest {str(tmp_path)!r} is a folder, not a .csv file; give the .csv file in it: "
+                                f"{tmp_path / 'manifest.csv'}")
+    (tmp_path / "other.csv").write_text("x\n")
+    with pytest.raises(SourceError, match=f"give one of its .csv files: {tmp_path / 'manifest.csv'}, {tmp_path / 'other.csv'}$"):
+        ManifestSource(tmp_path).frame()
+    image(tmp_path / "covid" / "a.png")
+    with pytest.raises(SourceError, match="folders.patients '.*images' is a folder, not a .csv file; it holds no .csv file$"):
+        FolderSource(tmp_path, patients=tmp_path / "images").frame()
+
+
+def test_a_folder_given_for_the_v7labs_masks_names_the_zip(tmp_path):
+    from covid_tl.data.v7labs import CohenV7LabsLungs
+
+    (tmp_path / "masks").mkdir()
+    (tmp_path / "masks" / "semantic_masks_v7labs_lungs.zip").write_bytes(b"")
+    with pytest.raises(SourceError, match="cohen: v7labs masks file '.*masks' is a folder, not a .zip file; give the .zip "
+                                          "file in it: .*masks/semantic_masks_v7labs_lungs.zip$"):
+        CohenV7LabsLungs(tmp_path, masks=tmp_path / "masks")

@@ -2,6 +2,7 @@
 run's metrics.csv keeps its earlier rows; Lightning's advertisement stays out of the log."""
 import logging
 import math
+from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
@@ -49,3 +50,43 @@ def test_lightning_advertisement_is_dropped_and_other_lines_kept(caplog):
     assert not any("litlogger" in m for m in messages)
     assert any("GPU available" in m for m in messages)
     assert len(logging.getLogger("pytorch_lightning.utilities.rank_zero").filters) == 1
+
+
+def fake_run_dir(folder):
+    """The files a finished run leaves that trackers keep, and two they do not."""
+    for name in ("results.json", "model_card.md", "roc.png", "confusion_matrix.png", "reliability.png",
+                 "cams/epoch_000.png", "cams/epoch_001.png", "splits.csv", "checkpoints/last.ckpt"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(name)
+    return ["cams/epoch_000.png", "cams/epoch_001.png", "confusion_matrix.png", "model_card.md", "reliability.png",
+            "results.json", "roc.png"]
+
+
+def test_mlflow_keeps_the_runs_record_card_and_figures(tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    from pytorch_lightning.loggers import MLFlowLogger
+
+    from covid_tl.tracking import log_results
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    expected = fake_run_dir(tmp_path)
+    logger = MLFlowLogger(experiment_name="covid-tl", tracking_uri=f"file:{tmp_path / 'mlruns'}")
+    log_results([logger], OmegaConf.create({"seed": 1}), RESULTS, 3, tmp_path)
+    artifacts = tmp_path / "mlruns" / logger.experiment_id / logger.run_id / "artifacts"
+    assert sorted(p.relative_to(artifacts).as_posix() for p in artifacts.rglob("*") if p.is_file()) == expected
+    assert (artifacts / "cams" / "epoch_001.png").read_text() == "cams/epoch_001.png"
+
+
+def test_wandb_offline_keeps_the_runs_record_card_and_figures(tmp_path, monkeypatch):
+    pytest.importorskip("wandb", reason="wandb is not installed (pip install wandb): its artifacts are untested")
+    from covid_tl.tracking import QuietWandbLogger, log_results
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    expected = fake_run_dir(tmp_path)
+    logger = QuietWandbLogger(project="covid-tl", save_dir=str(tmp_path), offline=True)
+    log_results([logger], OmegaConf.create({"seed": 1}), RESULTS, 3, tmp_path)
+    [files] = (tmp_path / "wandb").glob("offline-run-*/files")
+    kept = sorted(p.relative_to(files).as_posix() for p in files.rglob("*") if p.is_file() and p.name in
+                  {Path(e).name for e in expected})
+    assert kept == expected
+    assert (files / "cams" / "epoch_001.png").read_text() == "cams/epoch_001.png"

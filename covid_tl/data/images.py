@@ -18,6 +18,8 @@ import numpy as np
 from covid_tl.errors import ConfigError
 
 DICOM_SUFFIXES = {".dcm", ".dicom"}
+#: Suffixes of the image files a folder holds (a folder given as `images=`, published layouts).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom")
 
 #: Films larger than this are refused from their header, before any decode. The largest real
 #: chest films are about 4300 x 3500 px (15 MP: a 43 x 35 cm detector at 0.1 mm); 50 MP leaves
@@ -110,9 +112,18 @@ def read_xray(path: str | Path) -> np.ndarray:
 
 
 def image_files(pattern: str) -> list[str]:
-    """The files a glob names (`scans/*.png`, `scans/**/*` recursively), sorted; folders left
-    out, broken links kept (the file check lists them as missing, with their target)."""
-    paths = [p for p in sorted(glob.glob(str(Path(pattern).expanduser()), recursive=True))
+    """The files `images=` names, sorted: a glob's (`scans/*.png`, `scans/**/*` recursively;
+    folders left out, broken links kept: the file check lists them as missing, with their
+    target), or a folder's image files by suffix, not those of its subfolders (a dataset's
+    folder holds lung masks beside its films: `<folder>/**/*` takes them all)."""
+    folder = Path(pattern).expanduser()
+    if folder.is_dir():
+        paths = sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
+        if not paths:
+            raise ConfigError(f"images={pattern!r} is a folder with no image file ({' '.join(IMAGE_SUFFIXES)}) "
+                              f"directly in it; images='{pattern.rstrip('/')}/**/*' takes its subfolders' files too")
+        return paths
+    paths = [p for p in sorted(glob.glob(str(folder), recursive=True))
              if Path(p).is_file() or (Path(p).is_symlink() and not Path(p).exists())]
     if not paths:
         raise ConfigError(f"images={pattern!r} matches no file")

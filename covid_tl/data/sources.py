@@ -19,14 +19,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from covid_tl.data.images import read_xray
+from covid_tl.data.images import IMAGE_SUFFIXES, read_xray
 from covid_tl.labels import LABELS
 from covid_tl.errors import ConfigError
 
 #: The 14 findings of ChestX-ray14, in the order of its paper.
 NIH_FINDINGS = ("Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
                 "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom")
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +38,20 @@ def _existing_dir(root: str | Path, what: str) -> Path:
     path = Path(root).expanduser()
     if not path.is_dir():
         raise SourceError(f"{what} root {str(path)!r} is not a directory")
+    return path
+
+
+def existing_file(path: str | Path, what: str, kind: str = ".csv") -> Path:
+    """`path` as a file that exists. A folder given for it (`data.path=<dataset folder>`) is
+    answered with the files of `kind` it holds, so the user sees which one to give."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        found = sorted(str(p) for p in path.glob(f"*{kind}"))
+        hint = (f"give the {kind} file in it: {found[0]}" if len(found) == 1 else
+                f"give one of its {kind} files: {', '.join(found)}" if found else f"it holds no {kind} file")
+        raise SourceError(f"{what} {str(path)!r} is a folder, not a {kind} file; {hint}")
+    if not path.is_file():
+        raise SourceError(f"{what} {str(path)!r} does not exist")
     return path
 
 
@@ -264,9 +277,7 @@ class ManifestSource(FileSource):
         self.view = view
 
     def frame(self) -> pd.DataFrame:
-        if not self.path.is_file():
-            raise SourceError(f"manifest {str(self.path)!r} does not exist")
-        frame = read_listing(self.path, "manifest")
+        frame = read_listing(existing_file(self.path, "manifest"), "manifest")
         for column in ("path", "label", "patient_id"):
             _first_column(frame, [column], self.path)
         frame["path"] = frame["path"].map(lambda p: p if os.path.isabs(p) else str(self.root / p))
@@ -309,7 +320,7 @@ class FolderSource(FileSource):
         frame = pd.DataFrame(rows)
         frame["source_line"] = 1 + np.argsort(np.argsort(frame["file"].to_numpy(), kind="stable"))
         if self.patients is not None:
-            table = pd.read_csv(self.patients, dtype=str)
+            table = pd.read_csv(existing_file(self.patients, f"{self.name}.patients"), dtype=str)
             mapping = dict(zip(table["file"], table["patient_id"]))
             frame["patient_id"] = frame["file"].map(lambda f: f"{self.name}:{mapping[f]}" if f in mapping else np.nan)
         return frame

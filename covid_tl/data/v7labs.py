@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from covid_tl.data.images import ImageReadError
-from covid_tl.data.sources import CohenSource, FileSource, SourceError
+from covid_tl.data.sources import CohenSource, FileSource, SourceError, existing_file
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,7 @@ class CohenV7LabsLungs(FileSource):
         self.cohen = CohenSource(root, name, metadata, views, modality, findings, images_dir)
         self.name, self.listing = name, self.cohen.listing
         self.masks = Path(masks).expanduser() if masks is not None else torchxrayvision_masks()
-        if not self.masks.is_file():
-            raise SourceError(f"{name}: v7labs masks {str(self.masks)!r} do not exist")
+        existing_file(self.masks, f"{name}: v7labs masks file", ".zip")
 
     def frame(self) -> pd.DataFrame:
         frame = self.cohen.frame()

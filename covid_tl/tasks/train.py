@@ -113,7 +113,7 @@ def train(cfg: DictConfig, run_dir: Path) -> Results | None:
     })
     write_results(run_dir, results)
     write_model_card(run_dir, results, config, summary, net.input_spec, getattr(datamodule.prepared.preprocess, "segment", None))
-    log_results(trainer.loggers, cfg, results, trainer.global_step)
+    log_results(trainer.loggers, cfg, results, trainer.global_step, run_dir)
     print_results(results, run_dir)
     return results
 
