@@ -26,7 +26,7 @@ import pandas as pd  # noqa: E402
 
 from covid_tl.labels import DISPLAY  # noqa: E402
 from covid_tl.metrics import bootstrap_mean  # noqa: E402
-from harness import TINY_XRAY_MINI, evaluate, train, xray_mini, xray_mini_data  # noqa: E402
+from harness import TINY_XRAY_MINI, evaluate, train, xray_mini_or_skip, xray_mini_data  # noqa: E402
 
 
 def rows(table: pd.DataFrame, seed: int) -> list[dict]:
@@ -63,9 +63,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if args.segmenter_only is None:
             parser.error("give the two evaluate run dirs <A> <B>, or --tiny")
         return analyse(args.masks_first, args.segmenter_only, args.set, args.seed, args.out)
-    root = xray_mini()
-    if root is None:
-        print("skipped: xray-mini not found (set COVID_TL_XRAY_MINI to its folder)")
+    if (root := xray_mini_or_skip()) is None:
         return {}
     with tempfile.TemporaryDirectory() as tmp:
         a, b = tiny_runs(root, Path(tmp))

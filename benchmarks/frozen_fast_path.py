@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness import TINY_XRAY_MINI, machine, train, xray_mini, xray_mini_data
+from harness import TINY_XRAY_MINI, machine, train, xray_mini_or_skip, xray_mini_data
 
 MODEL = ["backbone=efficientnet_lite0", "backbone.weights=imagenet_offline"]
 BASE = ["freeze=all", "logger=none", "callbacks.grad_cam=null", "bootstrap=100"]
@@ -28,9 +28,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--tiny", action="store_true", help="the small CNN, 1 epoch")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
-    root = xray_mini()
-    if root is None:
-        print("skipped: xray-mini not found (set COVID_TL_XRAY_MINI to its folder)")
+    if (root := xray_mini_or_skip()) is None:
         return {}
     model = TINY_XRAY_MINI if args.tiny else [*MODEL, f"trainer.max_epochs={args.epochs}"]
     overrides = [*xray_mini_data(root), *model, *BASE, *args.overrides]

@@ -42,6 +42,14 @@ def xray_mini() -> Path | None:
     return folder if (folder / "manifest.csv").is_file() else None
 
 
+def xray_mini_or_skip() -> Path | None:
+    """xray_mini(), saying why the benchmark is skipped when it is absent."""
+    root = xray_mini()
+    if root is None:
+        print("skipped: xray-mini not found (set COVID_TL_XRAY_MINI to its folder)")
+    return root
+
+
 def xray_mini_data(root: Path) -> list[str]:
     """Overrides for `data=xray_mini` at `root`, wherever the command runs from."""
     return ["data=xray_mini", f"data.path={root / 'manifest.csv'}"]

@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from covid_tl.formatting import markdown_table, number
-from harness import TINY_XRAY_MINI, composed, machine, pooled_out_of_fold, train, xray_mini, xray_mini_data
+from harness import TINY_XRAY_MINI, composed, machine, pooled_out_of_fold, train, xray_mini_or_skip, xray_mini_data
 
 MODEL = ["backbone=efficientnet_lite0", "backbone.weights=imagenet_offline"]
 QUIET = ["logger=none", "callbacks.grad_cam=null", "bootstrap=200"]
@@ -112,9 +112,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--skip-figures", action="store_true")
     parser.add_argument("--tiny", action="store_true", help="the small CNN, 1 epoch, 2 folds, one figure point")
     args = parser.parse_args(argv)
-    root = xray_mini()
-    if root is None:
-        print("skipped: xray-mini not found (set COVID_TL_XRAY_MINI to its folder)")
+    if (root := xray_mini_or_skip()) is None:
         return {}
     print(machine())
     model = [*xray_mini_data(root), *(TINY_XRAY_MINI if args.tiny else MODEL)]

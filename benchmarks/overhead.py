@@ -25,7 +25,7 @@ from hydra.utils import instantiate
 
 from covid_tl.build import build_datamodule
 from covid_tl.models.classifier import build_classifier
-from harness import composed, machine, train, xray_mini, xray_mini_data
+from harness import composed, machine, train, xray_mini_or_skip, xray_mini_data
 
 MODELS = {
     "simple_cnn": ["backbone=simple_cnn", "trainer.max_epochs=10"],
@@ -69,9 +69,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--tiny", action="store_true", help="simple_cnn, 1 epoch, 32 px, one round")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
-    root = xray_mini()
-    if root is None:
-        print("skipped: xray-mini not found (set COVID_TL_XRAY_MINI to its folder)")
+    if (root := xray_mini_or_skip()) is None:
         return {}
     if args.tiny:
         args.models, args.rounds, args.overrides = "simple_cnn", 1, [*args.overrides, *TINY]

@@ -27,7 +27,7 @@ import pandas as pd
 from covid_tl.formatting import number
 from covid_tl.labels import DISPLAY
 from covid_tl.metrics import bootstrap_mean
-from harness import TINY_XRAY_MINI, Run, evaluate, machine, pooled_out_of_fold, train, xray_mini, xray_mini_data
+from harness import TINY_XRAY_MINI, Run, evaluate, machine, pooled_out_of_fold, train, xray_mini_or_skip, xray_mini_data
 
 BASE = ["logger=none", "callbacks.grad_cam=null"]
 RECIPES = {
@@ -92,9 +92,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--tiny", action="store_true", help="the small CNN, 1 epoch, 2 folds, CAMs, a temporary folder")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
-    root = xray_mini()
-    if root is None:
-        print("skipped: xray-mini not found (set COVID_TL_XRAY_MINI to its folder)")
+    if (root := xray_mini_or_skip()) is None:
         return {}
     print(machine())
     if args.tiny:
