@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,6 +34,9 @@ def config_digest(config: Mapping[str, Any]) -> str:
 def content_hash(path: str | Path) -> str:
     """sha256 of a file's bytes: what names an image in every cache, wherever it lies."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+_NPZ_READ = threading.Lock()
 
 
 class PreprocessCache:
@@ -58,7 +62,10 @@ class PreprocessCache:
         """The entry of the file whose content hash is `key`; None when there is none, or when
         the entry there is damaged or records another file (either is computed again)."""
         try:
-            with np.load(self._path(key), allow_pickle=False) as stored:
+            # One reader at a time: np.load parses each array's header with ast.literal_eval, which
+            # CPython 3.11 can fail with "AST constructor recursion depth mismatch" when threads
+            # parse at once (cpython#106905), and validation reads entries in a thread pool.
+            with _NPZ_READ, np.load(self._path(key), allow_pickle=False) as stored:
                 if str(stored["key"]) != key:
                     return None
                 return Prepared(stored["image"], tuple(int(v) for v in stored["box"]))
