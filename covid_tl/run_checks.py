@@ -141,10 +141,14 @@ def check_arguments(entry: DictConfig, where: str, known_only: bool = False, tar
     except NameError:  # an annotation names what only type checkers import: check the names alone
         hints = {}
     name = getattr(target, "__name__", str(target))
-    for key, value in OmegaConf.to_container(entry, resolve=True).items():
+    # Unresolved first: a value holding configs of its own (a data= config of evaluate, whose
+    # ${seed} only the checkpoint's config resolves) is skipped before anything resolves it.
+    for key, unresolved in OmegaConf.to_container(entry, resolve=False).items():
         dotted = f"{where}.{key}" if where else str(key)
-        if key in HYDRA_KEYS or _holds_targets(value) or (key not in parameters and (takes_any or known_only)):
+        if key in HYDRA_KEYS or _holds_targets(unresolved) or (key not in parameters and (takes_any or known_only)):
             continue
+        value = entry[key]
+        value = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
         if key not in parameters:
             valid = ", ".join(p for p in parameters if p != "self")
             raise ConfigError(f"{dotted} is not an argument of {name}; valid: {valid}")
