@@ -8,7 +8,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from covid_tl.config_check import command_line_error
+from covid_tl.config_check import check_required, command_line_error
 
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
@@ -16,10 +16,12 @@ CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 @hydra.main(version_base="1.3", config_path="conf", config_name="export")
 def main(cfg: DictConfig) -> None:
     from covid_tl.errors import ConfigError
-    from covid_tl.tasks.export import export
 
     output_dir = Path(cfg.output_dir or HydraConfig.get().runtime.output_dir)
     try:
+        check_required(cfg)  # before the task's imports (seconds): a forgotten ckpt_path says so at once
+        from covid_tl.tasks.export import export
+
         path = export(cfg, output_dir)
     except ConfigError as error:
         sys.exit(f"error: {error}")

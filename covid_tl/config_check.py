@@ -17,6 +17,8 @@ from hydra.core.override_parser.types import ValueType
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, ValidationError
 
+from covid_tl.errors import ConfigError
+
 
 def group_options(config_dir: Path, group: str) -> list[str]:
     """Option names of a config group: its YAML files, nested folders as `a/b`; files whose
@@ -163,3 +165,21 @@ def unknown_key(args: Sequence[str], config_dir: Path, config_name: str) -> str 
                     else f"--cfg job lists the keys; +{key}=... adds a new one")
             return f"error: unknown key {key!r}; {hint}"
     return None
+
+
+def check_required(cfg: DictConfig) -> None:
+    """Every mandatory (`???`) key has a value."""
+    missing = missing_keys(OmegaConf.to_container(cfg, resolve=False))
+    if missing:
+        keys = " ".join(f"{key}=..." for key in missing)
+        raise ConfigError(f"missing required value{'s' * (len(missing) > 1)}: add {keys} to the command line")
+
+
+def missing_keys(node: Any, prefix: str = "") -> list[str]:
+    """Dotted keys of `???` values in an unresolved container (OmegaConf.missing_keys resolves
+    interpolations, and fails on one that points at a missing key)."""
+    if isinstance(node, dict):
+        return [k for key, value in node.items() for k in missing_keys(value, f"{prefix}{key}.")]
+    if isinstance(node, list):
+        return [k for i, value in enumerate(node) for k in missing_keys(value, f"{prefix}{i}.")]
+    return [prefix[:-1]] if node == "???" else []

@@ -15,6 +15,7 @@ from hydra.utils import get_class, get_object
 from omegaconf import DictConfig, OmegaConf
 from pydantic import ConfigDict, Field, PydanticUserError, TypeAdapter, ValidationError
 
+from covid_tl.config_check import check_required
 from covid_tl.errors import ConfigError
 from covid_tl.operating_point import parse_threshold
 from covid_tl.torch_files import check_checkpoint_file
@@ -22,14 +23,6 @@ from covid_tl.torch_files import check_checkpoint_file
 #: No coercion ("3" stays a string, as the target would receive it); any class is a type.
 STRICT = ConfigDict(strict=True, arbitrary_types_allowed=True)
 HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
-
-
-def check_required(cfg: DictConfig) -> None:
-    """Every mandatory (`???`) key has a value."""
-    missing = missing_keys(OmegaConf.to_container(cfg, resolve=False))
-    if missing:
-        keys = " ".join(f"{key}=..." for key in missing)
-        raise ConfigError(f"missing required value{'s' * (len(missing) > 1)}: add {keys} to the command line")
 
 
 #: Counts of the inference scripts' configs (evaluate, explain, predict) and their least value.
@@ -48,16 +41,6 @@ def check_script_config(cfg: DictConfig) -> None:
     for key, least in SCRIPT_COUNTS.items():
         if key in cfg:
             check_count(cfg, key, least)
-
-
-def missing_keys(node: Any, prefix: str = "") -> list[str]:
-    """Dotted keys of `???` values in an unresolved container (OmegaConf.missing_keys resolves
-    interpolations, and fails on one that points at a missing key)."""
-    if isinstance(node, dict):
-        return [k for key, value in node.items() for k in missing_keys(value, f"{prefix}{key}.")]
-    if isinstance(node, list):
-        return [k for i, value in enumerate(node) for k in missing_keys(value, f"{prefix}{i}.")]
-    return [prefix[:-1]] if node == "???" else []
 
 
 @dataclass(frozen=True)
