@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import run_script
+from conftest import composed, run_script
 from covid_tl.results import read_results
+from covid_tl.tasks.evaluate import evaluate
 
 pytestmark = pytest.mark.slow
 
@@ -49,8 +50,7 @@ def test_youden_turns_a_degenerate_operating_point_into_a_sensible_one(youden_ru
 def test_evaluate_threshold_override_changes_the_calls_and_a_rule_is_chosen_again(youden_run, tmp_path):
     run_dir, results, ckpt, _ = youden_run
     at_half = tmp_path / "half"
-    proc = run_script("evaluate.py", f"ckpt_path={ckpt}", "threshold=0.5", "bootstrap=100", f"hydra.run.dir={at_half}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    evaluate(composed("evaluate", f"ckpt_path={ckpt}", "threshold=0.5", "bootstrap=100", run_dir=str(at_half)), at_half)
     evaluated = read_results(at_half)
     assert evaluated.sets["test"]["sensitivity"] == 0.0 and evaluated.sets["test"]["threshold"] == 0.5
     assert evaluated.sets["test"]["auroc"] == pytest.approx(results.sets["test"]["auroc"])
@@ -58,8 +58,7 @@ def test_evaluate_threshold_override_changes_the_calls_and_a_rule_is_chosen_agai
     assert (calls["predicted"] == "no_finding").all() and (at_half / "reliability.png").is_file()
     # A rule is chosen again on the checkpoint's validation split: the same number as in training.
     again = tmp_path / "again"
-    proc = run_script("evaluate.py", f"ckpt_path={ckpt}", "threshold=youden", "bootstrap=100", f"hydra.run.dir={again}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    evaluate(composed("evaluate", f"ckpt_path={ckpt}", "threshold=youden", "bootstrap=100", run_dir=str(again)), again)
     evaluated = read_results(again)
     assert evaluated.operating_point["threshold"] == pytest.approx(results.operating_point["threshold"])
     assert evaluated.sets["test"]["sensitivity"] == results.sets["test"]["sensitivity"]

@@ -1,14 +1,18 @@
 """train.py, evaluate.py and explain.py end to end, through subprocesses as a user runs them."""
 import os
 import subprocess
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ROOT, TINY, run_script
+from conftest import ROOT, TINY, composed, run_script
+from covid_tl.errors import ConfigError
 from covid_tl.results import read_results
+from covid_tl.tasks.evaluate import evaluate
+from covid_tl.tasks.explain import explain
 
 pytestmark = pytest.mark.slow
 
@@ -106,9 +110,9 @@ def test_evaluate_reproduces_the_training_run_and_takes_external_data(tiny_run, 
         cv2.imwrite(str(path), np.random.default_rng(i).integers(0, 255, (50, 60), dtype=np.uint8))
         rows.append(f"{path.name},{'covid' if i % 2 else 'no_finding'},p{i},{'site_a' if i < 4 else 'site_b'}")
     (tmp_path / "ext.csv").write_text("path,label,patient_id,source\n" + "\n".join(rows) + "\n")
-    out = tmp_path / "eval_ext"
-    proc = run_script("evaluate.py", f"ckpt_path={best}", f"external=[{tmp_path / 'ext.csv'}]", "bootstrap=200", f"hydra.run.dir={out}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "eval_ext"  # the task in this process: the script's side is tested above
+    evaluate(composed("evaluate", f"ckpt_path={best}", f"external=[{tmp_path / 'ext.csv'}]", "bootstrap=200",
+                      run_dir=str(out)), out)
     evaluated = read_results(out)
     external = evaluated.sets["external:ext.csv"]
     assert external["n"] == 8 and set(external["per_source"]) == {"site_a", "site_b"}
@@ -122,8 +126,8 @@ def test_evaluate_rejects_a_file_that_is_not_a_checkpoint(tmp_path):
     proc = run_script("evaluate.py", f"ckpt_path={bogus}", f"hydra.run.dir={tmp_path / 'out'}")
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {bogus} is not a readable PyTorch checkpoint")
-    proc = run_script("evaluate.py", f"ckpt_path={tmp_path / 'missing.ckpt'}", f"hydra.run.dir={tmp_path / 'out'}")
-    assert "error: no checkpoint file at" in proc.stderr
+    with pytest.raises(ConfigError, match="no checkpoint file at"):  # the same one line, from the task
+        evaluate(composed("evaluate", f"ckpt_path={tmp_path / 'missing.ckpt'}", run_dir=str(tmp_path / "out2")), tmp_path / "out2")
 
 
 def test_explain_writes_overlays_grid_and_table_for_a_split_and_for_files(tiny_run, tmp_path):
@@ -151,8 +155,8 @@ def test_explain_writes_overlays_grid_and_table_for_a_split_and_for_files(tiny_r
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = pd.read_csv(out / "cams.csv")
     assert list(table["path"].map(lambda p: p.split("/")[-1])) == ["a.png", "b.png"] and table["label"].isna().all()
-    proc = run_script("explain.py", f"ckpt_path={ckpt}", f"images={files}/*.jpg", f"hydra.run.dir={out}_jpg")
-    assert proc.returncode != 0 and "matches no file" in proc.stderr
+    with pytest.raises(ConfigError, match="matches no file"):
+        explain(composed("explain", f"ckpt_path={ckpt}", f"images={files}/*.jpg", run_dir=f"{out}_jpg"), Path(f"{out}_jpg"))
 
 
 def test_bad_input_stops_train_py_with_one_message_before_training(tmp_path):

@@ -3,11 +3,12 @@ import pathlib
 
 import pytest
 import torch
-from conftest import TINY, run_script
+from conftest import TINY, composed, run_script
 
 from covid_tl.models.backbones import build_backbone
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.weights import WeightsError
+from covid_tl.tasks.evaluate import evaluate
 from covid_tl.torch_files import check_checkpoint_file, unsafe_globals
 
 SIZE = 32
@@ -104,6 +105,6 @@ def test_covid_tl_checkpoints_hold_only_plain_types(train_run, tmp_path):
     assert len(checkpoints) == 2 and all(unsafe_globals(path) == [] for path in checkpoints)
     for path in checkpoints:  # bounded, and its run config names only covid-tl, torch.optim and Lightning code
         check_checkpoint_file(path)
-    proc = run_script("evaluate.py", f"ckpt_path={run_dir / results.run['best_checkpoint']}", "bootstrap=20",
-                      f"hydra.run.dir={tmp_path / 'eval'}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    evaluated = evaluate(composed("evaluate", f"ckpt_path={run_dir / results.run['best_checkpoint']}", "bootstrap=20",
+                                  run_dir=str(tmp_path / "eval")), tmp_path / "eval")
+    assert evaluated.sets["test"]["n"] == results.sets["test"]["n"]

@@ -2,7 +2,8 @@
 import pandas as pd
 import pytest
 
-from conftest import TINY, XRAY_MINI, needs_xray_mini, run_script
+from conftest import TINY, XRAY_MINI, composed, needs_xray_mini
+from covid_tl.tasks.explain import explain
 from covid_tl.data.datamodule import XrayDataModule
 from covid_tl.data.sources import ManifestSource
 from covid_tl.preprocess.model_input import InputSpec
@@ -43,8 +44,7 @@ def test_explain_on_an_efficientnet_lite0_run_scores_lungs_of_the_cohen_images(t
     _, run_dir, _ = train_run("data=xray_mini", "backbone=efficientnet_lite0", "backbone.weights=imagenet_offline",
                               "backbone.input_size=64", "freeze=all", "trainer.max_epochs=1", "logger=none", "bootstrap=50")
     out = tmp_path / "cams"
-    proc = run_script("explain.py", f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", "n=6", f"output_dir={out}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    explain(composed("explain", f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", "n=6", f"output_dir={out}"), out)
     table = pd.read_csv(out / "cams.csv")
     cohen = table[table["label"] == "covid"]
     assert len(cohen) == 3 and cohen["lung_fraction"].between(0, 1).all() and (cohen["lung_source"] == "mask").all()
