@@ -19,7 +19,7 @@ from covid_tl.console import print_data_summary, print_results
 from covid_tl.data.frozen_features import FeatureDataModule, fast_path_blocker
 from covid_tl.data.validate import BadInputError
 from covid_tl.model_card import write_model_card
-from covid_tl.models.checkpoint import load_run, store_operating_point
+from covid_tl.models.checkpoint import load_run, saved_epoch, store_operating_point
 from covid_tl.models.resume import adopt_checkpoint
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.module import CovidClassifier
@@ -167,7 +167,7 @@ def best_epoch(trainer: pl.Trainer, best: str) -> dict[str, Any]:
     best checkpoint; the epoch is read from the file (memory-mapped: no weights are loaded)."""
     callback, epoch = trainer.checkpoint_callback, None
     try:
-        epoch = torch.load(best, map_location="cpu", weights_only=True, mmap=True)["epoch"] if best else None
+        epoch = saved_epoch(best) if best else None
     except Exception as error:  # a record, not a reason to lose the results written next
         log.warning("best epoch not recorded: %s cannot be read (%s)", best, error)
     score = getattr(callback, "best_model_score", None)
