@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 
 from covid_tl.calibration import CALIBRATION_METRICS
 from covid_tl.errors import ConfigError
+from covid_tl.model_card import group_choices
 from covid_tl.metrics import METRICS
 from covid_tl.results import read_results
 
@@ -81,10 +82,9 @@ def read_settings(run_dir: Path, overrides: dict[str, str]) -> dict[str, str]:
     """Chosen group options and CONFIG_KEYS of the run's composed config, as text (empty
     when the run has no .hydra record); the run's overrides win where they name the same key."""
     settings: dict[str, str] = {}
-    hydra_file, config_file = run_dir / ".hydra" / "hydra.yaml", run_dir / ".hydra" / "config.yaml"
-    if hydra_file.is_file():
-        choices = (yaml.safe_load(hydra_file.read_text()) or {}).get("hydra", {}).get("runtime", {}).get("choices", {})
-        settings.update({g: str(choices[g]) for g in GROUPS if choices.get(g) is not None})
+    config_file = run_dir / ".hydra" / "config.yaml"
+    choices = group_choices(run_dir)
+    settings.update({g: choices[g] for g in GROUPS if g in choices})
     if config_file.is_file():
         config = OmegaConf.create(yaml.safe_load(config_file.read_text()) or {})
         for key in CONFIG_KEYS:
