@@ -57,12 +57,19 @@ def requested_operating_point(requested: Any, run_cfg: DictConfig, model, device
     val = None
     if is_rule(requested):
         if datamodule is None:
-            datamodule = build_datamodule(run_cfg, model.net.input_spec)
-            datamodule.setup("test")
+            datamodule = checkpoint_data(run_cfg, model.net.input_spec)
         val = (datamodule.subset("val"), datamodule.dataset("val"))
     point = choose_operating_point(model.net, val, requested, False, device, batch_size)
     model.use_threshold(point["threshold"])
     return {**point, "requested": True}
+
+
+def checkpoint_data(run_cfg: DictConfig, input_spec: Any):
+    """The DataModule of a checkpoint's run config (its data, or another put in its place), set
+    up for evaluation: every split, its files checked."""
+    datamodule = build_datamodule(run_cfg, input_spec)
+    datamodule.setup("test")
+    return datamodule
 
 
 def choose_operating_point(net: torch.nn.Module, val: tuple[Manifest, Dataset], rule: Any, calibrate: bool,

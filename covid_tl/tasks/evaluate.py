@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from covid_tl.build import build_datamodule, pick_device
+from covid_tl.build import pick_device
 from covid_tl.cam.sets import record_cams
 from covid_tl.console import print_results
 from covid_tl.data.datamodule import XrayDataModule
@@ -18,7 +18,7 @@ from covid_tl.errors import ConfigError
 from covid_tl.models.checkpoint import load_run
 from covid_tl.operating_point import is_rule
 from covid_tl.run_checks import check_script_config
-from covid_tl.evaluation import evaluate_sets, requested_operating_point, shift_summary
+from covid_tl.evaluation import checkpoint_data, evaluate_sets, requested_operating_point, shift_summary
 from covid_tl.provenance import provenance
 from covid_tl.results import Results, write_results
 
@@ -45,12 +45,12 @@ def _evaluate(cfg: DictConfig, output_dir: Path) -> Results:
     # chosen on, and the patients external sets are checked against (whatever data= says).
     own = None
     if not other_data or external or (cfg.get("threshold") is not None and is_rule(cfg.threshold)):
-        own = setup_data(run_cfg, model.net.input_spec)
+        own = checkpoint_data(run_cfg, model.net.input_spec)
     point = requested_operating_point(cfg.get("threshold"), run_cfg, model, device, cfg.batch_size, own)
     datamodule = own
     if other_data:  # other data, the checkpoint's preprocessing and input spec
         run_cfg.data = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=False))
-        datamodule = setup_data(run_cfg, model.net.input_spec)
+        datamodule = checkpoint_data(run_cfg, model.net.input_spec)
     sets = data_sets(datamodule, cfg.get("splits"))
     skipped = [datamodule.bad_rows, *([own.bad_rows] if own not in (None, datamodule) else [])]
     overlaps = {}
@@ -81,12 +81,6 @@ def other_data_config(data: DictConfig | None) -> bool:
     """Whether `data` is a data config (data=<option>), not evaluate.yaml's own `data.on_bad`
     block for the checkpoint's data."""
     return data is not None and "_target_" in data
-
-
-def setup_data(run_cfg: DictConfig, input_spec: Any) -> XrayDataModule:
-    datamodule = build_datamodule(run_cfg, input_spec)
-    datamodule.setup("test")
-    return datamodule
 
 
 def data_sets(datamodule: XrayDataModule, splits: Any) -> dict[str, tuple]:
