@@ -118,3 +118,17 @@ def test_callbacks_none_trains_and_writes_results_from_the_last_weights(train_ru
     # Only Lightning's own checkpoint callback is left: it keeps the last (here the only) epoch.
     assert results.run["epochs_trained"] == 1 and results.run["best_checkpoint"].startswith("checkpoints/epoch=0-")
     assert results.sets["test"]["n"] > 0 and 0 <= results.sets["test"]["auroc"] <= 1
+
+
+def test_restoring_an_earlier_checkpoint_keeps_the_later_epochs_scores(tmp_path):
+    """train.py tests the best checkpoint, which restores the callback's state as it was at that
+    epoch: the scores of the epochs after it must stay, or results.json calls the best epoch last."""
+    callback = GradCAMCallback(tmp_path)
+    callback.scores = {0: {"lung_fraction": 0.25}, 1: {"lung_fraction": 0.5}, 2: {"lung_fraction": 0.75}}
+    best = GradCAMCallback(tmp_path)
+    best.scores = {0: {"lung_fraction": 0.25}, 1: {"lung_fraction": 0.5}}
+    callback.load_state_dict(best.state_dict())
+    assert sorted(callback.scores) == [0, 1, 2] and callback.scores[2] == {"lung_fraction": 0.75}
+    resumed = GradCAMCallback(tmp_path)  # a fresh process resuming: every earlier epoch comes back
+    resumed.load_state_dict(best.state_dict())
+    assert resumed.scores == best.scores

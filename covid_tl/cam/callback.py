@@ -111,7 +111,10 @@ class GradCAMCallback(pl.Callback):
         return {"scores": {int(epoch): dict(means) for epoch, means in self.scores.items()}}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.scores = {int(epoch): dict(means) for epoch, means in state_dict.get("scores", {}).items()}
+        """A checkpoint's epochs join those already held, which win: resuming gets every earlier
+        epoch, and testing the best checkpoint (an earlier epoch's state) drops none after it."""
+        restored = {int(epoch): dict(means) for epoch, means in state_dict.get("scores", {}).items()}
+        self.scores = {**restored, **self.scores}
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         datamodule = trainer.datamodule
