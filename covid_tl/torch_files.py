@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from covid_tl.config_history import upgrade
 from covid_tl.errors import ConfigError
 
 #: The key that loads a checkpoint needing more than weights_only (evaluate, explain, resume).
@@ -143,7 +144,7 @@ def check_checkpoint_file(path: Path, trust: bool = False, error: type[ConfigErr
         raise error(f"{path} is not a readable PyTorch checkpoint ({reason(failure)})") from None
     config = run_config(checkpoint)
     if config is not None:
-        check_run_config(config, path, TRUST_CHECKPOINT, error)
+        check_run_config(upgrade(config), path, TRUST_CHECKPOINT, error)
 
 
 def run_config(checkpoint: Any) -> Any:

@@ -16,7 +16,7 @@ from conftest import ROOT
 
 #: Bottom to top. A module belongs to the first layer one of whose prefixes it starts with.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("bottom", ("covid_tl.errors", "covid_tl.files", "covid_tl.formatting", "covid_tl.results", "covid_tl.labels", "covid_tl.metrics", "covid_tl.plots", "covid_tl.grid",
+    ("bottom", ("covid_tl.errors", "covid_tl.config_history", "covid_tl.files", "covid_tl.formatting", "covid_tl.results", "covid_tl.labels", "covid_tl.metrics", "covid_tl.plots", "covid_tl.grid",
                 "covid_tl.console", "covid_tl.config_check", "covid_tl.run_checks", "covid_tl.run_dir",
                 "covid_tl.run_guard", "covid_tl.torch_files", "covid_tl.tracking", "covid_tl.provenance", "covid_tl.page",
                 "covid_tl.operating_point", "covid_tl.calibration")),

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from covid_tl.config_history import upgrade
 from covid_tl.errors import ConfigError
 from covid_tl.operating_point import is_rule
 from covid_tl.models.classifier import build_classifier
@@ -43,6 +44,7 @@ def load_run(ckpt_path: str | Path, trust: bool = False) -> tuple[DictConfig, Co
     config = checkpoint.get("hyper_parameters", {}).get("config") if isinstance(checkpoint, dict) else None
     if not isinstance(config, dict) or not config or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path} is not a covid-tl checkpoint: it carries no run config")
+    config = upgrade(config)
     if not trust:
         check_run_config(config, path, TRUST_CHECKPOINT, CheckpointError)
     config = inference_config(config)

@@ -1,0 +1,67 @@
+"""A checkpoint written before the package moves of issue #20 (tests/data/README.md) loads in
+every script that reads one, and gives the numbers it gave the day it was written."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, composed
+from covid_tl.config_history import MOVED_TARGETS, upgrade
+from covid_tl.models.checkpoint import load_run
+from covid_tl.torch_files import RUN_TARGETS, check_checkpoint_file, check_run_config
+
+OLD = ROOT / "tests" / "data" / "checkpoint_a628171.ckpt"
+#: What evaluate.py wrote on the checkpoint's own test split at commit f22c5c4, before any move.
+TEST_AUROC, TEST_SENSITIVITY, TEST_SPECIFICITY = 0.667, 1 / 3, 1.0
+
+
+def test_moved_targets_point_at_run_targets():
+    assert all(new in RUN_TARGETS for new in MOVED_TARGETS.values())
+    assert not set(MOVED_TARGETS) & RUN_TARGETS  # an old path is no longer built by any config
+
+
+def test_old_config_passes_the_checks_once_upgraded():
+    config = torch.load(OLD, map_location="cpu", weights_only=True)["hyper_parameters"]["config"]
+    check_run_config(upgrade(config), OLD)
+    check_checkpoint_file(OLD)  # as resuming checks it
+
+
+def test_old_checkpoint_loads_with_its_operating_point():
+    cfg, model = load_run(OLD)
+    assert model.operating_point["rule"] == "youden"
+    assert model.threshold == pytest.approx(0.5906193464487604)
+    assert model.net.temperature == pytest.approx(0.07232449766356237)
+    assert cfg.backbone.name == "simple_cnn" and model.net.input_spec.size == 16
+
+
+def test_old_checkpoint_in_every_script(tmp_path: Path):
+    from covid_tl.tasks.evaluate import evaluate
+    from covid_tl.tasks.explain import explain
+    from covid_tl.tasks.export import export
+    from covid_tl.tasks.predict import predict
+
+    results = evaluate(composed("evaluate", f"ckpt_path={OLD}", "bootstrap=20", run_dir=str(tmp_path / "e")), tmp_path / "e")
+    test = results.set("test")
+    assert round(test["auroc"], 3) == TEST_AUROC
+    assert (test["sensitivity"], test["specificity"]) == pytest.approx((TEST_SENSITIVITY, TEST_SPECIFICITY))
+    assert results.threshold == pytest.approx(0.5906193464487604)
+
+    table = explain(composed("explain", f"ckpt_path={OLD}", "n=2", "tile=64", run_dir=str(tmp_path / "x")), tmp_path / "x")
+    assert len(table) == 2 and (tmp_path / "x" / "grid.png").is_file()
+
+    films = tmp_path / "films"
+    films.mkdir()
+    import cv2
+    for i in range(2):
+        cv2.imwrite(str(films / f"film{i}.png"), np.full((48, 48), 60 + 90 * i, np.uint8))
+    calls = predict(composed("predict", f"ckpt_path={OLD}", f"images={films}", "num_workers=0",
+                             run_dir=str(tmp_path / "p")), tmp_path / "p")
+    assert len(calls) == 2 and set(calls["predicted"]) <= {"covid", "no_finding"}
+
+    model = export(composed("export", f"ckpt_path={OLD}", "format=torchscript", run_dir=str(tmp_path / "t")), tmp_path / "t")
+    info = json.loads((tmp_path / "t" / "model.json").read_text())
+    assert model.is_file() and info["threshold"] == pytest.approx(0.5906193464487604)
