@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import tempfile
+import time
+import warnings
 from pathlib import Path
 
 if os.environ.get("PYTEST_XDIST_WORKER"):  # one core per worker, its script runs included
@@ -36,12 +40,91 @@ PEAK_RSS = ("def peak_bytes():\n"
             "        return 1024 * int(next(l.split()[1] for l in status if l.startswith('VmHWM:')))\n")
 
 
-def run_script(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "1"}
-    return subprocess.run(
-        [sys.executable, str(ROOT / script), *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
-    )
+def run_script(script: str, *args: str, timeout: float = 300, fresh: bool = False) -> subprocess.CompletedProcess:
+    """`python <script> <args>` from the repository root: its exit status and output.
+
+    Run in a fork of this test process (which has imported torch, Lightning and covid_tl once),
+    as `python` would run it (`__main__`, its own argv, stdout and stderr, exit status), without
+    the 8 s of imports a new interpreter spends: most of a tiny run. `fresh=True` starts a new
+    interpreter instead, for what a fork cannot show (what a script imports, its peak memory)."""
+    if fresh or FRESH or not hasattr(os, "fork"):
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "1"}
+        return subprocess.run(
+            [sys.executable, str(ROOT / script), *args],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+        )
+    return _forked(script, args, timeout)
+
+
+#: COVID_TL_TEST_FRESH=1: every script in a new interpreter (to compare, or where forks misbehave).
+FRESH = os.environ.get("COVID_TL_TEST_FRESH") == "1"
+#: What a fresh interpreter's `warnings` module does, before pytest records warnings per test:
+#: a script in a fork prints its warnings to its stderr as it would on its own.
+_WARNINGS = (list(warnings.filters), warnings._showwarnmsg_impl)  # noqa: SLF001
+
+
+def _forked(script: str, args: tuple[str, ...], timeout: float) -> subprocess.CompletedProcess:
+    import covid_tl.tasks.train  # noqa: F401  (the heavy imports, once per test process, before forking)
+    import covid_tl.tasks.evaluate  # noqa: F401
+
+    command = [sys.executable, str(ROOT / script), *args]
+    with tempfile.TemporaryDirectory() as tmp:
+        out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child never returns into pytest
+            os._exit(_run_as_main(ROOT / script, args, out, err))
+        deadline = time.monotonic() + timeout
+        while not (status := os.waitpid(pid, os.WNOHANG))[0]:
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise subprocess.TimeoutExpired(command, timeout, out.read_text(), err.read_text())
+            time.sleep(0.02)
+        return subprocess.CompletedProcess(command, os.waitstatus_to_exitcode(status[1]), out.read_text(), err.read_text())
+
+
+def _run_as_main(script: Path, args: tuple[str, ...], out: Path, err: Path) -> int:
+    """In the forked child: run `script` as `__main__` with its own stdout/stderr files; its exit
+    status, as the interpreter would give it (sys.exit("message") prints it and gives 1)."""
+    import atexit
+    import logging
+    import runpy
+    import traceback
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    for fd, path in ((1, out), (2, err)):
+        os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
+    sys.stdout = sys.__stdout__ = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+    sys.stderr = sys.__stderr__ = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    warnings.filters[:], warnings._showwarnmsg_impl = _WARNINGS  # noqa: SLF001
+    logging.root.handlers.clear()  # pytest's capture handlers
+    GlobalHydra.instance().clear()
+    os.chdir(ROOT)
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    sys.argv = [str(script), *args]
+    atexit._clear()  # noqa: SLF001  (pytest's; the script's own run at the end)
+    code = 0
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as exit:
+        if isinstance(exit.code, int) or exit.code is None:
+            code = exit.code or 0
+        else:
+            print(exit.code, file=sys.stderr)
+            code = 1
+    except BaseException:  # noqa: BLE001 - as the interpreter reports an uncaught exception
+        traceback.print_exc()
+        code = 1
+    try:
+        atexit._run_exitfuncs()  # noqa: SLF001
+        logging.shutdown()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    return code
 
 
 def composed(config_name: str, *overrides: str, run_dir: str = "/tmp/covid-tl-run"):
