@@ -1,6 +1,7 @@
 """Shared test helpers: the repository root, a runner for the entry scripts, mask overlap."""
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import subprocess
@@ -64,8 +65,8 @@ _WARNINGS = (list(warnings.filters), warnings._showwarnmsg_impl)  # noqa: SLF001
 
 
 def _forked(script: str, args: tuple[str, ...], timeout: float) -> subprocess.CompletedProcess:
-    import covid_tl.tasks.train  # noqa: F401  (the heavy imports, once per test process, before forking)
-    import covid_tl.tasks.evaluate  # noqa: F401
+    for heavy in ("covid_tl.tasks.train", "covid_tl.tasks.evaluate"):  # once per test process, before forking
+        importlib.import_module(heavy)
 
     command = [sys.executable, str(ROOT / script), *args]
     with tempfile.TemporaryDirectory() as tmp:
