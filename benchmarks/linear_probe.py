@@ -35,7 +35,7 @@ FIGURES = [
     ("fig7_exp3 trainable=0", ["experiment=paper/fig7_exp3", "freeze.trainable=0"], False),
     ("fig7_exp3 trainable=1", ["experiment=paper/fig7_exp3", "freeze.trainable=1"], True),
     ("fig10 preprocessing=none", ["experiment=paper/fig10", "preprocessing=none"], True),
-    ("fig11 augment=watermark", ["experiment=paper/fig11", "augment=watermark"], True),
+    ("fig11 watermark=transplant", ["experiment=paper/fig11", "watermark=transplant"], True),
 ]
 
 

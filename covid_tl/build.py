@@ -59,11 +59,10 @@ def build_datamodule(cfg: DictConfig, input_spec: InputSpec) -> XrayDataModule:
         raise ConfigError("this data config holds lung masks: it is for the segmenter (python train.py --config-name segment)")
     data = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k not in DATA_ANCHORS}
     data["sources"] = {name: source for name, source in data["sources"].items() if source is not None}
-    augment = OmegaConf.to_container(cfg.augment, resolve=True)
-    watermark = augment.pop("watermark", None)
+    watermark = OmegaConf.to_container(cfg.watermark, resolve=True) if "watermark" in cfg else None
     preprocess, cache = build_preprocessing(cfg)
     try:
-        augmentation = instantiate(augment, _convert_="all")
+        augmentation = instantiate(cfg.augment, _convert_="all")
     except InstantiationException as error:  # a bad augment key: its one line, not Hydra's wrapping
         raise error.__cause__ if isinstance(error.__cause__, ConfigError) else error
     # Objects go in through the partial: passed to instantiate, a dataclass would become a config.

@@ -11,14 +11,62 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+AUGMENT = "covid_tl.preprocess.augment."
 #: Old `_target_` -> where that class or function lives now.
-MOVED_TARGETS: dict[str, str] = {}
+MOVED_TARGETS: dict[str, str] = {
+    AUGMENT + "build_acquisition_augmentation": AUGMENT + "build_augmentation",  # #20: one augmentation schema
+    AUGMENT + "imaging_chain_augmentation": AUGMENT + "build_augmentation",
+}
+#: AcquisitionChain's keys before #20 -> the step (covid_tl.preprocess.steps) each is now.
+CHAIN_KEYS = {"resolution": "downscale", "jpeg_quality": "jpeg"}
+CHAIN = "covid_tl.preprocess.acquisition.AcquisitionChain"
 
 
 def upgrade(config: Any) -> Any:
     """`config` (a run config as a checkpoint stores it) with every moved `_target_` renamed
     and every old block shape rewritten; a new object, the argument is left as it is."""
+    if isinstance(config, Mapping) and isinstance(config.get("augment"), Mapping):
+        config = {**config, **_augment_steps(config)}
     return _renamed(config)
+
+
+def _augment_steps(config: Mapping[str, Any]) -> dict[str, Any]:
+    """augment (and watermark) as #20 shapes them: the watermark block out of augment into a
+    group of its own; each of the three old augment shapes as steps {p, range}, blur's pixels
+    (at the model's input size) as a fraction of the shorter side."""
+    augment = dict(config["augment"])
+    moved = {"watermark": augment.pop("watermark")} if "watermark" in augment else {}
+    target = str(augment.get("_target_", ""))
+    size = float((config.get("backbone") or config.get("segmenter") or {}).get("input_size") or 224)
+    if target == AUGMENT + "imaging_chain_augmentation":
+        augment = _imaging_chain_steps(augment, size)
+    elif target == AUGMENT + "build_acquisition_augmentation" and augment.get("blur"):
+        augment["blur"] = {**augment["blur"], "range": [v / size for v in augment["blur"]["range"]]}
+    elif target == AUGMENT + "build_augmentation" and any(isinstance(v, (int, float)) for v in augment.values()):
+        old = {"rotate": 0.0, "shear": 0.0, "zoom": 0.0, "brightness_contrast": 0.0} | augment
+        steps = {"rotate": _around(0, old["rotate"]), "shear": _around(0, old["shear"]), "scale": _around(1, old["zoom"]),
+                 "brightness": _around(0, old["brightness_contrast"]), "contrast": _around(1, old["brightness_contrast"])}
+        augment = {"_target_": target, **{k: v for k, v in steps.items() if v["p"]}, "border": "reflect"}
+    return {"augment": augment, **moved}
+
+
+def _around(centre: float, amount: float, p: float = 1.0) -> dict[str, Any]:
+    """An old `amount either way` as a step: range centre +- amount, off (p 0) when 0."""
+    return {"p": p if amount else 0.0, "range": [centre - amount, centre + amount]}
+
+
+def _imaging_chain_steps(old: Mapping[str, Any], size: float) -> dict[str, Any]:
+    """imaging_chain_augmentation's keys (its defaults where absent) as steps."""
+    old = {"rotate": 10.0, "scale": [0.85, 1.3], "translate": 0.06, "gamma": [0.6, 1.7], "brightness_contrast": 0.3,
+           "blur_sigma": [0.5, 2.0], "jpeg_quality": [20, 90], "downscale": [0.3, 0.8], "noise_std": [0.01, 0.05],
+           "p": 0.5, "border": "constant"} | dict(old)
+    p = old["p"]
+    return {"_target_": old["_target_"], "rotate": _around(0, old["rotate"]), "scale": {"p": 1.0, "range": old["scale"]},
+            "translate": _around(0, old["translate"]), "gamma": {"p": p, "range": old["gamma"]},
+            "brightness": _around(0, old["brightness_contrast"], p), "contrast": _around(1, old["brightness_contrast"], p),
+            "downscale": {"p": p, "range": old["downscale"]}, "blur": {"p": p, "range": [v / size for v in old["blur_sigma"]]},
+            "noise": {"p": p, "range": old["noise_std"]}, "jpeg": {"p": p, "range": old["jpeg_quality"]},
+            "border": old["border"]}
 
 
 def current_target(target: Any) -> Any:
@@ -28,7 +76,9 @@ def current_target(target: Any) -> Any:
 
 def _renamed(node: Any) -> Any:
     if isinstance(node, Mapping):
-        return {key: current_target(value) if key == "_target_" else _renamed(value) for key, value in node.items()}
+        keys = CHAIN_KEYS if node.get("_target_") == CHAIN else {}
+        return {keys.get(key, key): current_target(value) if key == "_target_" else _renamed(value)
+                for key, value in node.items()}
     if isinstance(node, list):
         return [_renamed(value) for value in node]
     return node

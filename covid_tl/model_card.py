@@ -104,30 +104,20 @@ def preprocessing_lines(config: Mapping[str, Any], segmenter: LungSegmenter | No
 def augment_steps(augment: Mapping[str, Any]) -> str:
     """The random steps an augment config turns on, as its builder reads them."""
     target = str(augment.get("_target_", "")).rsplit(".", 1)[-1]
-    keys = {k: v for k, v in augment.items() if k not in ("_target_", "watermark")}
-    if target == "build_augmentation":
-        units = {"rotate": " deg", "shear": " deg"}
-        on = [f"{k} up to {setting(v)}{units.get(k, '')} either way" for k, v in keys.items() if v]
-    elif target == "build_acquisition_augmentation":
-        on = [f"{k} with p {setting(v['p'])}, range {setting(v['range'])}" for k, v in keys.items()
-              if v is not None and v.get("p")]
-    elif target == "imaging_chain_augmentation":
-        affine = ", ".join(f"{k} {setting(keys.get(k))}" for k in ("rotate", "scale", "translate"))
-        rest = ", ".join(f"{k} {setting(v)}" for k, v in keys.items() if k not in ("rotate", "scale", "translate", "p", "border"))
-        on = [f"a random affine ({affine}; border {keys.get('border')})", f"then each with p {setting(keys.get('p'))}: {rest}"]
-    else:
-        on = [f"{k} {setting(v)}" for k, v in keys.items()]
+    steps = {k: v for k, v in augment.items() if isinstance(v, Mapping) and v.get("p")}
+    on = [f"{k} with p {setting(v['p'])}, range {setting(v.get('range'))}" for k, v in steps.items()]
+    if set(steps) & {"rotate", "shear", "scale", "translate"}:
+        on.append(f"borders revealed filled by {augment.get('border', 'reflect')}")
     return ("each training image: " + "; ".join(on) + f" (covid_tl.preprocess.augment.{target})" if on
             else "no random augmentation")
 
 
 def augment_line(config: Mapping[str, Any], choices: Mapping[str, str]) -> str:
-    augment = config.get("augment") or {}
-    watermark = augment.get("watermark") or {}
+    augment, watermark = config.get("augment") or {}, config.get("watermark") or {}
     p = watermark.get("p") or 0
-    transplant = (f"watermark transplant: marks cut from {POSITIVE} training images pasted onto no-finding "
-                  f"training images with p {setting(p)}, {setting(watermark.get('n'))} per image" if p
-                  else "no watermark transplant (augment.watermark.p 0)")
+    transplant = (f"watermark transplant{preset('watermark', choices)}: marks cut from {POSITIVE} training images "
+                  f"pasted onto no-finding training images with p {setting(p)}, {setting(watermark.get('n'))} per image"
+                  if p else "no watermark transplant (watermark.p 0)")
     return f"- augmentation{preset('augment', choices)}: {augment_steps(augment)}; {transplant}"
 
 
@@ -283,7 +273,7 @@ def sources_by_label(summary: Mapping[str, Any]) -> dict[str, dict[str, int]]:
 
 def marks_fate(config: Mapping[str, Any]) -> str:
     """What became of burned-in marks: painted over, cut away with the lung crop or the borders, or left."""
-    preprocessing, augment = config.get("preprocessing") or {}, config.get("augment") or {}
+    preprocessing = config.get("preprocessing") or {}
     lungs = preprocessing.get("lungs")
     if preprocessing.get("inpaint") is not None:
         fate = "were detected and painted over (`preprocessing.inpaint`) before training"
@@ -297,7 +287,7 @@ def marks_fate(config: Mapping[str, Any]) -> str:
         fate = "were left in the images (no `preprocessing.inpaint`, `crop` or `lungs`)"
     if lungs is not None and lungs.get("outside") in ("fill", "blur"):
         fate += f"; inside the box, pixels outside the lungs were {'filled' if lungs['outside'] == 'fill' else 'blurred'}"
-    p = (augment.get("watermark") or {}).get("p") or 0
+    p = (config.get("watermark") or {}).get("p") or 0
     return fate + (f"; {POSITIVE} marks were also pasted onto no-finding training images (p {setting(p)})" if p else "")
 
 

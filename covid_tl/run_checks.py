@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, is_dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -70,24 +71,26 @@ class CacheOptions:
 
 #: Config nodes with no `_target_` of their own ("" is the top level) and the code that takes
 #: their keys: its signature types them, as a `_target_`'s signature types its config's.
-#: `{name}`: the node's own `name` key (a backbone's builder, registered under its function name).
+#: `{name}`: the node's own `name` key (a backbone's builder, registered under its function name);
+#: `parent.*`: every config under parent (augment's steps).
 TYPED_BY = {
     "": "covid_tl.run_checks.RunOptions",
     "backbone": "covid_tl.models.backbones.{name}",
     "backbone.head": "covid_tl.models.classifier.Head",
     "preprocessing": "covid_tl.run_checks.CacheOptions",
     "preprocessing.crop": "covid_tl.preprocess.crop.crop_borders",
-    "augment.watermark": "covid_tl.data.dataset.WatermarkTransplant",
+    "augment.*": "covid_tl.preprocess.augment.StepSetting",
+    "watermark": "covid_tl.data.dataset.WatermarkTransplant",
 }
-#: `_target_` configs that hold keys for other code too (a data config's anchors, augment's
-#: watermark, preprocessing's cache): keys that are no argument of the target are left alone.
-SHARED = ("data", "augment", "preprocessing")
+#: `_target_` configs that hold keys for other code too (a data config's anchors, preprocessing's
+#: cache): keys that are no argument of the target are left alone.
+SHARED = ("data", "preprocessing")
 
 
 def typed_nodes(cfg: DictConfig) -> list[tuple[str, DictConfig, Any, bool]]:
     """(dotted key, config, the callable whose signature types its keys, known_only) for each
     node of TYPED_BY that `cfg` has and every `_target_` config of `cfg` at any depth."""
-    found = [(where, node, _typed_by(target, node), True) for where, target in TYPED_BY.items()
+    found = [(where, node, _typed_by(target, node), True) for where, target in _typed_paths(cfg)
              if isinstance(node := OmegaConf.select(cfg, where) if where else cfg, DictConfig)]
     found = [entry for entry in found if entry[2] is not None]
 
@@ -100,6 +103,16 @@ def typed_nodes(cfg: DictConfig) -> list[tuple[str, DictConfig, Any, bool]]:
 
     walk(cfg, "")  # after TYPED_BY: `seed=abc` is named as given, not as data.split_seed that copies it
     return found
+
+
+def _typed_paths(cfg: DictConfig) -> Iterable[tuple[str, str]]:
+    """TYPED_BY's entries, `parent.*` as one entry per config under parent."""
+    for where, target in TYPED_BY.items():
+        parent = where.removesuffix(".*")
+        if parent == where:
+            yield where, target
+        elif isinstance(node := OmegaConf.select(cfg, parent), DictConfig):
+            yield from ((f"{parent}.{key}", target) for key, child in node.items_ex(resolve=False) if isinstance(child, DictConfig))
 
 
 def _typed_by(target: str, node: DictConfig) -> Any:

@@ -54,8 +54,7 @@ RUN_TARGETS = frozenset({
     "covid_tl.data.v7labs.CohenV7LabsLungs", "covid_tl.data.synthetic.source.SyntheticSource",
     "covid_tl.data.synthetic.marks.ShortcutSpec", "covid_tl.preprocess.acquisition.AcquisitionChain",
     "covid_tl.preprocess.pipeline.build_preprocess", "covid_tl.preprocess.augment.build_augmentation",
-    "covid_tl.preprocess.augment.build_acquisition_augmentation",
-    "covid_tl.preprocess.augment.imaging_chain_augmentation", "covid_tl.models.freeze.apply_freeze",
+    "covid_tl.models.freeze.apply_freeze",
     "covid_tl.models.module.CovidClassifier", "covid_tl.models.segmenter.LungSegmenter.create",
 })
 #: Blocks only training instantiates (inference drops them): beside covid-tl's own code, their

@@ -60,15 +60,15 @@ def test_noise_has_the_std_it_names():
     assert abs(out.std() - 25.5) < 1.0 and abs(out.mean() - 128) < 1.0
 
 
-@pytest.mark.parametrize("bad", [{"gamma": (1.2, 0.8)}, {"window": (0.5, 0.5)}, {"resolution": (0.0, 1.0)},
-                                 {"jpeg_quality": (0, 50)}, {"text_corner": "middle"}, {"colour": 1}])
+@pytest.mark.parametrize("bad", [{"gamma": (1.2, 0.8)}, {"window": (0.5, 0.5)}, {"downscale": (0.0, 1.0)},
+                                 {"jpeg": (0, 50)}, {"text_corner": "middle"}, {"colour": 1}])
 def test_bad_settings_are_refused(bad):
     with pytest.raises(ValidationError):
         AcquisitionChain(**bad)
 
 
 def test_a_hospital_is_a_named_source_with_its_chain_over_the_same_phantoms():
-    chain = AcquisitionChain(exposure=(0.8, 1.2), noise=(0.02, 0.02), border=0.05, text="X", jpeg_quality=(50, 80))
+    chain = AcquisitionChain(exposure=(0.8, 1.2), noise=(0.02, 0.02), border=0.05, text="X", jpeg=(50, 80))
     plain = SyntheticSource(n_patients=6, image_size=48, seed=3)
     hospital = SyntheticSource(n_patients=6, image_size=48, seed=3, name="hospital_x", chain=chain)
     again = SyntheticSource(n_patients=6, image_size=48, seed=3, name="hospital_x", chain=dataclasses.asdict(chain))

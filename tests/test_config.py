@@ -47,6 +47,13 @@ def test_misspelled_key_names_the_closest_existing_one():
     assert unknown_key(["zzz=1"], CONF, "train").startswith("error: unknown key 'zzz'; --cfg job lists the keys")
 
 
+
+def test_a_moved_key_names_where_it_went():
+    """The watermark block left augment for a group of its own (issue #20)."""
+    assert command_line_error(["augment=acquisition", "augment.watermark.p=0.5"], CONF, "train") == (
+        "error: unknown key 'augment.watermark.p'; did you mean 'watermark.p'?")
+
+
 def test_keys_of_chosen_options_sweeps_and_additions_pass():
     assert unknown_key(["freeze=last_n", "freeze.trainable=2", "-m", "seed=1,2", "+note=x"], CONF, "train") is None
     assert unknown_key(["callbacks=[default,early_stopping]", "callbacks.early_stopping.patience=5"], CONF, "train") is None

@@ -45,7 +45,7 @@ EXPERIMENTS: dict[str, tuple[dict[str, object], str, list[str]]] = {
         ["0", "1", "2", "3"],
     ),
     "fig10": ({"backbone.name": "vgg16", "preprocessing.crop": None}, "preprocessing", ["none", "crop", "crop_inpaint"]),
-    "fig11": ({"backbone.name": "vgg16", "augment.watermark.p": 0.5}, "augment", ["watermark", "none"]),
+    "fig11": ({"backbone.name": "vgg16", "watermark.p": 0.5}, "watermark", ["transplant", "none"]),
 }
 NAMES = sorted(EXPERIMENTS)
 

@@ -20,7 +20,7 @@ def setup(freeze="all", augment=None):
 def test_fast_path_only_where_it_cannot_change_training():
     assert fast_path_blocker(*setup()) is None
     assert fast_path_blocker(*setup(freeze="none")) == "part of the backbone trains"
-    assert fast_path_blocker(*setup(augment=build_augmentation(rotate=5))) == "training images are augmented"
+    assert fast_path_blocker(*setup(augment=build_augmentation(rotate={"p": 1, "range": [-5, 5]}))) == "training images are augmented"
 
 
 def test_features_match_the_frozen_backbone_and_the_rest_is_delegated():

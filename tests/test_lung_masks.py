@@ -16,7 +16,7 @@ from covid_tl.data.sources import ManifestSource
 from covid_tl.data.synthetic import SyntheticSource
 from covid_tl.data.v7labs import CohenV7LabsLungs
 from covid_tl.data.validate import BadInputError
-from covid_tl.preprocess.augment import imaging_chain_augmentation
+from covid_tl.preprocess.augment import build_augmentation
 from covid_tl.preprocess.lung_mask import largest_components, plausibility
 
 
@@ -117,7 +117,8 @@ def test_imaging_chain_moves_the_mask_with_the_film():
     film = np.zeros((64, 64), np.uint8)
     film[12:50, 8:28] = 200
     mask = (film > 0).astype(np.uint8)
-    chain = imaging_chain_augmentation(rotate=15, scale=(0.8, 1.3), translate=0.1, p=0.0)
+    chain = build_augmentation(rotate={"p": 1, "range": [-15, 15]}, scale={"p": 1, "range": [0.8, 1.3]},
+                               translate={"p": 1, "range": [-0.1, 0.1]}, border="constant")
     for seed in range(5):
         chain.set_random_seed(seed)
         out = chain(image=film, mask=mask)

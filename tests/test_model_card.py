@@ -57,9 +57,11 @@ def test_written_card_names_the_presets_of_the_runs_hydra_record(tmp_path):
     (tmp_path / ".hydra").mkdir()
     (tmp_path / ".hydra" / "hydra.yaml").write_text(
         "hydra:\n  runtime:\n    choices:\n      preprocessing: none\n      augment: study\n      debug: null\n")
-    config = {**CONFIG, "augment": {"_target_": "covid_tl.preprocess.augment.build_augmentation", "rotate": 10.0,
-                                    "shear": 0.0, "watermark": {"p": 0.0}}}
+    config = {**CONFIG, "augment": {"_target_": "covid_tl.preprocess.augment.build_augmentation",
+                                    "rotate": {"p": 1, "range": [-10, 10]}, "shear": {"p": 0, "range": [-5, 5]}},
+              "watermark": {"p": 0.0}}
     card = write_model_card(tmp_path, RESULTS, config, summary({"a": 1}, {"a": 1}), SPEC).read_text()
     assert "- preprocessing `none`: no step" in card
-    assert "- augmentation `study`: each training image: rotate up to 10.0 deg either way " in card
+    assert "- augmentation `study`: each training image: rotate with p 1, range [-10, 10]; borders revealed filled by " \
+           "reflect (covid_tl.preprocess.augment.build_augmentation)" in card
     assert "no watermark transplant" in card and "shear" not in card

@@ -125,7 +125,7 @@ def test_card_states_freeze_augmentation_and_threshold_as_configured(override):
         assert f"the last {freeze['trainable']} unit(s) of the backbone train" in model
     if freeze["policy"] in ("all", "conv_base"):
         assert ("FC layer(s)" in model) == (keep_fc > 0) and "only the new head trains" in model
-    watermark = config["augment"]["watermark"]["p"]
+    watermark = config["watermark"]["p"]
     assert f"augmentation `{choices['augment']}`" in model
     assert (f"with p {watermark}, " in model) == (watermark > 0)
     assert ("no watermark transplant" in model) == (watermark == 0)
@@ -138,16 +138,17 @@ def test_card_states_freeze_augmentation_and_threshold_as_configured(override):
 
 def test_presets_name_the_steps_they_turn_on():
     study = section(card_of("augment=study")[0], "Model")
-    assert "augmentation `study`: each training image: rotate up to 10.0 deg either way; shear up to 5.0 deg" in study
+    assert "augmentation `study`: each training image: rotate with p 1, range [-10, 10]; shear with p 1, range [-5, 5]; " \
+           "scale with p 1, range [0.9, 1.1]; borders revealed filled by reflect" in study
     acquisition = section(card_of("augment=acquisition", "augment.blur.p=0")[0], "Model")
-    assert "gamma with p 0.8, range [0.6, 1.6]" in acquisition and "blur" not in acquisition
+    assert "gamma with p 0.8, range [0.6, 1.7]" in acquisition and "blur" not in acquisition
     chain = section(card_of("augment=imaging_chain")[0], "Model")
-    assert "a random affine (rotate 10.0, scale [0.85, 1.3], translate 0.06; border constant); then each with p 0.5: " \
-           "gamma [0.6, 1.7], brightness_contrast 0.3, " in chain
+    assert "translate with p 1, range [-0.06, 0.06]; gamma with p 0.5, range [0.6, 1.7]; " in chain
+    assert "borders revealed filled by constant" in chain
     exp2 = section(card_of("experiment=paper/fig7_exp2", "backbone.keep_fc=2")[0], "Model")
     assert "freeze policy `conv_base`: the convolutional base is frozen; its 2 kept pretrained FC layer(s) train" in exp2
     fig11 = card_of("experiment=paper/fig11")[0]
-    assert "augmentation `watermark`: no random augmentation; watermark transplant" in fig11
+    assert "augmentation `none`: no random augmentation; watermark transplant `transplant`" in fig11
     assert "pasted onto no-finding training images with p 0.5, [1, 2] per image" in fig11
     assert "marks were also pasted onto no-finding training images (p 0.5)" in section(fig11, "Shortcut risks")
 

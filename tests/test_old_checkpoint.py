@@ -65,3 +65,23 @@ def test_old_checkpoint_in_every_script(tmp_path: Path):
     model = export(composed("export", f"ckpt_path={OLD}", "format=torchscript", run_dir=str(tmp_path / "t")), tmp_path / "t")
     info = json.loads((tmp_path / "t" / "model.json").read_text())
     assert model.is_file() and info["threshold"] == pytest.approx(0.5906193464487604)
+
+
+def test_old_augment_shapes_become_steps_and_the_watermark_its_own_group():
+    """Issue #20's reshapes, by hand: flat amounts either way, imaging_chain's keys (blur in
+    pixels of the 128 px input), the watermark out of augment, the chain's old key names."""
+    study = upgrade({"backbone": {"input_size": 128}, "augment": {
+        "_target_": "covid_tl.preprocess.augment.build_augmentation", "rotate": 10.0, "shear": 0.0, "zoom": 0.1,
+        "brightness_contrast": 0.0, "watermark": {"p": 0.5}}})
+    assert study["watermark"] == {"p": 0.5} and study["augment"] == {
+        "_target_": "covid_tl.preprocess.augment.build_augmentation", "rotate": {"p": 1.0, "range": [-10.0, 10.0]},
+        "scale": {"p": 1.0, "range": [0.9, 1.1]}, "border": "reflect"}
+    chain = upgrade({"segmenter": {"input_size": 128}, "augment": {
+        "_target_": "covid_tl.preprocess.augment.imaging_chain_augmentation", "blur_sigma": [0.5, 2.0], "p": 0.3}})
+    assert chain["augment"]["blur"] == {"p": 0.3, "range": [0.5 / 128, 2.0 / 128]}
+    assert chain["augment"]["brightness"] == {"p": 0.3, "range": [-0.3, 0.3]}
+    assert chain["augment"]["_target_"] == "covid_tl.preprocess.augment.build_augmentation"
+    hospital = upgrade({"chain": {"_target_": "covid_tl.preprocess.acquisition.AcquisitionChain", "resolution": [0.5, 0.5],
+                                  "jpeg_quality": None}})
+    assert hospital["chain"] == {"_target_": "covid_tl.preprocess.acquisition.AcquisitionChain", "downscale": [0.5, 0.5],
+                                 "jpeg": None}

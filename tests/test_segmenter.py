@@ -91,6 +91,12 @@ def test_segment_and_classify_refuse_each_others_data():
             build_datamodule(cfg, None)
 
 
+def test_segment_refuses_a_watermark_transplant():
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        with pytest.raises(ConfigError, match=r"does not transplant watermarks: watermark.p must be 0 \(watermark=none\)"):
+            segment(compose("segment", overrides=["+watermark=transplant"]), ROOT / "outputs" / "never")
+
+
 @pytest.mark.slow
 def test_segment_task_end_to_end_writes_what_it_promises(tmp_path):
     run_dir = tmp_path / "run"

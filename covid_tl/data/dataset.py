@@ -160,7 +160,7 @@ class WatermarkTransplant:
     def __init__(self, bank: Sequence[Stamp], p: float, n: Sequence[int] = (1, 2),
                  positions: Sequence[str] = POSITIONS) -> None:
         if not 0 <= p <= 1:
-            raise ConfigError(f"augment.watermark.p must be in [0, 1], got {p}")
+            raise ConfigError(f"watermark.p must be in [0, 1], got {p}")
         self.bank, self.p, self.n, self.positions = list(bank), p, tuple(n), tuple(positions)
         self._seed: int | None = None
 

@@ -8,24 +8,14 @@ that. uint8 in, uint8 out, geometry unchanged (lung masks still fit).
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import cv2
 import numpy as np
-from pydantic import AfterValidator, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from pydantic.dataclasses import dataclass as checked_dataclass
 
-
-def _ordered(pair: tuple) -> tuple:
-    if pair[0] > pair[1]:
-        raise ValueError(f"must be ordered [low, high], got {list(pair)}")
-    return pair
-
-
-def _range(item: Any) -> Any:
-    """A [low, high] pair of `item`, ordered (the type of a setting drawn per image)."""
-    return Annotated[tuple[item, item], AfterValidator(_ordered)]
-
+from covid_tl.preprocess.steps import ordered_range, step_range
 
 Positive = Annotated[float, Field(gt=0.0)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -34,21 +24,23 @@ Grey = Annotated[int, Field(ge=0, le=255)]
 
 @checked_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class AcquisitionChain:
-    """One hospital's chain; each range but `window` is drawn uniformly per image (equal ends: fixed)."""
+    """One hospital's chain; each range but `window` is drawn uniformly per image (equal ends: fixed).
+    gamma, downscale, blur, noise and jpeg are steps of covid_tl.preprocess.steps.STEPS, in its
+    units and bounds (the augmentation's too); exposure and window are the hospital's own."""
 
-    exposure: _range(Positive) = (1.0, 1.0)  # gain on the signal (dose)
-    gamma: _range(Positive) = (1.0, 1.0)  # display LUT exponent (below 1: brighter)
-    window: _range(Fraction) = (0.0, 1.0)  # signal levels shown as black and white
-    resolution: _range(Annotated[float, Field(gt=0.0, le=1.0)]) = (1.0, 1.0)  # detector sampling, of the size
-    blur: _range(Annotated[float, Field(ge=0.0, le=0.1)]) = (0.0, 0.0)  # Gaussian sigma, of the shorter side
-    noise: _range(Annotated[float, Field(ge=0.0, le=0.5)]) = (0.0, 0.0)  # Gaussian std, of full scale
+    exposure: ordered_range(Positive) = (1.0, 1.0)  # gain on the signal (dose)
+    gamma: step_range("gamma") = (1.0, 1.0)
+    window: ordered_range(Fraction) = (0.0, 1.0)  # signal levels shown as black and white
+    downscale: step_range("downscale") = (1.0, 1.0)  # the detector's sampling
+    blur: step_range("blur") = (0.0, 0.0)
+    noise: step_range("noise") = (0.0, 0.0)
     border: Annotated[float, Field(ge=0.0, lt=0.5)] = 0.0  # collimation band, fraction of each side
     border_value: Grey = 0
     text: str = ""  # burned-in text ("": none)
     text_corner: Literal["top_left", "top_right", "bottom_left", "bottom_right"] = "top_left"
     text_height: Annotated[float, Field(gt=0.0, le=0.3)] = 0.05  # cap height, fraction of the shorter side
     text_value: Grey = 255
-    jpeg_quality: _range(Annotated[int, Field(ge=1, le=100)]) | None = None  # None: stored lossless
+    jpeg: step_range("jpeg", int) | None = None  # None: stored lossless
 
     def __post_init__(self) -> None:
         if self.window[0] >= self.window[1]:
@@ -109,7 +101,7 @@ def acquire(image: np.ndarray, chain: AcquisitionChain, rng: np.random.Generator
         return float(rng.uniform(*pair)) if pair[0] < pair[1] else float(pair[0])
 
     signal = image.astype(np.float32) * (draw(chain.exposure) / 255.0)
-    signal = resample(signal, draw(chain.resolution))
+    signal = resample(signal, draw(chain.downscale))
     sigma = draw(chain.blur) * min(image.shape[:2])
     if sigma >= 0.1:
         signal = cv2.GaussianBlur(signal, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
@@ -122,6 +114,6 @@ def acquire(image: np.ndarray, chain: AcquisitionChain, rng: np.random.Generator
         out = collimate(out, chain.border, chain.border_value)
     if chain.text:
         out = burn_text(out, chain.text, chain.text_corner, chain.text_height, chain.text_value)
-    if chain.jpeg_quality is not None:
-        out = jpeg(out, round(draw(chain.jpeg_quality)))
+    if chain.jpeg is not None:
+        out = jpeg(out, round(draw(chain.jpeg)))
     return out

@@ -76,11 +76,10 @@ def segment(cfg: DictConfig, run_dir: Path) -> Results | None:
 def _datamodule(cfg: DictConfig, image_size: int, run_dir: Path) -> LungMaskDataModule:
     """The data module at the segmenter's input size with the augment group's pipeline; its
     files read (bad ones reported), splits.csv and data_summary.json written."""
-    augment = OmegaConf.to_container(cfg.augment, resolve=True)
-    if (augment.pop("watermark", None) or {}).get("p", 0) > 0:
-        raise ConfigError("task=segment does not transplant watermarks: augment.watermark.p must be 0")
+    if cfg.get("watermark") and cfg.watermark.get("p", 0) > 0:
+        raise ConfigError("task=segment does not transplant watermarks: watermark.p must be 0 (watermark=none)")
     # Objects go in through the partial: passed to instantiate, a pipeline would become a config.
-    datamodule = instantiate(cfg.data, _partial_=True, _convert_="all")(image_size=image_size, augmentation=instantiate(augment))
+    datamodule = instantiate(cfg.data, _partial_=True, _convert_="all")(image_size=image_size, augmentation=instantiate(cfg.augment, _convert_="all"))
     try:
         datamodule.setup("fit")
     except BadInputError as error:

@@ -31,7 +31,7 @@ GROUPS = ("data", "backbone", "preprocessing", "freeze", "augment", "optimizer",
 CONFIG_KEYS = ("seed", "data.split_seed", "threshold", "backbone.name", "backbone.weights", "backbone.input_size",
                "backbone.keep_fc", "freeze.trainable", "freeze.bn", "trainer.max_epochs", "trainer.precision",
                "optimizer.lr", "optimizer.weight_decay", "data.batch_size", "data.num_folds",
-               "data.holdout_source", "augment.watermark.p", "model.backbone_lr_scale", "model.pos_weight")
+               "data.holdout_source", "watermark.p", "model.backbone_lr_scale", "model.pos_weight")
 #: The threshold each run's rule chose on its validation split: an outcome, pooled like a metric.
 CHOSEN = "chosen_threshold"
 
