@@ -131,6 +131,8 @@ def check_arguments(entry: DictConfig, where: str, known_only: bool = False, tar
         if key in HYDRA_KEYS or _holds_targets(unresolved) or (key not in parameters and (takes_any or known_only)):
             continue
         value = entry[key]
+        if OmegaConf.is_config(value) and _holds_targets(OmegaConf.to_container(value, resolve=False)):
+            continue  # a config of its own through an interpolation (`cam: ${cam}`): typed where it is defined
         value = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
         if key not in parameters:
             valid = ", ".join(p for p in parameters if p != "self")
