@@ -128,7 +128,7 @@ def test_predict_streams_every_readable_file_and_lists_the_broken_ones(trained, 
 
 
 def predict_config(ckpt, images, *overrides):
-    return composed("predict", f"ckpt_path={ckpt}", f"images={images}", "num_workers=0", *overrides)
+    return composed("predict", f"ckpt_path={ckpt}", f"images='{images}'", "num_workers=0", *overrides)
 
 
 def test_predict_refuses_before_work_when_no_file_can_be_used(trained, scans, tmp_path):
