@@ -31,7 +31,7 @@ SCRIPT_COUNTS = {"batch_size": 1, "num_workers": 0, "n": 1, "bootstrap": 0}
 
 def check_script_config(cfg: DictConfig) -> None:
     """What evaluate, explain, predict and export check first: required values, every key typed
-    as in train.py (typed_nodes: trust_checkpoint, lungs; not yet a data= config), the counts of
+    as in train.py (typed_nodes: trust_checkpoint, cam; not yet a data= config), the counts of
     SCRIPT_COUNTS they have are whole numbers in range (num_workers=-1 is one line, not a
     DataLoader traceback)."""
     check_required(cfg)
