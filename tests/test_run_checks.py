@@ -16,7 +16,7 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 @pytest.mark.parametrize("group", ["trainer", "logger", "callbacks", "experiment", "data", "optimizer", "scheduler",
-                                   "backbone", "model", "freeze", "preprocessing", "augment"])
+                                   "backbone", "model", "freeze", "preprocessing", "augment", "cam"])
 def test_every_shipped_option_passes(group):
     needs = {"manifest": ["data.path=x.csv"], "folders": ["data.root=x"]}
     for option in group_options(CONF, group):
