@@ -2,7 +2,7 @@
 from the drawn masks vs from the segmenter (docs/results.md).
 
     python evaluate.py ckpt_path=<run>/checkpoints/<best>.ckpt cams=true 'splits=[train,val,test]' hydra.run.dir=<A>
-    python evaluate.py ckpt_path=<same> cams=true 'splits=[train,val,test]' lungs.mode=segmenter_only hydra.run.dir=<B>
+    python evaluate.py ckpt_path=<same> cams=true 'splits=[train,val,test]' cam.lungs.mode=segmenter_only hydra.run.dir=<B>
     python benchmarks/cam_lungs.py <A> <B> [--set test] [--out cam_lungs.png]
     python benchmarks/cam_lungs.py --tiny --out /tmp/cam_lungs.png   # trains the small CNN 1 epoch, then both (seconds)
 
@@ -52,8 +52,8 @@ def cell(entry: dict, name: str) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("masks_first", type=Path, nargs="?", help="evaluate run dir with lungs.mode=segmenter (the default)")
-    parser.add_argument("segmenter_only", type=Path, nargs="?", help="evaluate run dir with lungs.mode=segmenter_only")
+    parser.add_argument("masks_first", type=Path, nargs="?", help="evaluate run dir with cam.lungs.mode=segmenter (the default)")
+    parser.add_argument("segmenter_only", type=Path, nargs="?", help="evaluate run dir with cam.lungs.mode=segmenter_only")
     parser.add_argument("--set", default="test", help="a set of cams.csv, or 'all'")
     parser.add_argument("--out", type=Path, default=Path("cam_lungs.png"))
     parser.add_argument("--seed", type=int, default=42, help="bootstrap seed (evaluate uses the run's seed, 42)")
@@ -75,7 +75,7 @@ def tiny_runs(root: Path, tmp: Path) -> tuple[Path, Path]:
     run = train([*xray_mini_data(root), *TINY_XRAY_MINI, "logger=none", "callbacks.grad_cam=null"], tmp / "run")
     ckpt = f"ckpt_path={run.directory / run.results.run['best_checkpoint']}"
     for mode in ("segmenter", "segmenter_only"):
-        evaluate([ckpt, "cams=true", "splits=[test]", f"lungs.mode={mode}", "bootstrap=20"], tmp / mode)
+        evaluate([ckpt, "cams=true", "splits=[test]", f"cam.lungs.mode={mode}", "bootstrap=20"], tmp / mode)
     return tmp / "segmenter", tmp / "segmenter_only"
 
 

@@ -45,7 +45,7 @@ def cam_scores(run: Run, lungs: str) -> pd.DataFrame:
     out = run.directory / "cam_scores"
     if not (out / "cams.csv").is_file():
         evaluate([f"ckpt_path={run.directory / run.results.run['best_checkpoint']}", "cams=true",
-                  f"lungs.mode={lungs}"], out)
+                  f"cam.lungs.mode={lungs}"], out)
     return pd.read_csv(out / "cams.csv")
 
 

@@ -100,6 +100,25 @@ def _option_with_key(config_dir: Path, key: str) -> str | None:
     return None
 
 
+#: Keys that moved, old -> new, a key and every key under it (`lungs.mode` -> `cam.lungs.mode`):
+#: the CAM options of explain.py, evaluate.py, predict.py and the grad_cam callback are one `cam`
+#: group now (issue #20). An old key is refused naming its new one.
+RENAMED = {
+    **{key: f"cam.{key}" for key in ("method", "target", "layer", "overlay", "alpha", "tile", "lungs")},
+    **{f"callbacks.grad_cam.{key}": f"cam.{key}" for key in ("method", "target", "layer", "overlay", "alpha", "tile",
+                                                             "lungs")},
+    "cam.size": "cam.tile",
+}
+
+
+def renamed(key: str) -> str | None:
+    """Today's name of `key` if it (or a key above it) moved (RENAMED), else None."""
+    for old, new in RENAMED.items():
+        if key == old or key.startswith(old + "."):
+            return new + key[len(old):]
+    return None
+
+
 def config_name(args: Sequence[str], default: str) -> str:
     """The primary config a command line names (`--config-name X`, `--config-name=X`, `-cn X`)."""
     for i, arg in enumerate(args):
@@ -149,7 +168,7 @@ def unknown_key(args: Sequence[str], config_dir: Path, config_name: str) -> str 
         overrides = OverridesParser.create().parse_overrides([a for a in args if "=" in a and not a.startswith("-")])
     except HydraException:
         return None
-    choices, keys = [], []
+    choices, keys, values = [], [], {}
     for override in overrides:
         name = override.key_or_group
         if (config_dir / name).is_dir() or override.is_add() or override.is_force_add() or name.startswith("hydra"):
@@ -157,6 +176,7 @@ def unknown_key(args: Sequence[str], config_dir: Path, config_name: str) -> str 
             choices.append(f"{override.get_key_element()}={first}" if first is not None else override.input_line)
         elif not override.is_delete():
             keys.append(name)
+            values[name] = override.input_line.split("=", 1)[-1]
     if not keys:
         return None
     try:
@@ -165,6 +185,8 @@ def unknown_key(args: Sequence[str], config_dir: Path, config_name: str) -> str 
     except Exception:  # noqa: BLE001  (any composition failure is Hydra's to report, in full)
         return None
     for key in keys:
+        if _is_missing(cfg, key) and (new := renamed(key)) is not None:
+            return f"error: unknown key {key!r}; did you mean '{new}={values[key]}'? (renamed)"
         if _is_missing(cfg, key):
             known = [k for k in _key_paths(OmegaConf.to_container(cfg)) if not k.rsplit(".", 1)[-1].startswith("_")]
             close = difflib.get_close_matches(key, known, n=1)

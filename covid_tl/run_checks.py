@@ -32,7 +32,7 @@ SCRIPT_COUNTS = {"batch_size": 1, "num_workers": 0, "n": 1, "bootstrap": 0}
 
 def check_script_config(cfg: DictConfig) -> None:
     """What evaluate, explain, predict and export check first: required values, every key typed
-    as in train.py (typed_nodes: trust_checkpoint, lungs; not yet a data= config), the counts of
+    as in train.py (typed_nodes: trust_checkpoint, cam; not yet a data= config), the counts of
     SCRIPT_COUNTS they have are whole numbers in range (num_workers=-1 is one line, not a
     DataLoader traceback)."""
     check_required(cfg)
@@ -144,6 +144,8 @@ def check_arguments(entry: DictConfig, where: str, known_only: bool = False, tar
         if key in HYDRA_KEYS or _holds_targets(unresolved) or (key not in parameters and (takes_any or known_only)):
             continue
         value = entry[key]
+        if OmegaConf.is_config(value) and _holds_targets(OmegaConf.to_container(value, resolve=False)):
+            continue  # a config of its own through an interpolation (`cam: ${cam}`): typed where it is defined
         value = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
         if key not in parameters:
             valid = ", ".join(p for p in parameters if p != "self")

@@ -57,9 +57,10 @@ RUN_TARGETS = frozenset({
     "covid_tl.models.freeze.apply_freeze",
     "covid_tl.models.module.CovidClassifier", "covid_tl.models.segmenter.LungSegmenter.create",
 })
-#: Blocks only training instantiates (inference drops them): beside covid-tl's own code, their
-#: targets may be defined in the libraries covid-tl's configs name there.
-TRAINING_ONLY = ("optimizer", "scheduler", "trainer", "callbacks", "logger")
+#: Blocks only training instantiates (inference drops them; `cam` is the Grad-CAM callback's, and
+#: each inference script has its own): beside covid-tl's own code, their targets may be defined
+#: in the libraries covid-tl's configs name there.
+TRAINING_ONLY = ("optimizer", "scheduler", "trainer", "callbacks", "logger", "cam")
 TRAINING_CODE = ("covid_tl", "torch.optim", "pytorch_lightning", "lightning.pytorch")
 
 

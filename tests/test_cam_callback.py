@@ -74,7 +74,7 @@ def test_an_image_that_cannot_be_prepared_is_left_out_and_named(tmp_path, caplog
 def test_the_saved_grid_has_tiles_of_320_px_a_colour_bar_and_says_what_it_shows(tmp_path):
     """32 px inputs are enlarged to the 320 px default, in the PNG written to disk."""
     callback = fit_with_cams(tmp_path)
-    assert callback.tile == 320
+    assert callback.cam.tile == 320
     picture = cv2.imread(str(tmp_path / "cams" / "epoch_000.png"))[:, :, ::-1]
     assert_cam_picture(picture, n_tiles=len(callback.items))
 

@@ -5,12 +5,12 @@ import pandas as pd
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import ROOT, TINY
-from omegaconf import OmegaConf
+from conftest import TINY, composed
 
 from covid_tl.cam.callback import GradCAMCallback
 from covid_tl.cam.images import lung_legend, score_cams, scoring_images
 from covid_tl.cam.lungs import CamLungs
+from covid_tl.cam.options import CamOptions
 from covid_tl.cam.overlay import outline
 from covid_tl.cam.sets import summarize_scores
 from covid_tl.data.datamodule import XrayDataModule
@@ -89,7 +89,7 @@ def test_each_mode_takes_the_lungs_from_where_it_says(mode, given, source, fract
 
 
 def test_an_unknown_mode_is_one_line_naming_the_valid_ones():
-    with pytest.raises(ConfigError, match="unknown lungs.mode 'mask'; valid: segmenter, segmenter_only, masks, none"):
+    with pytest.raises(ConfigError, match="unknown cam.lungs.mode 'mask'; valid: segmenter, segmenter_only, masks, none"):
         CamLungs("mask")
 
 
@@ -109,7 +109,7 @@ def test_the_callback_segments_its_images_once_at_setup_not_each_epoch(tmp_path)
     torch.manual_seed(0)
     net = build_classifier({"name": "simple_cnn", "input_size": 32})
     datamodule = XrayDataModule({"s": SyntheticSource(n_patients=16, image_size=32)}, net.input_spec)
-    callback = GradCAMCallback(tmp_path / "cams", num_images=4, lungs=CamLungs("segmenter_only", segmenter=fake))
+    callback = GradCAMCallback(tmp_path / "cams", num_images=4, cam=CamOptions(lungs=CamLungs("segmenter_only", segmenter=fake)))
     trainer = pl.Trainer(max_epochs=2, callbacks=[callback], logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
     trainer.fit(CovidClassifier(net, optimizer=torch.optim.Adam), datamodule=datamodule)
@@ -143,9 +143,8 @@ def test_summary_means_and_counts_by_hand():
 def test_evaluate_cams_true_scores_every_image_of_the_test_split(train_run, tmp_path):
     _, run_dir, _ = train_run(*TINY, "logger=none", "callbacks=minimal", "bootstrap=20")
     out = tmp_path / "evaluate"
-    cfg = OmegaConf.merge(OmegaConf.load(ROOT / "conf" / "evaluate.yaml"), {
-        "ckpt_path": str(run_dir / "checkpoints" / "last.ckpt"), "cams": True, "bootstrap": 20,
-        "lungs": {"mode": "segmenter_only"}})
+    cfg = composed("evaluate", f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", "cams=true", "bootstrap=20",
+                   "cam.lungs.mode=segmenter_only", run_dir=str(out))
     results = evaluate(cfg, out)  # in this process: one interpreter start less than evaluate.py
     cams, predictions = pd.read_csv(out / "cams.csv"), pd.read_csv(out / "predictions.csv")
     assert read_results(out).sets["test"]["cams"] == results.sets["test"]["cams"]

@@ -50,7 +50,7 @@ def test_old_checkpoint_in_every_script(tmp_path: Path):
     assert (test["sensitivity"], test["specificity"]) == pytest.approx((TEST_SENSITIVITY, TEST_SPECIFICITY))
     assert results.threshold == pytest.approx(0.5906193464487604)
 
-    table = explain(composed("explain", f"ckpt_path={OLD}", "n=2", "tile=64", run_dir=str(tmp_path / "x")), tmp_path / "x")
+    table = explain(composed("explain", f"ckpt_path={OLD}", "n=2", "cam.tile=64", run_dir=str(tmp_path / "x")), tmp_path / "x")
     assert len(table) == 2 and (tmp_path / "x" / "grid.png").is_file()
 
     films = tmp_path / "films"

@@ -8,7 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import ROOT, TINY, run_script
+from conftest import ROOT, TINY, composed, run_script
 from covid_tl.data.images import read_xray
 from covid_tl.data.synthetic.source import SyntheticSource
 from covid_tl.errors import ConfigError
@@ -110,7 +110,7 @@ def test_predict_streams_every_readable_file_and_lists_the_broken_ones(trained, 
     threshold = float(np.median(expected))
     ckpt = with_threshold(trained[2], threshold, tmp_path / "median.ckpt")
     out = tmp_path / "predict"
-    proc = run_script("predict.py", f"ckpt_path={ckpt}", f"images={folder}/*", "cams=true", "cam.size=64",
+    proc = run_script("predict.py", f"ckpt_path={ckpt}", f"images={folder}/*", "cams=true", "cam.tile=64",
                       "batch_size=8", "num_workers=2", f"hydra.run.dir={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = pd.read_csv(out / "predictions.csv")
@@ -127,10 +127,8 @@ def test_predict_streams_every_readable_file_and_lists_the_broken_ones(trained, 
     assert "2 of 22 file(s) left out" in proc.stdout + proc.stderr and "20 image(s)" in proc.stdout
 
 
-def predict_config(ckpt, images, **overrides):
-    settings = {"ckpt_path": str(ckpt), "images": images, "num_workers": 0}
-    cfg = OmegaConf.merge(OmegaConf.load(ROOT / "conf" / "predict.yaml"), settings)
-    return OmegaConf.merge(cfg, overrides)
+def predict_config(ckpt, images, *overrides):
+    return composed("predict", f"ckpt_path={ckpt}", f"images='{images}'", "num_workers=0", *overrides)
 
 
 def test_predict_refuses_before_work_when_no_file_can_be_used(trained, scans, tmp_path):
@@ -140,8 +138,8 @@ def test_predict_refuses_before_work_when_no_file_can_be_used(trained, scans, tm
         predict(predict_config(ckpt, f"{folder}/[cd]*"), tmp_path / "a")
     with pytest.raises(ConfigError, match="matches no file"):
         predict(predict_config(ckpt, f"{folder}/*.tif"), tmp_path / "b")
-    with pytest.raises(ConfigError, match="unknown cam.method 'nope'"):
-        predict(predict_config(ckpt, f"{folder}/*", cams=True, cam={"method": "nope"}), tmp_path / "c")
+    with pytest.raises(ConfigError, match="cam.method='nope' does not fit CamOptions's method"):
+        predict(predict_config(ckpt, f"{folder}/*", "cams=true", "cam.method=nope"), tmp_path / "c")
     assert not (tmp_path / "c").exists()
 
 
@@ -200,5 +198,5 @@ def test_predict_threshold_override_changes_the_calls(trained, scans, tmp_path):
     folder, good = scans
     expected = reference(ckpt, good)
     cut = float(np.sort(expected)[4])  # 16 of the 20 files at or above it
-    table = predict(predict_config(ckpt, f"{folder}/film*", threshold=cut), tmp_path)
+    table = predict(predict_config(ckpt, f"{folder}/film*", f"threshold={cut}"), tmp_path)
     assert (table["predicted"] == "covid").sum() == 16

@@ -16,7 +16,7 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 @pytest.mark.parametrize("group", ["trainer", "logger", "callbacks", "experiment", "data", "optimizer", "scheduler",
-                                   "backbone", "model", "freeze", "preprocessing", "augment"])
+                                   "backbone", "model", "freeze", "preprocessing", "augment", "cam"])
 def test_every_shipped_option_passes(group):
     needs = {"manifest": ["data.path=x.csv"], "folders": ["data.root=x"]}
     for option in group_options(CONF, group):
@@ -41,7 +41,10 @@ def test_the_other_tasks_configs_pass():
     ("trainer.precision=31", "trainer.precision=31 does not fit"),
     ("+trainer.max_epoch=3", "trainer.max_epoch is not an argument of Trainer; valid: accelerator,"),
     ("callbacks.model_checkpoint.save_top_k=one", "callbacks.model_checkpoint.save_top_k='one' does not fit"),
-    ("callbacks.grad_cam.lungs.mode=mask", "callbacks.grad_cam.lungs.mode='mask' does not fit CamLungs's mode"),
+    ("cam.lungs.mode=mask", "cam.lungs.mode='mask' does not fit CamLungs's mode"),
+    ("cam.tile=abc", "cam.tile='abc' does not fit CamOptions's tile (int: input should be a valid integer)"),
+    ("cam.tile=8", "cam.tile=8 does not fit CamOptions's tile (int: input should be greater than or equal to 16)"),
+    ("cam.method=saliency", "cam.method='saliency' does not fit CamOptions's method (Literal['gradcam', 'gradcam++',"),
     ("threshold=2", "threshold must be a probability in [0, 1]"),
     ("threshold=true", "threshold must be a probability in [0, 1]"),
     ("threshold=foo", "threshold must be a probability in [0, 1], youden, or sens@X"),
@@ -129,7 +132,9 @@ def test_missing_keys_reads_the_unresolved_config():
     ("explain", "n=0", "n must be a whole number >= 1, got 0"),
     ("evaluate", "bootstrap=true", "bootstrap=True does not fit RunOptions's bootstrap (int: input should be a valid integer)"),
     ("evaluate", "trust_checkpoint=maybe", "trust_checkpoint='maybe' does not fit RunOptions's trust_checkpoint (bool)"),
-    ("explain", "lungs.mode=3", "lungs.mode=3 does not fit CamLungs's mode"),
+    ("explain", "cam.lungs.mode=3", "cam.lungs.mode=3 does not fit CamLungs's mode"),
+    ("predict", "cam.tile=abc", "cam.tile='abc' does not fit CamOptions's tile"),
+    ("evaluate", "cam.overlay=glow", "cam.overlay='glow' does not fit CamOptions's overlay"),
 ])
 def test_inference_scripts_refuse_bad_counts_in_one_line(script, override, says):
     with initialize_config_dir(str(CONF), version_base="1.3"):

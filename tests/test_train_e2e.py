@@ -135,7 +135,7 @@ def test_explain_writes_overlays_grid_and_table_for_a_split_and_for_files(tiny_r
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     assert sorted(p.name for p in (run_dir / "cams").glob("epoch_*.png")) == ["epoch_000.png"]  # the callback
     out = tmp_path / "explain"
-    proc = run_script("explain.py", f"ckpt_path={ckpt}", "n=4", "method=gradcam++", "overlay=mask", f"hydra.run.dir={out}")
+    proc = run_script("explain.py", f"ckpt_path={ckpt}", "n=4", "cam.method=gradcam++", "cam.overlay=mask", f"hydra.run.dir={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = pd.read_csv(out / "cams.csv")
     assert len(table) == 4 and set(table["label"]) == {"covid", "no_finding"}
@@ -143,7 +143,7 @@ def test_explain_writes_overlays_grid_and_table_for_a_split_and_for_files(tiny_r
     import cv2
     import numpy as np
 
-    assert cv2.imread(str(out / table["overlay"][0])).shape == (320, 320, 3)  # explain.yaml's tile
+    assert cv2.imread(str(out / table["overlay"][0])).shape == (320, 320, 3)  # conf/cam's tile
     # Files of any size, outside the data: RGB, 16-bit.
 
     files = tmp_path / "files"

@@ -15,10 +15,10 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from covid_tl.grid import WHITE
 from covid_tl.labels import DISPLAY, LABELS
 from covid_tl.cam.compute import compute_cams
-from covid_tl.cam.lungs import CamLungs
 from covid_tl.cam.overlay import OUTLINE, cam_grid, cam_title
 from covid_tl.cam.scores import mean_scores
 from covid_tl.cam.images import lung_legend, score_cams, scoring_images, shown_lungs
+from covid_tl.cam.options import CamOptions
 from covid_tl.operating_point import cut_decimals, describe_cut
 
 log = logging.getLogger(__name__)
@@ -78,8 +78,8 @@ class GradCAMCallback(pl.Callback):
     The same K validation images every time (half COVID-19), so epochs can be compared;
     runs on rank zero only and leaves the model's mode, flags and gradients as they were.
     A failure costs one warning naming the images, never the run: an image that cannot be
-    prepared is left out at setup, an epoch whose CAMs fail gets no picture. Lung regions
-    (`lungs`, default: the data's masks, the segmenter elsewhere) are found once, at setup.
+    prepared is left out at setup, an epoch whose CAMs fail gets no picture. `cam` says how each
+    CAM is made and drawn (the `cam` config group); its lung regions are found once, at setup.
     """
 
     def __init__(
@@ -87,22 +87,14 @@ class GradCAMCallback(pl.Callback):
         output_dir: str | Path,
         every_n_epochs: int = 1,
         num_images: int = 8,
-        method: str = "gradcam",
-        target: str = "predicted",
-        overlay: str = "blend",
-        alpha: float = 0.4,
-        layer: str | None = None,
-        tile: int = 320,
-        lungs: CamLungs | None = None,
+        cam: CamOptions | None = None,
     ) -> None:
-        if every_n_epochs < 1 or num_images < 1 or tile < 16:
-            raise ValueError("every_n_epochs and num_images must be at least 1, tile at least 16 pixels")
+        if every_n_epochs < 1 or num_images < 1:
+            raise ValueError("every_n_epochs and num_images must be at least 1")
         self.output_dir = Path(output_dir)
         self.every_n_epochs = every_n_epochs
         self.num_images = num_images
-        self.method, self.target, self.overlay, self.alpha, self.layer = method, target, overlay, alpha, layer
-        self.tile = tile
-        self.lungs = lungs or CamLungs()
+        self.cam = cam or CamOptions()
         self.inputs: torch.Tensor | None = None
         #: epoch -> mean CAM scores of the grid's images; kept in checkpoints, so a resumed run has them all.
         self.scores: dict[int, dict[str, float | None]] = {}
@@ -120,7 +112,7 @@ class GradCAMCallback(pl.Callback):
         datamodule = trainer.datamodule
         if stage != "fit" or datamodule is None or self.inputs is not None:
             return
-        if self.layer is None and getattr(pl_module.net, "cam_layer", None) is None:
+        if self.cam.layer is None and getattr(pl_module.net, "cam_layer", None) is None:
             log.warning("no Grad-CAM pictures: backbone %s has no spatial layer", pl_module.net.backbone_name)
             return
         subset = datamodule.subset("val")
@@ -129,7 +121,7 @@ class GradCAMCallback(pl.Callback):
         for row in rows:  # one bad image costs its own tile, not the pictures
             try:
                 self.items += scoring_images([row], datamodule.load_image, datamodule.prepared,
-                                             datamodule.load_lung_mask, datamodule.input_spec, lungs=self.lungs)
+                                             datamodule.load_lung_mask, datamodule.input_spec, lungs=self.cam.lungs)
             except Exception as error:
                 failed.append(f"{image_name(row)} ({describe(error)})")
                 continue
@@ -157,14 +149,15 @@ class GradCAMCallback(pl.Callback):
         """CAMs of the fixed images called at `threshold` (chosen by `rule` on this epoch's
         validation predictions, if given; the title and legend say which): the grid as PNG and
         TensorBoard image, mean scores as metrics."""
-        cams, probabilities = compute_cams(pl_module.net, self.inputs, self.method, self.target, self.layer, threshold=threshold)
+        cam = self.cam
+        cams, probabilities = compute_cams(pl_module.net, self.inputs, cam.method, cam.target, cam.layer, threshold=threshold)
         shown = [item.shown for item in self.items]
         lines, colours = captions(self.labels, probabilities, threshold)
-        title = cam_title(self.method, self.layer or pl_module.net.cam_layer, self.target,
+        title = cam_title(cam.method, cam.layer or pl_module.net.cam_layer, cam.target,
                           f", epoch {trainer.current_epoch} (validation images), called at "
                           f"{describe_cut(threshold, rule, EPOCH_VAL)}")
         source = f"{rule} on {EPOCH_VAL}" if rule else None
-        picture, _ = cam_grid(shown, cams, lines, self.overlay, self.alpha, self.tile, title=title, colours=colours,
+        picture, _ = cam_grid(shown, cams, lines, cam.overlay, cam.alpha, cam.tile, title=title, colours=colours,
                               key=caption_key(threshold, lung_legend(self.items), source),
                               lungs=[shown_lungs(item) for item in self.items])
         self.output_dir.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 import numpy as np
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 
 from covid_tl.errors import ConfigError
 
@@ -36,7 +34,7 @@ class CamLungs:
     def __init__(self, mode: Mode = "segmenter", model: str | None = None,
                  segmenter: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         if mode not in MODES:
-            raise ConfigError(f"unknown lungs.mode {mode!r}; valid: {', '.join(MODES)}")
+            raise ConfigError(f"unknown cam.lungs.mode {mode!r}; valid: {', '.join(MODES)}")
         self.mode, self.model = mode, model
         self._segmenter = segmenter
         self._masks: dict[Hashable, tuple[np.ndarray, tuple[int, int]]] = {}
@@ -65,14 +63,6 @@ class CamLungs:
         if self.mode in ("segmenter", "segmenter_only"):
             return LungRegion(self.segment(key, film), "segmenter")
         return LungRegion(None, "none")
-
-
-def build_lungs(config: Any) -> CamLungs:
-    """The CamLungs a `lungs:` config names; a bad value is its own one-line error."""
-    try:
-        return instantiate(config)
-    except InstantiationException as error:
-        raise error.__cause__ if isinstance(error.__cause__, ConfigError) else error
 
 
 def image_key(row: Mapping[str, Any]) -> Hashable:

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from covid_tl.cam.compute import compute_cams
 from covid_tl.cam.images import score_cams, scoring_images
-from covid_tl.cam.lungs import CamLungs, build_lungs
+from covid_tl.cam.options import CamOptions, build_cam
 from covid_tl.data.manifest import Manifest
 from covid_tl.data.sources import read_mask
 from covid_tl.labels import LABELS
@@ -32,11 +32,11 @@ SUMMED = ("lung_fraction", "lung_area", "above_chance", "artifact_fraction")
 def record_cams(results: dict[str, Any], net: torch.nn.Module, sets: Mapping[str, tuple[Manifest, Dataset]],
                 cfg: DictConfig, run_cfg: DictConfig, datamodule: Any, threshold: float, output_dir: Path) -> None:
     """evaluate.py cams=true: cams.csv, and a `cams` block in each set's results (cfg: the
-    evaluate config's cam, lungs and bootstrap keys; run_cfg: the checkpoint's preprocessing)."""
+    evaluate config's cam and bootstrap keys; run_cfg: the checkpoint's preprocessing)."""
     masks = given_masks(datamodule.load_lung_mask, datamodule.sources)
     detector = mark_detector(OmegaConf.to_container(run_cfg.preprocessing, resolve=True))
-    blocks = evaluate_cams(net, sets, masks, build_lungs(cfg.lungs), OmegaConf.to_container(cfg.cam), threshold,
-                           output_dir, cfg.bootstrap, run_cfg.seed, detector)
+    blocks = evaluate_cams(net, sets, masks, build_cam(cfg.cam), threshold, output_dir, cfg.bootstrap, run_cfg.seed,
+                           detector)
     for name, block in blocks.items():
         results[name]["cams"] = block
 
@@ -52,8 +52,8 @@ def mark_detector(preprocessing: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return (preprocessing.get("inpaint") or {}).get("detector")
 
 
-def score_set(net: torch.nn.Module, manifest: Manifest, dataset: Dataset, masks: MaskLoader, lungs: CamLungs,
-              cam: Mapping[str, Any], threshold: float, detector: Mapping[str, Any] | None = None,
+def score_set(net: torch.nn.Module, manifest: Manifest, dataset: Dataset, masks: MaskLoader, cam: CamOptions,
+              threshold: float, detector: Mapping[str, Any] | None = None,
               batch_size: int = 16) -> pd.DataFrame:
     """One row per image: manifest columns, prob_covid, predicted and the CAM scores; images
     are taken `batch_size` at a time, so memory does not grow with the set."""
@@ -62,9 +62,9 @@ def score_set(net: torch.nn.Module, manifest: Manifest, dataset: Dataset, masks:
     records = []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
-        items = scoring_images(chunk, prepare.load_image, prepare, masks, net.input_spec, detector, lungs)
-        cams, probabilities = compute_cams(net, torch.stack([item.input for item in items]), cam["method"],
-                                           cam["target"], cam["layer"], batch_size, threshold)
+        items = scoring_images(chunk, prepare.load_image, prepare, masks, net.input_spec, detector, cam.lungs)
+        cams, probabilities = compute_cams(net, torch.stack([item.input for item in items]), cam.method,
+                                           cam.target, cam.layer, batch_size, threshold)
         for row, p, scores in zip(chunk, probabilities, score_cams(cams, items)):
             records.append({**{k: row.get(k) for k in COLUMNS[1:]}, "prob_covid": float(p),
                             "predicted": LABELS[int(p >= threshold)], **scores})
@@ -98,16 +98,16 @@ def lung_summary(table: pd.DataFrame, resamples: int = 1000, seed: int = 0) -> d
     return out
 
 
-def evaluate_cams(net: torch.nn.Module, sets: Mapping[str, tuple[Manifest, Dataset]], masks: MaskLoader, lungs: CamLungs,
-                  cam: Mapping[str, Any], threshold: float, output_dir: Path, resamples: int = 1000, seed: int = 0,
+def evaluate_cams(net: torch.nn.Module, sets: Mapping[str, tuple[Manifest, Dataset]], masks: MaskLoader, cam: CamOptions,
+                  threshold: float, output_dir: Path, resamples: int = 1000, seed: int = 0,
                   detector: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Writes cams.csv (every image of every set); returns {set: results.json's `cams` block}."""
     tables, summaries = [], {}
     for name, (manifest, dataset) in sets.items():
-        table = score_set(net, manifest, dataset, masks, lungs, cam, threshold, detector)
+        table = score_set(net, manifest, dataset, masks, cam, threshold, detector)
         table.insert(0, "set", name)
         tables.append(table)
-        summaries[name] = {"method": cam["method"], "target": cam["target"], "lungs": lungs.mode,
+        summaries[name] = {"method": cam.method, "target": cam.target, "lungs": cam.lungs.mode,
                            **lung_summary(table, resamples, seed)}
     if tables:
         pd.concat(tables, ignore_index=True).to_csv(output_dir / "cams.csv", index=False)

@@ -25,7 +25,7 @@ from covid_tl.cam.compute import compute_cams
 from covid_tl.cam.overlay import cam_grid, cam_title
 from covid_tl.cam.scores import mean_scores
 from covid_tl.cam.images import lung_legend, score_cams, scoring_images, shown_lungs
-from covid_tl.cam.lungs import build_lungs
+from covid_tl.cam.options import build_cam
 from covid_tl.cam.sets import mark_detector
 from covid_tl.build import build_datamodule, build_preprocessing, pick_device
 from covid_tl.run_checks import check_script_config
@@ -76,17 +76,18 @@ def explain(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
         masks = mask_finder(cfg.get("masks"))
         lungs = lambda row: masks(row) if cfg.get("masks") else datamodule.load_lung_mask(row)  # noqa: E731
     detector = mark_detector(OmegaConf.to_container(run_cfg.preprocessing, resolve=True))
-    items = scoring_images(rows, load, prepare, lungs, net.input_spec, detector, build_lungs(cfg.lungs))
+    cam = build_cam(cfg.cam)
+    items = scoring_images(rows, load, prepare, lungs, net.input_spec, detector, cam.lungs)
     batch = torch.stack([item.input for item in items])
-    cams, probabilities = compute_cams(net, batch, cfg.method, cfg.target, cfg.layer, cfg.batch_size, threshold)
+    cams, probabilities = compute_cams(net, batch, cam.method, cam.target, cam.layer, cfg.batch_size, threshold)
     scores = score_cams(cams, items)
 
     labels = [row["label"] or "unknown" for row in rows]
     shown = [item.shown for item in items]
     lines, colours = captions([row["label"] for row in rows], probabilities, threshold)
     where = f", {cfg.split} split" if not cfg.images else ""
-    title = cam_title(cfg.method, cfg.layer or net.cam_layer, cfg.target, f"{where} ({Path(str(cfg.ckpt_path)).name})")
-    picture, overlays = cam_grid(shown, cams, lines, cfg.overlay, cfg.alpha, cfg.tile, title=title, colours=colours,
+    title = cam_title(cam.method, cam.layer or net.cam_layer, cam.target, f"{where} ({Path(str(cfg.ckpt_path)).name})")
+    picture, overlays = cam_grid(shown, cams, lines, cam.overlay, cam.alpha, cam.tile, title=title, colours=colours,
                                  key=caption_key(threshold, lung_legend(items)),
                                  lungs=[shown_lungs(item) for item in items])
     (output_dir / "cams").mkdir(parents=True, exist_ok=True)

@@ -22,12 +22,12 @@ from torch.utils.data import DataLoader
 
 from covid_tl.build import build_preprocessing, pick_device
 from covid_tl.cam.callback import describe
-from covid_tl.cam.compute import METHODS, TARGETS, compute_cams, target_layer
-from covid_tl.cam.overlay import OVERLAYS, overlay
+from covid_tl.cam.compute import compute_cams, target_layer
+from covid_tl.cam.options import CamOptions, build_cam
+from covid_tl.cam.overlay import overlay
 from covid_tl.data.dataset import ImageFiles, file_images
 from covid_tl.data.images import image_files
 from covid_tl.data.validate import readable_files
-from covid_tl.errors import ConfigError
 from covid_tl.grid import labelled
 from covid_tl.labels import LABELS
 from covid_tl.models.checkpoint import load_run
@@ -42,33 +42,22 @@ COLUMNS = ["path", "prob_covid", "predicted"]
 PARTIAL = ".partial"
 
 
-def check_cam_options(cam: DictConfig, net: Classifier) -> None:
-    """Refuse a CAM setting before the first file, not after the first batch."""
-    for key, valid in (("method", METHODS), ("target", TARGETS), ("overlay", OVERLAYS)):
-        if cam[key] not in valid:
-            raise ConfigError(f"unknown cam.{key} {cam[key]!r}; valid: {', '.join(valid)}")
-    if cam.size < 8:
-        raise ConfigError(f"cam.size must be at least 8 pixels, got {cam.size}")
-    target_layer(net, cam.layer)
-
-
 def write_overlays(shown: np.ndarray, cams: np.ndarray, probabilities: np.ndarray, calls: list[str],
-                   names: list[str], cam: DictConfig, folder: Path) -> None:
-    """One captioned overlay per image, `cam.size` pixels a side, as cams/<name>."""
+                   names: list[str], cam: CamOptions, folder: Path) -> None:
+    """One captioned overlay per image, `cam.tile` pixels a side, as cams/<name>."""
     for image, heatmap, probability, call, name in zip(shown, cams, probabilities, calls, names):
-        shrink = image.shape[0] > cam.size
-        tile = cv2.resize(image, (cam.size, cam.size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        shrink = image.shape[0] > cam.tile
+        tile = cv2.resize(image, (cam.tile, cam.tile), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
         picture = labelled(overlay(tile, heatmap, cam.overlay, cam.alpha), [f"{call} p={probability:.3f}"])
         if not cv2.imwrite(str(folder / name), picture[:, :, ::-1]):
             raise OSError(f"cannot write {folder / name}")
 
 
-def probabilities_of(net: Classifier, inputs: torch.Tensor, cfg: DictConfig, threshold: float,
+def probabilities_of(net: Classifier, inputs: torch.Tensor, cam: CamOptions | None, threshold: float,
                      device: torch.device) -> tuple[np.ndarray, np.ndarray | None]:
-    """(COVID-19 probabilities, CAMs or None) of one batch; with CAMs, from the same forward
+    """(COVID-19 probabilities, CAMs or None) of one batch; with `cam`, CAMs from the same forward
     pass. A CAM failure costs the batch its pictures (one warning), never its predictions."""
-    if cfg.cams:
-        cam = cfg.cam
+    if cam is not None:
         try:
             cams, probabilities = compute_cams(net, inputs, cam.method, cam.target, cam.layer, len(inputs), threshold)
             return probabilities, cams
@@ -86,8 +75,9 @@ def predict(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
     device = pick_device(cfg.device)
     threshold = requested_operating_point(cfg.get("threshold"), run_cfg, model, device, cfg.batch_size)["threshold"]
     net = model.net
-    if cfg.cams:
-        check_cam_options(cfg.cam, net)
+    cam = build_cam(cfg.cam) if cfg.cams else None
+    if cam is not None:
+        target_layer(net, cam.layer)  # a layer the backbone lacks: refused before the first file
     paths = image_files(cfg.images)
     output_dir.mkdir(parents=True, exist_ok=True)
     prepare = file_images(*build_preprocessing(run_cfg))
@@ -105,15 +95,15 @@ def predict(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
         writer.writerow(COLUMNS + (["cam"] if cfg.cams else []))
         start = 0
         for inputs, shown in track(loader, description="predicting", total=len(loader)):
-            probabilities, cams = probabilities_of(net, inputs, cfg, threshold, device)
+            probabilities, cams = probabilities_of(net, inputs, cam, threshold, device)
             calls = [LABELS[int(p >= threshold)] for p in probabilities]
             done = range(start, start + len(inputs))
             if cams is not None:
-                write_overlays(shown.numpy(), cams, probabilities, calls, names[start : done.stop], cfg.cam,
+                write_overlays(shown.numpy(), cams, probabilities, calls, names[start : done.stop], cam,
                                output_dir / "cams")
             for i, probability, call in zip(done, probabilities, calls):
-                cam = ([f"cams/{names[i]}" if cams is not None else ""] if cfg.cams else [])
-                writer.writerow([rows[i]["path"], f"{probability:.6f}", call, *cam])
+                overlay_file = ([f"cams/{names[i]}" if cams is not None else ""] if cfg.cams else [])
+                writer.writerow([rows[i]["path"], f"{probability:.6f}", call, *overlay_file])
             handle.flush()
             start = done.stop
     partial.replace(written)
