@@ -77,15 +77,6 @@ def _is_missing(cfg: DictConfig, key: str) -> bool:
 
 _ABSENT = object()
 
-#: Keys that moved (an old command line's prefix -> today's): issue #20's watermark group.
-MOVED_KEYS = {"augment.watermark.": "watermark."}
-
-
-def _moved_key(key: str) -> str | None:
-    """Today's name of an old key (`augment.watermark.p` -> `watermark.p`), if it moved."""
-    return next((new + key[len(old):] for old, new in MOVED_KEYS.items() if key.startswith(old)), None)
-
-
 def _option_with_key(config_dir: Path, key: str) -> str | None:
     """`group=option` whose file defines `key` (`freeze.trainable` -> `freeze=last_n`), if any."""
     group, _, rest = key.partition(".")
@@ -102,12 +93,14 @@ def _option_with_key(config_dir: Path, key: str) -> str | None:
 
 #: Keys that moved, old -> new, a key and every key under it (`lungs.mode` -> `cam.lungs.mode`):
 #: the CAM options of explain.py, evaluate.py, predict.py and the grad_cam callback are one `cam`
-#: group now (issue #20). An old key is refused naming its new one.
+#: group now, and watermark transplant is a group of its own (issue #20). An old key is refused
+#: naming its new one.
 RENAMED = {
     **{key: f"cam.{key}" for key in ("method", "target", "layer", "overlay", "alpha", "tile", "lungs")},
     **{f"callbacks.grad_cam.{key}": f"cam.{key}" for key in ("method", "target", "layer", "overlay", "alpha", "tile",
                                                              "lungs")},
     "cam.size": "cam.tile",
+    "augment.watermark": "watermark",   # watermark transplant is its own group
 }
 
 
@@ -190,8 +183,7 @@ def unknown_key(args: Sequence[str], config_dir: Path, config_name: str) -> str 
         if _is_missing(cfg, key):
             known = [k for k in _key_paths(OmegaConf.to_container(cfg)) if not k.rsplit(".", 1)[-1].startswith("_")]
             close = difflib.get_close_matches(key, known, n=1)
-            option, moved = _option_with_key(config_dir, key), _moved_key(key)
-            close = [moved] if moved else close
+            option = _option_with_key(config_dir, key)
             hint = (f"did you mean {close[0]!r}?" if close else f"it comes with {option}" if option
                     else f"--cfg job lists the keys; +{key}=... adds a new one")
             return f"error: unknown key {key!r}; {hint}"

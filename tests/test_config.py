@@ -51,7 +51,7 @@ def test_misspelled_key_names_the_closest_existing_one():
 def test_a_moved_key_names_where_it_went():
     """The watermark block left augment for a group of its own (issue #20)."""
     assert command_line_error(["augment=acquisition", "augment.watermark.p=0.5"], CONF, "train") == (
-        "error: unknown key 'augment.watermark.p'; did you mean 'watermark.p'?")
+        "error: unknown key 'augment.watermark.p'; did you mean 'watermark.p=0.5'? (renamed)")
 
 
 def test_keys_of_chosen_options_sweeps_and_additions_pass():
