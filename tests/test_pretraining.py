@@ -10,7 +10,8 @@ from hydra.utils import instantiate
 from conftest import ROOT, run_script
 from data_fixtures import image
 from covid_tl.data.findings import FindingsDataModule
-from covid_tl.data.sources import NIH_FINDINGS, NIHSource
+from covid_tl.data.sources import NIHSource
+from covid_tl.labels import NIH_FINDINGS
 from covid_tl.models.classifier import build_classifier
 from covid_tl.preprocess.model_input import InputSpec
 from covid_tl.results import read_results

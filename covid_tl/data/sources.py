@@ -20,12 +20,8 @@ import numpy as np
 import pandas as pd
 
 from covid_tl.data.images import IMAGE_SUFFIXES, read_xray
-from covid_tl.labels import LABELS
+from covid_tl.labels import LABELS, NIH_FINDINGS
 from covid_tl.errors import ConfigError
-
-#: The 14 findings of ChestX-ray14, in the order of its paper.
-NIH_FINDINGS = ("Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
-                "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia")
 
 log = logging.getLogger(__name__)
 

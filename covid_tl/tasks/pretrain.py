@@ -11,7 +11,7 @@ from torch import nn
 
 from covid_tl.build import build_trainer
 from covid_tl.data.findings import FindingsDataModule
-from covid_tl.data.sources import NIH_FINDINGS
+from covid_tl.labels import NIH_FINDINGS
 from covid_tl.errors import ConfigError
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.findings import FindingsModule
