@@ -123,7 +123,7 @@ def test_run_targets_are_what_the_shipped_configs_build_and_training_blocks_reac
     """RUN_TARGETS is exactly what conf/ names outside the training-only groups (and outside the
     scripts' own keys: hydra callbacks, evaluate's and explain's lung options); those groups'
     library targets pass only there."""
-    training = {"optimizer", "scheduler", "trainer", "callbacks", "logger", "hparams_search", "debug"}
+    training = {"optimizer", "scheduler", "trainer", "callbacks", "logger", "hparams_search", "debug", "hydra"}
 
     def targets(paths):
         return {line.split("_target_:")[1].split("#")[0].strip() for path in paths
