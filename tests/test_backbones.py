@@ -111,9 +111,11 @@ def test_backbone_configs_mirror_their_builders():
     for option, cfg in files.items():
         assert cfg["name"] == option == BACKBONES[option].__name__  # the key is the builder's own name
         assert set(cfg) - {"name", "weights", "trust_weights", "head"} == set(builder_options(option)), option
-        assert set(cfg["head"]) == {"hidden", "dropout"}
-        assert "weights" in cfg
+        assert cfg["head"] == {"hidden": [64], "dropout": 0.0}, option
         assert cfg["trust_weights"] is False, option  # weights files load weights only unless asked
+    # _base's imagenet, unless the option has no ImageNet weights
+    own = {"simple_cnn": "none", "simple_fc": "none", "xrv_densenet121": "densenet121-res224-nih"}
+    assert {option: cfg["weights"] for option, cfg in files.items()} == {o: own.get(o, "imagenet") for o in options}
 
 
 def test_freeze_configs_mirror_apply_freeze():
