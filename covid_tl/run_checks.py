@@ -237,6 +237,16 @@ def check_epochs(cfg: DictConfig) -> None:
     check_count(cfg, "trainer.max_epochs", 1)
 
 
+def check_task_callbacks(cfg: DictConfig) -> None:
+    """Grad-CAM explains a classifier's COVID-19 call, which pretraining and the segmenter do
+    not make: their task options compose callbacks without it, and a command adding it back is
+    refused here rather than failing after setup."""
+    task = cfg.get("task", "classify")
+    if task != "classify" and (cfg.get("callbacks") or {}).get("grad_cam") is not None:
+        raise ConfigError(f"callbacks.grad_cam explains a COVID-19 classifier's call, which task={task} does not make: "
+                          "leave it out (callbacks=minimal, or callbacks.grad_cam=null)")
+
+
 def check_optimizer(cfg: DictConfig) -> None:
     """The optimizer (and scheduler) build on a stand-in parameter, so a bad value (lr=-1) is
     one line now instead of a traceback once training starts."""
@@ -265,6 +275,7 @@ def check_values(cfg: DictConfig) -> None:
     """Epochs, data loader counts, optimizer: values of the right type whose mistakes would
     otherwise end in a traceback after the splits are written."""
     check_epochs(cfg)
+    check_task_callbacks(cfg)
     if cfg.get("data") is not None and "_target_" in cfg.data:
         if "batch_size" in cfg.data:
             check_count(cfg, "data.batch_size", 1)
