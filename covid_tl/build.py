@@ -6,7 +6,6 @@ in training, evaluation, explanation and previews.
 """
 from __future__ import annotations
 
-from collections.abc import Collection
 from typing import Any
 
 import pytorch_lightning as pl
@@ -29,17 +28,17 @@ from covid_tl.tracking import log_config, quiet_lightning
 register_configs()  # structured configs, before anything composes one
 
 
-def instantiate_all(group: DictConfig | None, skip: Collection[str] = ()) -> list[Any]:
-    """Instantiate every entry of a name -> config mapping (callbacks, loggers); null and
-    names in `skip` are left out."""
-    return [instantiate(entry) for name, entry in (group or {}).items() if entry is not None and name not in skip]
+def instantiate_all(group: DictConfig | None) -> list[Any]:
+    """Instantiate every entry of a name -> config mapping (callbacks, loggers); null entries
+    are left out."""
+    return [instantiate(entry) for entry in (group or {}).values() if entry is not None]
 
 
-def build_trainer(cfg: DictConfig, skip_callbacks: Collection[str] = ()) -> pl.Trainer:
+def build_trainer(cfg: DictConfig) -> pl.Trainer:
     """The Trainer of `cfg.trainer` with the callbacks and loggers their groups name; the
     loggers start with the run config."""
     quiet_lightning()
-    trainer = instantiate(cfg.trainer, callbacks=instantiate_all(cfg.get("callbacks"), skip_callbacks),
+    trainer = instantiate(cfg.trainer, callbacks=instantiate_all(cfg.get("callbacks")),
                           logger=instantiate_all(cfg.get("logger")) or False)
     log_config(trainer.loggers, cfg)
     return trainer

@@ -252,6 +252,16 @@ def check_epochs(cfg: DictConfig) -> None:
     check_count(cfg, "trainer.max_epochs", 1)
 
 
+def check_task_callbacks(cfg: DictConfig) -> None:
+    """Grad-CAM explains a classifier's COVID-19 call, which pretraining and the segmenter do
+    not make: their task options compose callbacks without it, and a command adding it back is
+    refused here rather than failing after setup."""
+    task = cfg.get("task", "classify")
+    if task != "classify" and (cfg.get("callbacks") or {}).get("grad_cam") is not None:
+        raise ConfigError(f"callbacks.grad_cam explains a COVID-19 classifier's call, which task={task} does not make: "
+                          "leave it out (callbacks=minimal, or callbacks.grad_cam=null)")
+
+
 def check_optimizer(cfg: DictConfig) -> None:
     """The optimizer (and scheduler) build on a stand-in parameter, so a bad value (lr=-1) is
     one line now instead of a traceback once training starts."""
@@ -293,6 +303,7 @@ def check_train_config(cfg: DictConfig) -> None:
     """What train.py checks before a task writes anything: required values, the threshold rule,
     then every key of every group by the signature of the code that takes it (typed_nodes),
     then the values that take building to judge."""
+    check_task_callbacks(cfg)  # first: a grad_cam added to another task points at a cam group it lacks
     check_required(cfg)
     if "threshold" in cfg:  # classification runs; segmentation has none
         check_threshold(cfg.threshold)

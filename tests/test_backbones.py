@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
+from covid_tl.config_check import group_options
 from covid_tl.errors import ConfigError
 from covid_tl.models.backbones import (
     BACKBONES,
@@ -100,14 +103,19 @@ def test_unknown_options_and_models_are_one_line_config_errors():
 
 
 def test_backbone_configs_mirror_their_builders():
-    files = {p.stem: yaml.safe_load(p.read_text()) for p in (CONF / "backbone").glob("*.yaml")}
-    assert set(files) == set(BACKBONES)
+    """Each option as composed: conf/backbone/_base.yaml's shared keys, then its own file's."""
+    options = group_options(CONF, "backbone")
+    assert set(options) == set(BACKBONES)
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        files = {option: OmegaConf.to_container(compose("train", [f"backbone={option}"]).backbone) for option in options}
     for option, cfg in files.items():
         assert cfg["name"] == option == BACKBONES[option].__name__  # the key is the builder's own name
         assert set(cfg) - {"name", "weights", "trust_weights", "head"} == set(builder_options(option)), option
-        assert set(cfg["head"]) == {"hidden", "dropout"}
-        assert "weights" in cfg
+        assert cfg["head"] == {"hidden": [64], "dropout": 0.0}, option
         assert cfg["trust_weights"] is False, option  # weights files load weights only unless asked
+    # _base's imagenet, unless the option has no ImageNet weights
+    own = {"simple_cnn": "none", "simple_fc": "none", "xrv_densenet121": "densenet121-res224-nih"}
+    assert {option: cfg["weights"] for option, cfg in files.items()} == {o: own.get(o, "imagenet") for o in options}
 
 
 def test_freeze_configs_mirror_apply_freeze():

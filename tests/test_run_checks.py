@@ -35,6 +35,33 @@ def test_the_other_tasks_configs_pass():
         check_train_config(cfg)
 
 
+@pytest.mark.parametrize("config_name, overrides, callbacks", [
+    ("train", [], {"model_checkpoint", "rich_progress_bar", "grad_cam"}),
+    ("train", ["callbacks=minimal"], {"model_checkpoint", "rich_progress_bar"}),
+    ("train", ["callbacks=[default,early_stopping]"], {"model_checkpoint", "rich_progress_bar", "grad_cam", "early_stopping"}),
+    ("train", ["task=pretrain", "data=nih14"], {"model_checkpoint", "rich_progress_bar"}),
+    ("train", ["task=pretrain", "data=nih14", "callbacks=[minimal,early_stopping]"],
+     {"model_checkpoint", "rich_progress_bar", "early_stopping"}),
+    ("segment", [], {"model_checkpoint", "rich_progress_bar"}),
+    ("segment", ["callbacks=[minimal,lr_monitor]"], {"model_checkpoint", "rich_progress_bar", "lr_monitor"})])
+def test_grad_cam_comes_with_the_classifier_task_only(config_name, overrides, callbacks):
+    """The config composes the callbacks each task runs (nothing is skipped by name in code):
+    the classifier's default has the Grad-CAM grid, pretraining's and the segmenter's do not."""
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose(config_name, overrides=overrides)
+        assert set(cfg.callbacks) == callbacks
+        assert compose(config_name, overrides=[*overrides, "callbacks=none"]).callbacks is None
+
+
+@pytest.mark.parametrize("config_name, overrides", [("train", ["task=pretrain", "data=nih14", "callbacks=default"]),
+                                                    ("segment", ["callbacks=[minimal,grad_cam]"])])
+def test_grad_cam_added_to_another_task_is_one_line(config_name, overrides):
+    cfg = composed(config_name, *overrides)
+    with pytest.raises(ConfigError, match=f"callbacks.grad_cam explains a COVID-19 classifier's call, which task={cfg.task} "
+                                          "does not make: leave it out"):
+        check_train_config(cfg)
+
+
 @pytest.mark.parametrize("override, says", [
     ("trainer.max_epochs=abc", "trainer.max_epochs='abc' does not fit Trainer's max_epochs (Optional[int])"),
     ("trainer.max_epochs=2.5", "trainer.max_epochs=2.5 does not fit"),

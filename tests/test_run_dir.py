@@ -1,5 +1,7 @@
 """One run at a time in a run dir, and a resumed run's metrics.csv keeps its earlier epochs."""
 import os
+import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -95,3 +97,24 @@ def test_what_counts_as_an_earlier_run(tmp_path):
     assert earlier_files(tmp_path) == []
     (tmp_path / "splits.csv").write_text("path\n")
     assert earlier_files(tmp_path) == [".hydra", "splits.csv", "train.log"]
+
+
+@pytest.mark.parametrize("config_name, run_dir, resumable", [
+    ("train", "outputs", True), ("segment", "outputs", True), ("evaluate", "outputs/evaluate", False),
+    ("explain", "outputs/explain", False), ("predict", "outputs/predict", False), ("export", "outputs/export", False)])
+def test_every_script_takes_its_run_dirs_and_guard_from_conf_hydra(config_name, run_dir, resumable):
+    """One definition (conf/hydra/): a script's own config holds no `hydra:` block; training
+    runs go to outputs/<date>/<time> and may resume, the others to outputs/<script>/<date>/<time>;
+    every sweep to multirun/<date>/<time>/<n>, in the directory the command was started from."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    assert "hydra" not in OmegaConf.load(conf / f"{config_name}.yaml")
+    with initialize_config_dir(str(conf), version_base="1.3"):
+        hydra = compose(config_name, return_hydra_config=True).hydra
+    assert re.fullmatch(rf"{run_dir}/\d{{4}}-\d\d-\d\d/\d\d-\d\d-\d\d", hydra.run.dir)
+    assert re.fullmatch(r"multirun/\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d", hydra.sweep.dir)
+    assert OmegaConf.to_container(hydra.sweep)["subdir"] == "${hydra.job.num}" and hydra.job.chdir is False
+    assert OmegaConf.to_container(hydra.callbacks) == {
+        "run_dir": {"_target_": "covid_tl.run_guard.RunDirGuard", "resumable": resumable}}

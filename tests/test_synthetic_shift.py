@@ -7,6 +7,7 @@ import importlib.util
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from conftest import ROOT
 from covid_tl.build import build_datamodule
@@ -23,6 +24,16 @@ def datamodule():
     dm = build_datamodule(cfg, InputSpec(size=32))
     dm.setup("fit")
     return dm
+
+
+def test_every_hospital_takes_the_shared_phantom_settings_and_keeps_its_own():
+    """data.phantoms.* set once reaches all three hospitals; class balance and seed stay each one's."""
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        sources = OmegaConf.to_container(compose("train", overrides=SMALL).data.sources, resolve=True)
+    shared = {"n_patients": 30, "images_per_patient": [1, 2], "image_size": 48, "size_jitter": 0.1,
+              "opacity": [0.3, 0.8], "noise": 0.02}
+    assert [{k: s[k] for k in shared} for s in sources.values()] == [shared] * 3
+    assert [(s["covid_fraction"], s["seed"]) for s in sources.values()] == [(0.9, 1), (0.1, 2), (0.5, 3)]
 
 
 def test_train_and_val_come_from_a_and_b_and_the_test_split_is_c(datamodule):

@@ -34,8 +34,7 @@ def pretrain(cfg: DictConfig, run_dir: Path) -> Results:
     datamodule.setup("fit")
     datamodule.write_splits(run_dir / "splits.csv")
     module = FindingsModule(net, instantiate(cfg.optimizer), config=OmegaConf.to_container(cfg, resolve=True))
-    # The Grad-CAM callback explains the COVID-19 logit, which this task does not have.
-    trainer = build_trainer(cfg, skip_callbacks=("grad_cam",))
+    trainer = build_trainer(cfg)  # conf/task/pretrain.yaml: callbacks without Grad-CAM
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=not cfg.trust_checkpoint)
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     metrics = trainer.validate(module, datamodule=datamodule, ckpt_path=best or None, verbose=False,

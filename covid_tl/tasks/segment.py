@@ -49,7 +49,7 @@ def segment(cfg: DictConfig, run_dir: Path) -> Results | None:
     module = LungSegmentationModule(segmenter.net, instantiate(cfg.optimizer),
                                     instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
                                     threshold=segmenter.threshold, config=OmegaConf.to_container(cfg, resolve=True))
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=instantiate_all(cfg.get("callbacks"), skip=("grad_cam",)),
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=instantiate_all(cfg.get("callbacks")),
                                       logger=instantiate_all(cfg.get("logger")) or False)
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
