@@ -8,14 +8,14 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from covid_tl.config_check import check_required, command_line_error
+from covid_tl.runtime.config_check import check_required, command_line_error
 
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="explain")
 def main(cfg: DictConfig) -> None:
-    from covid_tl.errors import ConfigError
+    from covid_tl.core.errors import ConfigError
 
     output_dir = Path(cfg.output_dir or HydraConfig.get().runtime.output_dir)
     try:

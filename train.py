@@ -10,7 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 import covid_tl.preprocess.schema  # noqa: F401  (structured configs, registered before Hydra composes)
-from covid_tl.config_check import command_line_error
+from covid_tl.runtime.config_check import command_line_error
 
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
@@ -18,12 +18,12 @@ CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Runs the task; returns `optimized_metric` of its results, for a sweeper (hparams_search)."""
-    from covid_tl.errors import ConfigError
-    from covid_tl.run_checks import check_train_config
+    from covid_tl.core.errors import ConfigError
+    from covid_tl.runtime.run_checks import check_train_config
     from covid_tl.tasks.pretrain import pretrain  # heavy imports after Hydra has parsed the command line
     from covid_tl.tasks.segment import segment
     from covid_tl.tasks.train import train
-    from covid_tl.tracking import metric_value
+    from covid_tl.runtime.tracking import metric_value
 
     tasks = {"classify": train, "pretrain": pretrain, "segment": segment}
     run_dir = Path(HydraConfig.get().runtime.output_dir)

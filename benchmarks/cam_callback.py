@@ -18,7 +18,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-import covid_tl.build as building
+import covid_tl.engine.build as building
 from covid_tl.cam.callback import GradCAMCallback
 from harness import TINY, machine, train
 

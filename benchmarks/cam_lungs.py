@@ -24,8 +24,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from covid_tl.labels import DISPLAY  # noqa: E402
-from covid_tl.metrics import bootstrap_mean  # noqa: E402
+from covid_tl.core.labels import DISPLAY  # noqa: E402
+from covid_tl.stats.metrics import bootstrap_mean  # noqa: E402
 from harness import TINY_XRAY_MINI, evaluate, train, xray_mini_or_skip, xray_mini_data  # noqa: E402
 
 

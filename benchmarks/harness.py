@@ -1,6 +1,6 @@
 """What every benchmark shares, so that none of them re-reads a log or a file layout by hand:
 train.py and evaluate.py runs with overrides, their results through the results model
-(covid_tl.results.read_results), pooled out-of-fold figures computed in one place, and where
+(covid_tl.reporting.results.read_results), pooled out-of-fold figures computed in one place, and where
 the shared data is. A run's wall time is the one results.json records (`run.wall_time_s`);
 the time of trainer.fit alone, which results.json does not record, is timed around
 Trainer.fit in this process.
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from covid_tl.results import Results, read_results
+from covid_tl.reporting.results import Results, read_results
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -142,7 +142,7 @@ def train(overrides: Sequence[str], run_dir: Path, reuse: bool = False) -> Run:
     run_dir = Path(run_dir)
     if reuse and (run_dir / "results.json").is_file():
         return Run(run_dir, read_results(run_dir), None)
-    from covid_tl.run_checks import check_train_config
+    from covid_tl.runtime.run_checks import check_train_config
     from covid_tl.tasks.train import train as train_task
 
     cfg = composed("train", overrides, run_dir)
@@ -168,7 +168,7 @@ def pooled_out_of_fold(folds: Sequence[pd.DataFrame], threshold: float = 0.5, re
     """Every figure of the folds' test predictions pooled (each image once, over all folds),
     AUROC with a 95% interval over patients (`resamples=0`: none): one ranking of every image, not a mean of fold
     AUROCs, which would hide that fold models score on different scales."""
-    from covid_tl.metrics import bootstrap_intervals, summarize
+    from covid_tl.stats.metrics import bootstrap_intervals, summarize
 
     frame = pd.concat(list(folds), ignore_index=True)
     if frame["path"].duplicated().any():

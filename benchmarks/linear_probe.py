@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from covid_tl.formatting import markdown_table, number
+from covid_tl.core.formatting import markdown_table, number
 from harness import TINY_XRAY_MINI, composed, machine, pooled_out_of_fold, train, xray_mini_or_skip, xray_mini_data
 
 MODEL = ["backbone=efficientnet_lite0", "backbone.weights=imagenet_offline"]
@@ -47,7 +47,7 @@ def logistic_regression(overrides: list[str], run_dir: Path) -> pd.DataFrame:
     from hydra.utils import instantiate
     from sklearn.linear_model import LogisticRegression
 
-    from covid_tl.build import build_datamodule
+    from covid_tl.engine.build import build_datamodule
     from covid_tl.data.frozen_features import FeatureDataModule
     from covid_tl.models.classifier import build_classifier
 

@@ -68,8 +68,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from covid_tl.data.synthetic import ShortcutSpec, SyntheticSource
-from covid_tl.grid import grid
+from covid_tl.data.synthetic.marks import ShortcutSpec
+from covid_tl.data.synthetic.source import SyntheticSource
+from covid_tl.reporting.grid import grid
 from covid_tl.preprocess.marks import detect_marks
 from covid_tl.preprocess.inpaint import inpaint_marks
 from covid_tl.preprocess.watermark import bank_summary, build_bank

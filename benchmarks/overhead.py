@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 
-from covid_tl.build import build_datamodule
+from covid_tl.engine.build import build_datamodule
 from covid_tl.models.classifier import build_classifier
 from harness import composed, machine, train, xray_mini_or_skip, xray_mini_data
 

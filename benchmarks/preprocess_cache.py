@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from covid_tl.build import build_preprocessing
+from covid_tl.engine.build import build_preprocessing
 from covid_tl.data.datamodule import XrayDataModule
 from covid_tl.data.sources import ManifestSource
 from covid_tl.preprocess.model_input import InputSpec

@@ -20,9 +20,9 @@ import pandas as pd
 
 from covid_tl.data.images import read_xray
 from covid_tl.data.sources import ManifestSource, read_mask
-from covid_tl.metrics import bootstrap_mean
+from covid_tl.stats.metrics import bootstrap_mean
 from covid_tl.models.segmenter import LungSegmenter
-from covid_tl.models.segmenter_eval import mask_scores, preview, spread_over
+from covid_tl.models.segmenter_scores import mask_scores, mask_grid, spread_over
 from harness import machine, xray_mini
 
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame | None:
     if args.preview:
         rows = ManifestSource(root / "manifest.csv").frame().sample(frac=1, random_state=0).to_dict("records")
         pair = lambda row: (read_xray(row["path"]), read_mask(row.get("lung_mask")))  # noqa: E731
-        cv2.imwrite(str(args.preview), preview(segmenter, spread_over(rows, "source", 12), pair))
+        cv2.imwrite(str(args.preview), mask_grid(segmenter, spread_over(rows, "source", 12), pair))
     print(f"segmenter {args.checkpoint or 'bundled'} (digest {segmenter.digest}, input {segmenter.input_size} px)\n")
     print(markdown(table))
     print(f"\nCPU inference, {len(table)} xray-mini films (<= 512 px): median {table['ms'].median():.0f} ms, "

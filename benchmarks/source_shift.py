@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from covid_tl.formatting import number
+from covid_tl.core.formatting import number
 from harness import machine, train
 
 BASE = ["data=synthetic_shift", "backbone=efficientnet_lite0", "backbone.weights=imagenet_offline", "freeze=all",

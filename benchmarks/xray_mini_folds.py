@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from covid_tl.formatting import number
-from covid_tl.labels import DISPLAY
-from covid_tl.metrics import bootstrap_mean
+from covid_tl.core.formatting import number
+from covid_tl.core.labels import DISPLAY
+from covid_tl.stats.metrics import bootstrap_mean
 from harness import TINY_XRAY_MINI, Run, evaluate, machine, pooled_out_of_fold, train, xray_mini_or_skip, xray_mini_data
 
 BASE = ["logger=none", "callbacks.grad_cam=null"]

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import covid_tl.preprocess.schema  # noqa: F401  (structured configs, before any test composes one)
-from covid_tl.results import read_results
+from covid_tl.reporting.results import read_results
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from covid_tl.data.synthetic import SyntheticSource
+from covid_tl.data.synthetic.source import SyntheticSource
 from covid_tl.preprocess.acquisition import (AcquisitionChain, acquire, burn_text, collimate, jpeg, resample,
                                              window_gamma)
 

@@ -6,9 +6,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from conftest import ROOT
-from covid_tl.build import build_datamodule
+from covid_tl.engine.build import build_datamodule
 from covid_tl.data.dataset import SeededAugmentation
-from covid_tl.errors import ConfigError
+from covid_tl.core.errors import ConfigError
 from covid_tl.preprocess.augment import build_augmentation
 from covid_tl.preprocess.steps import STEPS
 from covid_tl.preprocess.model_input import InputSpec

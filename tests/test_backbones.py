@@ -10,8 +10,8 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from covid_tl.config_check import group_options
-from covid_tl.errors import ConfigError
+from covid_tl.runtime.config_check import group_options
+from covid_tl.core.errors import ConfigError
 from covid_tl.models.backbones import (
     BACKBONES,
     IMAGENET_MEAN,

@@ -15,7 +15,7 @@ from covid_tl.data.validate import BadInputError
 from covid_tl.preprocess.model_input import InputSpec
 from covid_tl.preprocess.cache import PreprocessCache
 from covid_tl.preprocess.pipeline import identity
-from covid_tl.results import read_results
+from covid_tl.reporting.results import read_results
 
 SPEC = InputSpec(size=16)
 

@@ -24,7 +24,7 @@ from covid_tl.data.datamodule import XrayDataModule
 from covid_tl.data.images import MAX_MEGAPIXELS, Header, check_image_file, image_files, read_header, to_uint8
 from covid_tl.data.sources import ManifestSource
 from covid_tl.data.validate import BadInputError
-from covid_tl.errors import ConfigError
+from covid_tl.core.errors import ConfigError
 from covid_tl.preprocess.cache import PreprocessCache
 from covid_tl.preprocess.model_input import InputSpec
 

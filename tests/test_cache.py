@@ -105,7 +105,7 @@ def test_model_input_is_cached_small_even_without_preprocessing(tmp_path):
 
 
 def test_an_atomic_write_gets_the_mode_a_plain_open_gives(tmp_path):
-    from covid_tl.files import write_atomically
+    from covid_tl.core.files import write_atomically
 
     plain = tmp_path / "plain.json"
     plain.write_text("{}")

@@ -10,7 +10,7 @@ from conftest import TINY
 from test_figures import assert_cam_picture
 
 from covid_tl.data.datamodule import XrayDataModule
-from covid_tl.data.synthetic import SyntheticSource
+from covid_tl.data.synthetic.source import SyntheticSource
 from covid_tl.cam import callback as cam_callback
 from covid_tl.cam.callback import GradCAMCallback
 from covid_tl.cam.scores import cam_scores, mass_fraction

@@ -14,14 +14,14 @@ from covid_tl.cam.options import CamOptions
 from covid_tl.cam.overlay import outline
 from covid_tl.cam.sets import summarize_scores
 from covid_tl.data.datamodule import XrayDataModule
-from covid_tl.data.synthetic import SyntheticSource
-from covid_tl.errors import ConfigError
+from covid_tl.data.synthetic.source import SyntheticSource
+from covid_tl.core.errors import ConfigError
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.module import CovidClassifier
 from covid_tl.preprocess.model_input import InputSpec
 from covid_tl.preprocess.pipeline import Prepared, identity
 from covid_tl.tasks.evaluate import evaluate
-from covid_tl.results import read_results
+from covid_tl.reporting.results import read_results
 
 
 class CountingSegmenter:

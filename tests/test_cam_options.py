@@ -13,7 +13,7 @@ import yaml
 
 from conftest import ROOT, composed
 from covid_tl.cam.options import CamOptions
-from covid_tl.config_check import command_line_error, renamed
+from covid_tl.runtime.config_check import command_line_error, renamed
 
 CONF = ROOT / "conf"
 OLD = ROOT / "tests" / "data" / "checkpoint_a628171.ckpt"
@@ -44,7 +44,7 @@ def test_each_cam_option_is_defined_in_one_conf_file():
 def test_the_four_readers_take_the_same_cam_options(tmp_path: Path):
     """cam.tile=77 (and a method, a lung mode) set the same way reach train's callback, and the
     pictures explain and predict draw (77 px a side) and the CAMs evaluate scores."""
-    from covid_tl.build import build_trainer
+    from covid_tl.engine.build import build_trainer
     from covid_tl.cam.callback import GradCAMCallback
     from covid_tl.tasks.evaluate import evaluate
     from covid_tl.tasks.explain import explain

@@ -16,13 +16,13 @@ import yaml
 from omegaconf import OmegaConf
 
 from conftest import PEAK_RSS, ROOT, TINY, composed, run_script
-from covid_tl.config_check import group_options
+from covid_tl.runtime.config_check import group_options
 from covid_tl.data.synthetic.source import SyntheticSource
-from covid_tl.errors import ConfigError
+from covid_tl.core.errors import ConfigError
 from covid_tl.models.checkpoint import CACHE_DIR, CheckpointError, load_run
-from covid_tl.run_checks import check_train_config
+from covid_tl.runtime.run_checks import check_train_config
 from covid_tl.tasks.predict import predict
-from covid_tl.torch_files import (MAX_RECORD_BYTES, OWN_CODE, RUN_TARGETS, TRAINING_CODE, check_checkpoint_file,
+from covid_tl.runtime.torch_files import (MAX_RECORD_BYTES, OWN_CODE, RUN_TARGETS, TRAINING_CODE, check_checkpoint_file,
                                   check_run_config, is_own_code)
 
 CONF = ROOT / "conf"
@@ -98,13 +98,13 @@ def test_a_crafted_open_truncates_nothing(legit, tmp_path):
 
 
 @pytest.mark.parametrize("target", [
-    "covid_tl.build.instantiate",             # Hydra's, imported by covid_tl.build
+    "covid_tl.engine.build.instantiate",             # Hydra's, imported by covid_tl.engine.build
     "covid_tl.tasks.train.torch.load",        # a module attribute leading out of covid_tl
     "covid_tl.models.checkpoint.torch.load",
-    "covid_tl.torch_files.importlib.import_module",
+    "covid_tl.runtime.torch_files.importlib.import_module",
     "covid_tl.models.module.CovidClassifier.load_from_checkpoint",  # inherited from Lightning
     "covid_tl.models.module.CovidClassifier.__class__",
-    "covid_tl.errors.ConfigError.__subclasses__",
+    "covid_tl.core.errors.ConfigError.__subclasses__",
     "covid_tl.models.module.torch",           # a module is not a class or function
     "covid_tl", "covid_tl.nothing_here.Thing", "covid_tl..build", "builtins.eval", "os.system", "torch.load",
     "torch.optim.adamw.torch.load",
@@ -135,9 +135,9 @@ def test_run_targets_are_what_the_shipped_configs_build_and_training_blocks_reac
     assert len(libraries) >= 8 and all(is_own_code(t, TRAINING_CODE) and not is_own_code(t) for t in libraries)
 
 
-@pytest.mark.parametrize("target", ["covid_tl.tasks.train.train", "covid_tl.plots.roc_curves",
+@pytest.mark.parametrize("target", ["covid_tl.tasks.train.train", "covid_tl.reporting.plots.roc_curves",
                                     "covid_tl.models.checkpoint.store_operating_point",
-                                    "covid_tl.files.write_atomically"])
+                                    "covid_tl.core.files.write_atomically"])
 def test_covid_tls_own_writers_are_no_run_target(legit, target):
     """Own code, but a task or a writer puts files where its arguments say: refused in a run block."""
     config = torch.load(legit, map_location="cpu", weights_only=True)["hyper_parameters"]["config"]
@@ -345,7 +345,7 @@ def test_broken_files_are_one_line_each_for_inference_and_resume(legit, tmp_path
 
 
 def test_records_beyond_the_cap_or_the_file_are_refused(legit, tmp_path, monkeypatch):
-    import covid_tl.torch_files as torch_files
+    import covid_tl.runtime.torch_files as torch_files
 
     size = legit.stat().st_size
     monkeypatch.setattr(torch_files, "MAX_RECORD_BYTES", size // 2)

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from covid_tl.config_check import command_line_error, group_options, unknown_group_option, unknown_key
+from covid_tl.runtime.config_check import command_line_error, group_options, unknown_group_option, unknown_key
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

@@ -8,10 +8,10 @@ from conftest import ROOT
 from data_fixtures import cohen, image, nih
 from covid_tl.data.datamodule import XrayDataModule
 from covid_tl.data.sources import ManifestSource
-from covid_tl.data.synthetic import SyntheticSource
+from covid_tl.data.synthetic.source import SyntheticSource
 from covid_tl.data.validate import BadInputError
 from covid_tl.preprocess.model_input import InputSpec
-from covid_tl.build import build_datamodule
+from covid_tl.engine.build import build_datamodule
 
 SPEC = InputSpec(size=16)
 

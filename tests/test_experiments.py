@@ -14,7 +14,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from covid_tl.config_check import group_options, unknown_group_option
+from covid_tl.runtime.config_check import group_options, unknown_group_option
 from covid_tl.tasks.report import DEPTH_KEYS
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

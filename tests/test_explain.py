@@ -5,7 +5,7 @@ import torch
 from covid_tl.cam.callback import balanced_rows
 from covid_tl.cam.compute import METHODS, ActivationGrid, compute_cams
 from covid_tl.cam.overlay import cam_grid, overlay
-from covid_tl.grid import grid, labelled
+from covid_tl.reporting.grid import grid, labelled
 from covid_tl.models.classifier import build_classifier
 
 

@@ -15,8 +15,8 @@ from data_fixtures import image
 from covid_tl.data.external import external_names, patient_overlap
 from covid_tl.data.manifest import Manifest
 from covid_tl.data.validate import BadInputError
-from covid_tl.errors import ConfigError
-from covid_tl.results import read_results
+from covid_tl.core.errors import ConfigError
+from covid_tl.reporting.results import read_results
 from covid_tl.tasks.evaluate import evaluate
 
 XRAY_VIEWS = Path(os.environ.get("COVID_TL_XRAY_VIEWS", XRAY_MINI.parent / "xray-views"))

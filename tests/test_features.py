@@ -3,7 +3,7 @@ import torch
 
 from covid_tl.data.datamodule import XrayDataModule
 from covid_tl.data.frozen_features import FeatureDataModule, fast_path_blocker
-from covid_tl.data.synthetic import SyntheticSource
+from covid_tl.data.synthetic.source import SyntheticSource
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.freeze import apply_freeze
 from covid_tl.preprocess.augment import build_augmentation
@@ -74,7 +74,7 @@ def test_features_are_cached_per_backbone_weights_and_read_back(tmp_path, monkey
 def test_feature_cache_key_is_the_image_cache_key_segmenter_digest_included(tmp_path, monkeypatch):
     """A new bundled segmenter (another digest) must not be served the old one's features."""
     from conftest import composed
-    from covid_tl.build import build_preprocessing
+    from covid_tl.engine.build import build_preprocessing
     from covid_tl.models.segmenter import LungSegmenter
 
     cfg = composed("train", "preprocessing=lungs", f"preprocessing.cache_dir={tmp_path / 'cache'}")

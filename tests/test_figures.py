@@ -8,13 +8,13 @@ import torch
 from matplotlib.collections import LineCollection
 from torch.utils.data import TensorDataset
 
-import covid_tl.evaluation as results_module
+import covid_tl.engine.evaluation as results_module
 from covid_tl.cam.callback import captions
 from covid_tl.cam.overlay import cam_grid, colour_scale, heat
 from covid_tl.data.manifest import Manifest
-from covid_tl.metrics import roc_points
-from covid_tl.plots import metric_bars, metric_lines, whiskers
-from covid_tl.preprocess.preview import COLUMNS, KEY, TILE, preview_grid
+from covid_tl.stats.metrics import roc_points
+from covid_tl.reporting.plots import metric_bars, metric_lines, whiskers
+from covid_tl.preprocess.panels import COLUMNS, KEY, TILE, preview_grid
 
 
 class Identity(torch.nn.Module):
@@ -153,7 +153,7 @@ def test_preview_grid_names_its_columns_and_explains_its_colours():
 def test_a_legend_wider_than_its_grid_wraps_onto_rows_uncut():
     """explain n=2: the key (420 px of text at this scale) wraps under a 2-tile grid instead of
     running past its right edge; each swatch drawn in full, nothing lit in the last 4 columns."""
-    from covid_tl.grid import legend
+    from covid_tl.reporting.grid import legend
 
     key = [((0, 200, 0), "called right (COVID-19 at p >= 0.40)"), ((200, 0, 0), "called wrong"),
            ((255, 255, 255), "lungs (lung segmenter)")]

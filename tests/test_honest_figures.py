@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 from matplotlib.colors import to_rgba
 
-from covid_tl.calibration import expected_calibration_error, reliability_bins
-from covid_tl.grid import text_width, wrapped
-from covid_tl.plots import SPARSE, reliability_diagram, roc_curves
+from covid_tl.stats.calibration import expected_calibration_error, reliability_bins
+from covid_tl.reporting.grid import text_width, wrapped
+from covid_tl.reporting.plots import SPARSE, reliability_diagram, roc_curves
 from covid_tl.preprocess.model_input import resize_square
 from covid_tl.preprocess.pipeline import Prepared
-from covid_tl.preprocess.preview import TILE, panels, preview_grid
+from covid_tl.preprocess.panels import TILE, panels, preview_grid
 
 # 10 no-finding films at 0.05, one COVID-19 film at 0.45, 8 COVID-19 films at 0.95: bins
 # [0, 0.1) n=10 share 0, [0.4, 0.5) n=1 share 1 (a spike if joined), [0.9, 1] n=8 share 1.

@@ -14,17 +14,18 @@ import pytest
 
 from conftest import ROOT
 
-#: Bottom to top. A module belongs to the first layer one of whose prefixes it starts with.
+#: Bottom to top: the packages under covid_tl/, each a layer (docs/architecture.md says what
+#: each holds). A module belongs to the first layer one of whose prefixes it starts with.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("bottom", ("covid_tl.errors", "covid_tl.config_history", "covid_tl.files", "covid_tl.formatting", "covid_tl.results", "covid_tl.labels", "covid_tl.metrics", "covid_tl.plots", "covid_tl.grid",
-                "covid_tl.console", "covid_tl.config_check", "covid_tl.run_checks", "covid_tl.run_dir",
-                "covid_tl.run_guard", "covid_tl.torch_files", "covid_tl.tracking", "covid_tl.provenance", "covid_tl.page",
-                "covid_tl.operating_point", "covid_tl.calibration")),
+    ("core", ("covid_tl.core",)),
+    ("stats", ("covid_tl.stats",)),
+    ("reporting", ("covid_tl.reporting",)),
+    ("runtime", ("covid_tl.runtime",)),
     ("preprocess", ("covid_tl.preprocess",)),
     ("data", ("covid_tl.data",)),
     ("models", ("covid_tl.models",)),
     ("cam", ("covid_tl.cam",)),
-    ("build", ("covid_tl.build", "covid_tl.evaluation", "covid_tl.model_card")),
+    ("engine", ("covid_tl.engine",)),
     ("tasks", ("covid_tl.tasks",)),
 ]
 
@@ -62,12 +63,27 @@ def imports_of(path: Path, module: str) -> set[str]:
 
 
 def import_graph(root: Path) -> dict[str, set[str]]:
-    """Module -> the covid_tl modules it imports. A module's own enclosing packages are left out:
-    `from covid_tl.data.synthetic import streams` inside that package needs `streams`, and Python
-    runs the package's __init__ (already under way) as a matter of course, not as a design choice."""
+    """Module -> the covid_tl modules it imports. An import of a package itself (`from
+    covid_tl.data.synthetic import streams`) is an edge to its __init__ as well, even from inside
+    the package: an __init__ that imported a module doing so would be a cycle by Python's rules."""
     files = {module_name(p, root): p for p in (root / "covid_tl").rglob("*.py")}
-    return {m: {i for i in imports_of(p, m) if i in files and i != m and not m.startswith(i + ".")}
-            for m, p in files.items()}
+    return {m: {i for i in imports_of(p, m) if i in files and i != m} for m, p in files.items()}
+
+
+def package_of(module: str, packages: set[str]) -> str:
+    """The package a module sits in (a package's __init__: the package itself)."""
+    return module if module in packages else module.rsplit(".", 1)[0]
+
+
+def package_graph(graph: dict[str, set[str]], root: Path) -> dict[str, set[str]]:
+    """Package -> the other packages its modules import (a subpackage is a package of its own)."""
+    packages = {module_name(p, root) for p in (root / "covid_tl").rglob("__init__.py")}
+    edges: dict[str, set[str]] = {}
+    for module, targets in graph.items():
+        home = package_of(module, packages)
+        edges.setdefault(home, set()).update(package_of(t, packages) for t in targets)
+        edges[home].discard(home)
+    return edges
 
 
 def upward_imports(graph: dict[str, set[str]]) -> list[str]:
@@ -122,6 +138,30 @@ def test_no_import_cycle():
     assert cycles(import_graph(ROOT)) == []
 
 
+def test_no_import_cycle_between_packages():
+    assert cycles(package_graph(import_graph(ROOT), ROOT)) == []
+
+
+def test_the_package_root_holds_only_the_layers():
+    """`ls covid_tl` shows the layers: each entry is one of LAYERS' packages (or __init__.py)."""
+    entries = {p.name for p in (ROOT / "covid_tl").iterdir() if p.name != "__pycache__" and p.suffix != ".egg-info"}
+    assert entries == {"__init__.py"} | {prefixes[0].split(".")[1] for _, prefixes in LAYERS}
+
+
+def test_no_package_init_imports_covid_tl():
+    """A package's __init__ runs before any of its modules: one that imported them (a CLI, say)
+    would run it for every user of the package, and cycle with modules importing the package."""
+    inits = {module_name(p, ROOT): p for p in (ROOT / "covid_tl").rglob("__init__.py")}
+    assert {m: sorted(imports_of(p, m)) for m, p in inits.items() if imports_of(p, m)} == {}
+
+
+def test_a_model_knows_no_dataset_and_a_dataset_no_model():
+    graph = import_graph(ROOT)
+    crossing = [f"{m} imports {i}" for m, targets in graph.items() for i in targets
+                if {m.split(".")[1], i.split(".")[1]} == {"models", "data"}]
+    assert crossing == []
+
+
 def test_checks_catch_an_upward_import_and_a_cycle():
     graph = {"covid_tl.data.a": {"covid_tl.cam.b"}, "covid_tl.cam.b": set(),
              "covid_tl.models.x": {"covid_tl.models.y"}, "covid_tl.models.y": {"covid_tl.models.z"},
@@ -130,10 +170,28 @@ def test_checks_catch_an_upward_import_and_a_cycle():
     assert cycles(graph) == [["covid_tl.models.x", "covid_tl.models.y", "covid_tl.models.z"]]
 
 
+def test_checks_catch_a_package_cycle_and_an_init_cycle(tmp_path):
+    """Two packages whose modules import each other's (no module cycle), and an __init__ that
+    imports a module importing the package back (the synthetic package's, before #20)."""
+    for package in ("covid_tl", "covid_tl/p", "covid_tl/q", "covid_tl/s"):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / "covid_tl/p/a.py").write_text("from covid_tl.q import b\n")
+    (tmp_path / "covid_tl/q/b.py").write_text("")
+    (tmp_path / "covid_tl/q/c.py").write_text("from covid_tl.p.d import x\n")
+    (tmp_path / "covid_tl/p/d.py").write_text("")
+    (tmp_path / "covid_tl/s/__init__.py").write_text("from covid_tl.s.cli import main\n")
+    (tmp_path / "covid_tl/s/cli.py").write_text("from covid_tl.s import e\n")
+    (tmp_path / "covid_tl/s/e.py").write_text("")
+    graph = import_graph(tmp_path)
+    assert cycles(graph) == [["covid_tl.s", "covid_tl.s.cli"]]
+    assert cycles(package_graph(graph, tmp_path)) == [["covid_tl.p", "covid_tl.q"]]
+
+
 @pytest.mark.parametrize("source, module, expected", [
     ("from covid_tl.data import manifest\n", "covid_tl.cam.x", {"covid_tl.data", "covid_tl.data.manifest"}),
-    ("def f():\n    from ..labels import LABELS\n", "covid_tl.cam.x", {"covid_tl.labels", "covid_tl.labels.LABELS"}),
-    ("import covid_tl.errors\n", "covid_tl.x", {"covid_tl.errors"}),
+    ("def f():\n    from ..core.labels import LABELS\n", "covid_tl.cam.x", {"covid_tl.core.labels", "covid_tl.core.labels.LABELS"}),
+    ("import covid_tl.core.errors\n", "covid_tl.x", {"covid_tl.core.errors"}),
 ])
 def test_imports_are_found_at_any_depth(tmp_path, source, module, expected):
     path = tmp_path / "x.py"

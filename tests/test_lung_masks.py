@@ -11,9 +11,9 @@ import pytest
 
 from conftest import PUBLISHED_MINI, XRAY_MINI, needs_published_mini, needs_xray_mini
 from data_fixtures import cohen, image
-from covid_tl.data.lung_masks import LungMaskDataModule
+from covid_tl.data.segmentation import LungMaskDataModule
 from covid_tl.data.sources import ManifestSource
-from covid_tl.data.synthetic import SyntheticSource
+from covid_tl.data.synthetic.source import SyntheticSource
 from covid_tl.data.v7labs import CohenV7LabsLungs
 from covid_tl.data.validate import BadInputError
 from covid_tl.preprocess.augment import build_augmentation

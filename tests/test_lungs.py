@@ -9,8 +9,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from conftest import ROOT
-from covid_tl.build import build_preprocessing
-from covid_tl.errors import ConfigError
+from covid_tl.engine.build import build_preprocessing
+from covid_tl.core.errors import ConfigError
 from covid_tl.models.segmenter import LungSegmenter
 from covid_tl.preprocess.lungs import LungParams, lung_box, lung_field
 from covid_tl.preprocess.pipeline import build_preprocess

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import run_script
 from covid_tl.tasks.preview import main as preview
-from covid_tl.results import read_results
+from covid_tl.reporting.results import read_results
 
 pytestmark = pytest.mark.slow
 

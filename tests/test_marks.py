@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from conftest import XRAY_MINI, mask_iou, needs_xray_mini
 
-from covid_tl.data.synthetic import ShortcutSpec, SyntheticSource
+from covid_tl.data.synthetic.marks import ShortcutSpec
+from covid_tl.data.synthetic.source import SyntheticSource
 from covid_tl.preprocess.detector_params import DetectorParams
 from covid_tl.preprocess.marks import detect_marks, explain_marks, intensity_range
 from covid_tl.preprocess.inpaint import inpaint_marks, remove_marks

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from covid_tl.metrics import auroc, summarize, wilson_interval
+from covid_tl.stats.metrics import auroc, summarize, wilson_interval
 from covid_tl.models.backbones import build_backbone
 from covid_tl.models.classifier import Classifier, Head
 from covid_tl.models.module import CovidClassifier

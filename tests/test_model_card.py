@@ -1,7 +1,7 @@
 """model_card.md from hand-made results: what it says about sources, metrics and CAM scores."""
-from covid_tl.model_card import model_card, write_model_card
+from covid_tl.engine.model_card import model_card, write_model_card
 from covid_tl.preprocess.model_input import InputSpec
-from covid_tl.results import Results
+from covid_tl.reporting.results import Results
 
 
 def rates(n, sensitivity, auroc):

@@ -11,10 +11,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from conftest import ROOT, composed
-from covid_tl.formatting import number
-from covid_tl.model_card import model_card
-from covid_tl.operating_point import is_rule
-from covid_tl.results import Results
+from covid_tl.core.formatting import number
+from covid_tl.engine.model_card import model_card
+from covid_tl.stats.operating_point import is_rule
+from covid_tl.reporting.results import Results
 
 EXPERIMENTS = sorted(str(p.relative_to(ROOT / "conf/experiment").with_suffix(""))
                      for p in (ROOT / "conf/experiment").rglob("*.yaml"))

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from covid_tl.errors import ConfigError
+from covid_tl.core.errors import ConfigError
 from covid_tl.models.backbones import UnknownBackboneError, build_backbone
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.freeze import apply_freeze

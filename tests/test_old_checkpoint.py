@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from conftest import ROOT, composed
-from covid_tl.config_history import MOVED_TARGETS, upgrade
+from covid_tl.runtime.config_history import MOVED_TARGETS, upgrade
 from covid_tl.models.checkpoint import load_run
-from covid_tl.torch_files import RUN_TARGETS, check_checkpoint_file, check_run_config
+from covid_tl.runtime.torch_files import RUN_TARGETS, check_checkpoint_file, check_run_config
 
 OLD = ROOT / "tests" / "data" / "checkpoint_a628171.ckpt"
 #: What evaluate.py wrote on the checkpoint's own test split at commit f22c5c4, before any move.

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from covid_tl.calibration import (brier_score, expected_calibration_error, fit_temperature,
+from covid_tl.stats.calibration import (brier_score, expected_calibration_error, fit_temperature,
                                   negative_log_likelihood, reliability_bins)
-from covid_tl.errors import ConfigError
-from covid_tl.operating_point import choose_threshold, fixed_threshold, parse_threshold
+from covid_tl.core.errors import ConfigError
+from covid_tl.stats.operating_point import choose_threshold, fixed_threshold, parse_threshold
 
 # Every probability below 0.5: at 0.5 sensitivity is 0, though the ranking is good.
 # Cuts falling: 0.45 0.35 0.3 0.2 0.1 0.05 -> sensitivity 1/3 2/3 2/3 1 1 1, 1-specificity 0 0 1/3 1/3 2/3 1.
@@ -88,7 +88,7 @@ def test_the_frozen_head_preset_shows_its_epochs_and_early_stopping_and_the_defa
 
 
 def test_reliability_diagram_has_the_diagonal_labels_and_every_image_in_a_bar(tmp_path):
-    from covid_tl.plots import reliability_diagram
+    from covid_tl.reporting.plots import reliability_diagram
 
     probs, targets = np.array([0.05, 0.05, 0.35, 0.95]), np.array([0, 1, 0, 1])
     fig = reliability_diagram({"test": (reliability_bins(probs, targets), expected_calibration_error(probs, targets))},

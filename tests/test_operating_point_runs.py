@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import composed, run_script
-from covid_tl.results import read_results
+from covid_tl.reporting.results import read_results
 from covid_tl.tasks.evaluate import evaluate
 
 pytestmark = pytest.mark.slow

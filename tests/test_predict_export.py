@@ -11,14 +11,14 @@ from omegaconf import OmegaConf
 from conftest import ROOT, TINY, composed, run_script
 from covid_tl.data.images import read_xray
 from covid_tl.data.synthetic.source import SyntheticSource
-from covid_tl.errors import ConfigError
+from covid_tl.core.errors import ConfigError
 from covid_tl.models.checkpoint import load_run
 from covid_tl.models.classifier import build_classifier
 from covid_tl.preprocess.model_input import to_model_input
 from covid_tl.tasks.export import export
 import covid_tl.tasks.predict as task
 from covid_tl.tasks.predict import predict
-from covid_tl.results import read_results
+from covid_tl.reporting.results import read_results
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,8 @@ from omegaconf import OmegaConf
 
 from conftest import ROOT
 from covid_tl.data.datamodule import XrayDataModule
-from covid_tl.data.synthetic import ShortcutSpec, SyntheticSource
+from covid_tl.data.synthetic.marks import ShortcutSpec
+from covid_tl.data.synthetic.source import SyntheticSource
 from covid_tl.preprocess.model_input import InputSpec
 from covid_tl.preprocess.detector_params import DetectorParams
 from covid_tl.preprocess.pipeline import build_preprocess, identity

@@ -11,10 +11,10 @@ from conftest import ROOT, run_script
 from data_fixtures import image
 from covid_tl.data.findings import FindingsDataModule
 from covid_tl.data.sources import NIHSource
-from covid_tl.labels import NIH_FINDINGS
+from covid_tl.core.labels import NIH_FINDINGS
 from covid_tl.models.classifier import build_classifier
 from covid_tl.preprocess.model_input import InputSpec
-from covid_tl.results import read_results
+from covid_tl.reporting.results import read_results
 
 
 def nih_findings(root, n_patients=16):

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 import torch
 
-from covid_tl.provenance import git_commit, package_versions
+from covid_tl.core.provenance import git_commit, package_versions
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="no git executable on this machine")
 

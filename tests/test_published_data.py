@@ -14,7 +14,7 @@ import pytest
 
 from conftest import PUBLISHED_MINI as PUBLISHED
 from conftest import composed, needs_published_mini, run_script
-from covid_tl.results import read_results
+from covid_tl.reporting.results import read_results
 from covid_tl.tasks.evaluate import evaluate
 from covid_tl.tasks.explain import explain
 

@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from conftest import TINY, run_script
-from covid_tl.formatting import number
-from covid_tl.results import Results, write_results
+from covid_tl.core.formatting import number
+from covid_tl.reporting.results import Results, write_results
 from covid_tl.tasks import report
 from covid_tl.tasks.report import main, write_report
 from covid_tl.tasks.sweep_table import natural_key

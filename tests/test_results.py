@@ -5,9 +5,9 @@ import math
 
 import pytest
 
-from covid_tl.errors import ConfigError
-from covid_tl.formatting import markdown_table, number
-from covid_tl.results import SCHEMA, Results, cam_rows, read_results, write_results
+from covid_tl.core.errors import ConfigError
+from covid_tl.core.formatting import markdown_table, number
+from covid_tl.reporting.results import SCHEMA, Results, cam_rows, read_results, write_results
 
 TEST = {"n": 4, "threshold": 0.25, "sensitivity": 0.5, "specificity": 1.0, "auroc": 0.75}
 POINT = {"rule": "youden", "threshold": 0.25, "temperature": 1.0, "split": "val", "n": 6}

@@ -7,10 +7,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf, open_dict
 
 from conftest import composed
-from covid_tl.config_check import group_options
-from covid_tl.errors import ConfigError
-from covid_tl.config_check import missing_keys
-from covid_tl.run_checks import check_script_config, check_train_config, resume_files
+from covid_tl.runtime.config_check import group_options
+from covid_tl.core.errors import ConfigError
+from covid_tl.runtime.config_check import missing_keys
+from covid_tl.runtime.run_checks import check_script_config, check_train_config, resume_files
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from conftest import TINY, run_script
 
-from covid_tl.run_dir import ResumableCSVLogger
-from covid_tl.run_guard import LOCK_NAME, RunDirBusyError, run_lock
+from covid_tl.runtime.csv_logger import ResumableCSVLogger
+from covid_tl.runtime.run_guard import LOCK_NAME, RunDirBusyError, run_lock
 
 
 def test_a_held_run_dir_refuses_a_second_run_and_is_free_after(tmp_path):
@@ -87,7 +87,7 @@ def test_a_resumed_run_keeps_the_metrics_of_its_earlier_epochs(tmp_path):
 def test_what_counts_as_an_earlier_run(tmp_path):
     """Hydra's own files alone are what a command refused by a config check leaves: the
     corrected command may use the dir. Anything of a run's own makes it used."""
-    from covid_tl.run_guard import earlier_files
+    from covid_tl.runtime.run_guard import earlier_files
 
     assert earlier_files(tmp_path / "new") == []
     (tmp_path / ".hydra").mkdir()
@@ -117,4 +117,4 @@ def test_every_script_takes_its_run_dirs_and_guard_from_conf_hydra(config_name, 
     assert re.fullmatch(r"multirun/\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d", hydra.sweep.dir)
     assert OmegaConf.to_container(hydra.sweep)["subdir"] == "${hydra.job.num}" and hydra.job.chdir is False
     assert OmegaConf.to_container(hydra.callbacks) == {
-        "run_dir": {"_target_": "covid_tl.run_guard.RunDirGuard", "resumable": resumable}}
+        "run_dir": {"_target_": "covid_tl.runtime.run_guard.RunDirGuard", "resumable": resumable}}

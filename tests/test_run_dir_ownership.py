@@ -13,8 +13,8 @@ from omegaconf import OmegaConf
 import covid_tl.tasks.predict as predict_task
 from conftest import ROOT, TINY, run_script
 from covid_tl.data.synthetic.source import SyntheticSource
-from covid_tl.run_guard import LOCK_NAME, run_lock
-from covid_tl.results import read_results
+from covid_tl.runtime.run_guard import LOCK_NAME, run_lock
+from covid_tl.reporting.results import read_results
 
 pytestmark = pytest.mark.slow
 

@@ -7,8 +7,8 @@ import torch
 import yaml
 
 from conftest import TINY, run_script
-from covid_tl.results import read_results
-from covid_tl.tracking import run_artifacts
+from covid_tl.reporting.results import read_results
+from covid_tl.runtime.tracking import run_artifacts
 
 
 def test_misspelled_key_fails_with_one_did_you_mean_line():

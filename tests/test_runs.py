@@ -3,7 +3,7 @@
 import pytest
 
 from conftest import TINY, run_script
-from covid_tl.results import read_results
+from covid_tl.reporting.results import read_results
 
 pytestmark = pytest.mark.slow
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from covid_tl.data.synthetic import SyntheticSource
+from covid_tl.data.synthetic.source import SyntheticSource
 from covid_tl.cam.scores import artifact_region, border_band, cam_scores, mass_fraction, mean_scores, to_original
 
 

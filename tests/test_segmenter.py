@@ -14,13 +14,13 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from conftest import ROOT, mask_iou, run_script
-from covid_tl.build import build_datamodule
-from covid_tl.data.synthetic import SyntheticSource
-from covid_tl.errors import ConfigError
-from covid_tl.metrics import bootstrap_mean
+from covid_tl.engine.build import build_datamodule
+from covid_tl.data.synthetic.source import SyntheticSource
+from covid_tl.core.errors import ConfigError
+from covid_tl.stats.metrics import bootstrap_mean
 from covid_tl.models.segmenter import BUNDLED, LungSegmenter, SegmenterError
 from covid_tl.tasks.segment import segment
-from covid_tl.results import read_results
+from covid_tl.reporting.results import read_results
 
 TINY = {"encoder": "tu-mobilenetv3_small_050", "encoder_weights": "none", "encoder_depth": 3, "decoder_channels": (16, 8, 8), "input_size": 32}
 

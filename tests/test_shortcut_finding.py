@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from conftest import composed, run_script
-from covid_tl.results import read_results
+from covid_tl.reporting.results import read_results
 from covid_tl.tasks.evaluate import evaluate
 from covid_tl.tasks.explain import explain
 

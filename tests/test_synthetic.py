@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 
 from covid_tl.data.manifest import Manifest
-from covid_tl.data.synthetic import Mark, Phantom, ShortcutSpec, SyntheticSource, main
+from covid_tl.data.synthetic.gallery import main
+from covid_tl.data.synthetic.marks import Mark, ShortcutSpec
+from covid_tl.data.synthetic.source import Phantom, SyntheticSource
 
 
 def lung_rows(mask: np.ndarray) -> np.ndarray:

@@ -10,9 +10,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from conftest import ROOT
-from covid_tl.build import build_datamodule
+from covid_tl.engine.build import build_datamodule
 from covid_tl.preprocess.model_input import InputSpec
-from covid_tl.evaluation import shift_summary
+from covid_tl.engine.evaluation import shift_summary
 
 SMALL = ["data=synthetic_shift", "data.phantoms.n_patients=30", "data.phantoms.image_size=48"]
 

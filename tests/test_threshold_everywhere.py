@@ -10,16 +10,16 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import CSVLogger
 
-from covid_tl import evaluation
+from covid_tl.engine import evaluation
 from covid_tl.cam import callback as cam_callback
 from covid_tl.cam.callback import RIGHT, WRONG, GradCAMCallback
 from covid_tl.data.datamodule import XrayDataModule
 from covid_tl.data.manifest import Manifest
-from covid_tl.data.synthetic import SyntheticSource
-from covid_tl.grid import WHITE
+from covid_tl.data.synthetic.source import SyntheticSource
+from covid_tl.reporting.grid import WHITE
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.module import CovidClassifier
-from covid_tl.operating_point import cut_decimals, describe_cut, extreme_cut, one_class_calls
+from covid_tl.stats.operating_point import cut_decimals, describe_cut, extreme_cut, one_class_calls
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*self.trainer. reference is not registered")
 

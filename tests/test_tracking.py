@@ -8,9 +8,9 @@ import pytest
 import pytorch_lightning as pl
 from omegaconf import OmegaConf
 
-from covid_tl.errors import ConfigError
-from covid_tl.results import Results
-from covid_tl.tracking import final_metrics, flat_config, metric_value, quiet_lightning
+from covid_tl.core.errors import ConfigError
+from covid_tl.reporting.results import Results
+from covid_tl.runtime.tracking import final_metrics, flat_config, metric_value, quiet_lightning
 
 RESULTS = Results(sets={
     "val": {"sensitivity": 1.0, "specificity": 0.5, "accuracy": 0.75, "auroc": 0.875, "n": 4, "per_source": {}},
@@ -66,7 +66,7 @@ def test_mlflow_keeps_the_runs_record_card_and_figures(tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
     from pytorch_lightning.loggers import MLFlowLogger
 
-    from covid_tl.tracking import log_results
+    from covid_tl.runtime.tracking import log_results
 
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     expected = fake_run_dir(tmp_path)
@@ -79,7 +79,7 @@ def test_mlflow_keeps_the_runs_record_card_and_figures(tmp_path, monkeypatch):
 
 def test_wandb_offline_keeps_the_runs_record_card_and_figures(tmp_path, monkeypatch):
     pytest.importorskip("wandb", reason="wandb is not installed (pip install wandb): its artifacts are untested")
-    from covid_tl.tracking import QuietWandbLogger, log_results
+    from covid_tl.runtime.tracking import QuietWandbLogger, log_results
 
     monkeypatch.setenv("WANDB_SILENT", "true")
     expected = fake_run_dir(tmp_path)

@@ -9,8 +9,8 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import ROOT, TINY, composed, run_script
-from covid_tl.errors import ConfigError
-from covid_tl.results import read_results
+from covid_tl.core.errors import ConfigError
+from covid_tl.reporting.results import read_results
 from covid_tl.tasks.evaluate import evaluate
 from covid_tl.tasks.explain import explain
 

@@ -9,7 +9,7 @@ from covid_tl.models.backbones import build_backbone
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.weights import WeightsError
 from covid_tl.tasks.evaluate import evaluate
-from covid_tl.torch_files import check_checkpoint_file, unsafe_globals
+from covid_tl.runtime.torch_files import check_checkpoint_file, unsafe_globals
 
 SIZE = 32
 

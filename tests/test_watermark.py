@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from conftest import XRAY_MINI, mask_iou, needs_xray_mini
 
-from covid_tl.data.synthetic import ShortcutSpec, SyntheticSource
+from covid_tl.data.synthetic.marks import ShortcutSpec
+from covid_tl.data.synthetic.source import SyntheticSource
 from covid_tl.preprocess.marks import detect_marks
 from covid_tl.preprocess.watermark import (
     Stamp,

@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import ROOT
 
-from covid_tl.errors import ConfigError
+from covid_tl.core.errors import ConfigError
 from covid_tl.models import weights as W
 from covid_tl.models.backbones import build_backbone
 from covid_tl.models.classifier import build_classifier

@@ -12,14 +12,14 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from covid_tl.grid import WHITE
-from covid_tl.labels import DISPLAY, LABELS
+from covid_tl.reporting.grid import WHITE
+from covid_tl.core.labels import DISPLAY, LABELS
 from covid_tl.cam.compute import compute_cams
 from covid_tl.cam.overlay import OUTLINE, cam_grid, cam_title
 from covid_tl.cam.scores import mean_scores
 from covid_tl.cam.images import lung_legend, score_cams, scoring_images, shown_lungs
 from covid_tl.cam.options import CamOptions
-from covid_tl.operating_point import cut_decimals, describe_cut
+from covid_tl.stats.operating_point import cut_decimals, describe_cut
 
 log = logging.getLogger(__name__)
 

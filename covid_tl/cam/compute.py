@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM, XGradCAM
 
-from covid_tl.errors import ConfigError
+from covid_tl.core.errors import ConfigError
 from covid_tl.models.classifier import Classifier
 
 METHODS = {

@@ -12,7 +12,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from covid_tl.errors import ConfigError
+from covid_tl.core.errors import ConfigError
 
 #: segmenter: the data's mask, the segmenter elsewhere | segmenter_only: the segmenter on every
 #: film (compare it with the masks) | masks: given masks only | none: no lung scores.

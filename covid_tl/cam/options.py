@@ -13,7 +13,7 @@ from pydantic import Field
 from covid_tl.cam.compute import METHODS, TARGETS
 from covid_tl.cam.lungs import CamLungs
 from covid_tl.cam.overlay import OVERLAYS
-from covid_tl.errors import ConfigError
+from covid_tl.core.errors import ConfigError
 
 Method = Literal[tuple(METHODS)]  # type: ignore[valid-type]
 Target = Literal[TARGETS]  # type: ignore[valid-type]

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 from pytorch_grad_cam.utils.image import show_cam_on_image
 
-from covid_tl.grid import RGB, colour_bar, fit_scale, grid, labelled, legend
+from covid_tl.reporting.grid import RGB, colour_bar, fit_scale, grid, labelled, legend
 
 OVERLAYS = ("blend", "multiply", "mask")
 OUTLINE: RGB = (255, 255, 255)  # the lung outline drawn over a tile

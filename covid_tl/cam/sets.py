@@ -21,8 +21,8 @@ from covid_tl.cam.images import score_cams, scoring_images
 from covid_tl.cam.options import CamOptions, build_cam
 from covid_tl.data.manifest import Manifest
 from covid_tl.data.sources import read_mask
-from covid_tl.labels import LABELS
-from covid_tl.metrics import bootstrap_mean
+from covid_tl.core.labels import LABELS
+from covid_tl.stats.metrics import bootstrap_mean
 
 MaskLoader = Callable[[Mapping[str, Any]], "np.ndarray | None"]
 COLUMNS = ("set", "path", "label", "patient_id", "source", "view")

@@ -25,7 +25,7 @@ from covid_tl.preprocess.model_input import InputSpec
 from covid_tl.preprocess.cache import PreprocessCache, config_digest
 from covid_tl.preprocess.watermark import Stamp, bank_summary, build_bank, load_bank, save_bank
 from covid_tl.preprocess.pipeline import Preprocess, identity
-from covid_tl.errors import ConfigError
+from covid_tl.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from covid_tl.data.manifest import Manifest
 from covid_tl.preprocess.model_input import InputSpec
 from covid_tl.preprocess.cache import PreprocessCache
 from covid_tl.preprocess.model_input import normalize, resize_square
-from covid_tl.errors import ConfigError
-from covid_tl.labels import LABELS
+from covid_tl.core.errors import ConfigError
+from covid_tl.core.labels import LABELS
 from covid_tl.preprocess.pipeline import Prepared, Preprocess, identity
 from covid_tl.preprocess.watermark import POSITIONS, Stamp, paste_stamps
 

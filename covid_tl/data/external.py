@@ -21,7 +21,7 @@ from covid_tl.data.images import MAX_MEGAPIXELS
 from covid_tl.data.manifest import Manifest
 from covid_tl.data.sources import ManifestSource
 from covid_tl.data.validate import drop_bad_rows, find_bad_rows, find_undecodable
-from covid_tl.errors import ConfigError
+from covid_tl.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from torch.utils.data import DataLoader, Dataset
 from covid_tl.data.datamodule import EpochShuffle, default_num_workers
 from covid_tl.data.images import read_xray
 from covid_tl.data.sources import NIHSource
-from covid_tl.labels import NIH_FINDINGS
+from covid_tl.core.labels import NIH_FINDINGS
 from covid_tl.data.validate import ON_BAD, drop_bad_rows, find_undecodable
-from covid_tl.errors import ConfigError
+from covid_tl.core.errors import ConfigError
 from covid_tl.preprocess.model_input import InputSpec, to_model_input
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from covid_tl.data.datamodule import EpochShuffle, XrayDataModule
-from covid_tl.files import write_atomically
+from covid_tl.core.files import write_atomically
 from covid_tl.preprocess.cache import config_digest
 
 log = logging.getLogger(__name__)

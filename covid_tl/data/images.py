@@ -15,7 +15,7 @@ from typing import BinaryIO, NamedTuple
 import cv2
 import numpy as np
 
-from covid_tl.errors import ConfigError
+from covid_tl.core.errors import ConfigError
 
 DICOM_SUFFIXES = {".dcm", ".dicom"}
 #: Suffixes of the image files a folder holds (a folder given as `images=`, published layouts).

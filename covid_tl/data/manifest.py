@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from covid_tl.errors import ConfigError
-from covid_tl.labels import LABELS, POSITIVE
+from covid_tl.core.errors import ConfigError
+from covid_tl.core.labels import LABELS, POSITIVE
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("path", "label", "patient_id", "source", "view")
 

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from covid_tl.data.images import IMAGE_SUFFIXES, read_xray
-from covid_tl.labels import LABELS, NIH_FINDINGS
-from covid_tl.errors import ConfigError
+from covid_tl.core.labels import LABELS, NIH_FINDINGS
+from covid_tl.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from covid_tl.data.manifest import Manifest
-from covid_tl.errors import ConfigError
+from covid_tl.core.errors import ConfigError
 
 SPLITS: tuple[str, str, str] = ("train", "val", "test")
 

@@ -24,8 +24,8 @@ from rich.progress import track
 
 from covid_tl.data.images import MAX_MEGAPIXELS, ImageReadError, check_image_file
 from covid_tl.data.manifest import REQUIRED_COLUMNS
-from covid_tl.labels import LABELS
-from covid_tl.errors import ConfigError
+from covid_tl.core.labels import LABELS
+from covid_tl.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from torch import nn
 
-from covid_tl.errors import ConfigError
+from covid_tl.core.errors import ConfigError
 from covid_tl.models import weights as W
 from covid_tl.models.simple import SimpleCNNFeatures, SimpleFCFeatures
 from covid_tl.models.spec import Backbone, Unit, WeightSource

@@ -9,12 +9,12 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from covid_tl.config_history import upgrade
-from covid_tl.errors import ConfigError
-from covid_tl.operating_point import is_rule
+from covid_tl.runtime.config_history import upgrade
+from covid_tl.core.errors import ConfigError
+from covid_tl.stats.operating_point import is_rule
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.module import CovidClassifier
-from covid_tl.torch_files import TRAINING_ONLY, TRUST_CHECKPOINT, check_run_config, load_torch_file, reason
+from covid_tl.runtime.torch_files import TRAINING_ONLY, TRUST_CHECKPOINT, check_run_config, load_torch_file, reason
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class CheckpointError(ConfigError):
 def load_run(ckpt_path: str | Path, trust: bool = False) -> tuple[DictConfig, CovidClassifier]:
     """The run config recorded in the checkpoint and the model with its weights, in eval mode.
 
-    Weights only (see covid_tl.torch_files) unless `trust`: checkpoints are shared files, and
+    Weights only (see covid_tl.runtime.torch_files) unless `trust`: checkpoints are shared files, and
     so is the config they carry: unless `trust`, every `_target_` in it must name covid-tl's
     own code (torch_files.check_run_config) before Hydra sees it. The config that comes back
     holds no training-only block (nothing at inference builds an optimizer, a Trainer, callbacks

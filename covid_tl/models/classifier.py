@@ -51,7 +51,7 @@ class Classifier(nn.Module):
         self.head = head
         self.frozen_norms: tuple[str, ...] = ()
         #: Logits are divided by it: 1 while training; a checkpoint's fitted temperature
-        #: (covid_tl.calibration) once loaded, so every probability computed from it is calibrated.
+        #: (covid_tl.stats.calibration) once loaded, so every probability computed from it is calibrated.
         self.temperature = 1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

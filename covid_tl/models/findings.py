@@ -14,7 +14,7 @@ from torch import nn
 from torchmetrics.classification import MultilabelAUROC
 from torchmetrics.utilities import dim_zero_cat
 
-from covid_tl.labels import NIH_FINDINGS
+from covid_tl.core.labels import NIH_FINDINGS
 
 
 class FindingsAUROC(MultilabelAUROC):

@@ -16,7 +16,7 @@ from __future__ import annotations
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from covid_tl.errors import ConfigError
+from covid_tl.core.errors import ConfigError
 
 POLICIES = ("none", "all", "conv_base", "last_n")
 BN_MODES = ("frozen", "train")

@@ -12,11 +12,11 @@ import torch.nn.functional as F
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from covid_tl.labels import LABELS
-from covid_tl.errors import ConfigError
-from covid_tl.metrics import METRICS, summarize
+from covid_tl.core.labels import LABELS
+from covid_tl.core.errors import ConfigError
+from covid_tl.stats.metrics import METRICS, summarize
 from covid_tl.models.classifier import Classifier
-from covid_tl.operating_point import choose_threshold, is_rule
+from covid_tl.stats.operating_point import choose_threshold, is_rule
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 
 from covid_tl.models.checkpoint import CheckpointError
-from covid_tl.files import write_atomically
-from covid_tl.torch_files import TRUST_CHECKPOINT, load_torch_file
+from covid_tl.core.files import write_atomically
+from covid_tl.runtime.torch_files import TRUST_CHECKPOINT, load_torch_file
 
 
 def adopt_checkpoint(source: Path, folder: Path, weights_only: bool) -> Path:
@@ -43,7 +43,7 @@ def adopt_checkpoint(source: Path, folder: Path, weights_only: bool) -> Path:
 
 
 def _load(path: Path, weights_only: bool) -> dict[str, Any]:
-    """A checkpoint file, bounded and weights-only unless trusted (covid_tl.torch_files)."""
+    """A checkpoint file, bounded and weights-only unless trusted (covid_tl.runtime.torch_files)."""
     return load_torch_file(path, "PyTorch checkpoint", TRUST_CHECKPOINT, not weights_only, CheckpointError)
 
 

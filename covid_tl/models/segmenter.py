@@ -19,10 +19,10 @@ import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
-from covid_tl.errors import ConfigError
+from covid_tl.core.errors import ConfigError
 from covid_tl.models.weights import efficientnet_lite0_offline_state_dict
-from covid_tl.preprocess.lung_mask import largest_components, resize_to, standardize
-from covid_tl.torch_files import TRUST_CHECKPOINT, check_structure
+from covid_tl.preprocess.lung_mask import largest_components, resize_to, segmenter_input
+from covid_tl.runtime.torch_files import TRUST_CHECKPOINT, check_structure
 
 #: The checkpoint shipped inside the package (docs/segmenter.md says how it was made).
 BUNDLED = Path(__file__).with_name("lung_segmenter.pt")
@@ -162,7 +162,7 @@ class LungSegmenter:
         """float32 (input_size, input_size): the lung probability of each pixel of the resized film."""
         if image.ndim != 2:
             raise ValueError(f"expected a single-channel (H, W) image, got shape {image.shape}")
-        x = torch.from_numpy(standardize(resize_to(image, self.input_size)))[None, None].to(self.device)
+        x = torch.from_numpy(segmenter_input(resize_to(image, self.input_size)))[None, None].to(self.device)
         with torch.inference_mode(), torch_threads(self.threads if self.device.type == "cpu" else None):
             return torch.sigmoid(self.net.eval()(x))[0, 0].float().cpu().numpy()
 

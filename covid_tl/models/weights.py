@@ -10,7 +10,7 @@ Values of `backbone.weights`:
 - a file path: a state dict (.pth/.pt/.bin or .safetensors; the backbone's own keys, or a
   full pretrained model whose classifier is dropped), or the checkpoint of an earlier
   covid-tl run (Lightning .ckpt), whose backbone part (`net.features.*`) is taken. Files load
-  weights only (covid_tl.torch_files); a pickled model, or any file holding other Python
+  weights only (covid_tl.runtime.torch_files); a pickled model, or any file holding other Python
   objects, loads with `backbone.trust_weights=true`, which runs its code: trusted files only.
 
 Every load is checked key by key: a missing key, an unexpected key or a shape mismatch is a
@@ -30,9 +30,9 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from covid_tl.errors import ConfigError
+from covid_tl.core.errors import ConfigError
 from covid_tl.models.spec import Backbone, StateDict, WeightSource
-from covid_tl.torch_files import load_torch_file, reason
+from covid_tl.runtime.torch_files import load_torch_file, reason
 
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from typing import Any
 import albumentations as A
 import cv2
 
-from covid_tl.errors import ConfigError
+from covid_tl.core.errors import ConfigError
 from covid_tl.preprocess.steps import STEPS
 
 Amount = tuple[float, float]

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from covid_tl.files import write_atomically
+from covid_tl.core.files import write_atomically
 from covid_tl.preprocess.pipeline import Prepared
 
 #: Bump when a preprocessing algorithm, or the entry format, changes in a way the config does not show.

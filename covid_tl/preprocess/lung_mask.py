@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 
-def standardize(image: np.ndarray) -> np.ndarray:
+def segmenter_input(image: np.ndarray) -> np.ndarray:
     """uint8 (H, W) -> float32 (H, W) of zero mean and unit spread: the film's own exposure and
     contrast, which differ most between hospitals, are taken out before the network sees it."""
     values = image.astype(np.float32)

@@ -5,7 +5,7 @@ outside the lungs.
 Why: a model trained where each class comes from one hospital learns the hospital (exposure,
 contrast, shutters, text, what lies around the lungs). Cutting to the lung fields and giving
 every film the same lung-intensity distribution takes most of that away (docs/results.md,
-Source shift). The mask comes from a segmenter the caller passes in (covid_tl.build loads
+Source shift). The mask comes from a segmenter the caller passes in (covid_tl.engine.build loads
 covid_tl.models.segmenter.LungSegmenter); this module never imports one.
 """
 from __future__ import annotations

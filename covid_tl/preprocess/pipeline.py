@@ -17,7 +17,7 @@ import logging
 
 import numpy as np
 
-from covid_tl.errors import ConfigError
+from covid_tl.core.errors import ConfigError
 from covid_tl.preprocess.crop import Box, crop_borders
 from covid_tl.preprocess.detector_params import DetectorParams
 from covid_tl.preprocess.inpaint import remove_marks
@@ -118,7 +118,7 @@ class Steps:
 def build_preprocess(crop: Mapping[str, Any] | None = None, inpaint: Mapping[str, Any] | None = None,
                      lungs: Mapping[str, Any] | None = None, segment: Segment | None = None) -> Preprocess:
     """The preprocessing the config describes; `identity` when every step is null. `lungs` needs
-    `segment`, a film -> bool lung mask callable (covid_tl.build passes the configured segmenter)."""
+    `segment`, a film -> bool lung mask callable (covid_tl.engine.build passes the configured segmenter)."""
     if crop is None and inpaint is None and lungs is None:
         return identity
     if lungs is not None:
@@ -127,7 +127,7 @@ def build_preprocess(crop: Mapping[str, Any] | None = None, inpaint: Mapping[str
         except (TypeError, ValueError) as error:
             raise ConfigError(f"preprocessing.lungs: {error}") from None
         if segment is None:
-            raise ConfigError("preprocessing.lungs needs a lung segmenter (covid_tl.build passes one)")
+            raise ConfigError("preprocessing.lungs needs a lung segmenter (covid_tl.engine.build passes one)")
     if crop is not None:
         try:
             crop_borders(np.full((64, 64), 128, np.uint8), **crop)  # bad keys and values fail here, once

@@ -7,20 +7,20 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from covid_tl.build import pick_device
+from covid_tl.engine.build import pick_device
 from covid_tl.cam.sets import record_cams
-from covid_tl.console import print_results
+from covid_tl.reporting.console import print_results
 from covid_tl.data.datamodule import XrayDataModule
 from covid_tl.data.external import external_names, external_set, patient_overlap
 from covid_tl.data.images import MAX_MEGAPIXELS
 from covid_tl.data.validate import BadInputError, write_bad_rows
-from covid_tl.errors import ConfigError
+from covid_tl.core.errors import ConfigError
 from covid_tl.models.checkpoint import load_run
-from covid_tl.operating_point import is_rule
-from covid_tl.run_checks import check_script_config
-from covid_tl.evaluation import checkpoint_data, evaluate_sets, requested_operating_point, shift_summary
-from covid_tl.provenance import provenance
-from covid_tl.results import Results, write_results
+from covid_tl.stats.operating_point import is_rule
+from covid_tl.runtime.run_checks import check_script_config
+from covid_tl.engine.evaluation import checkpoint_data, evaluate_sets, requested_operating_point, shift_summary
+from covid_tl.core.provenance import provenance
+from covid_tl.reporting.results import Results, write_results
 
 
 def evaluate(cfg: DictConfig, output_dir: Path) -> Results:

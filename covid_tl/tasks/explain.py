@@ -18,8 +18,8 @@ from covid_tl.data.dataset import PreparedImages
 from covid_tl.data.images import MAX_MEGAPIXELS, image_files, read_xray
 from covid_tl.data.validate import readable_files
 from covid_tl.data.sources import read_mask
-from covid_tl.labels import LABELS
-from covid_tl.errors import ConfigError
+from covid_tl.core.labels import LABELS
+from covid_tl.core.errors import ConfigError
 from covid_tl.cam.callback import balanced_rows, caption_key, captions
 from covid_tl.cam.compute import compute_cams
 from covid_tl.cam.overlay import cam_grid, cam_title
@@ -27,9 +27,9 @@ from covid_tl.cam.scores import mean_scores
 from covid_tl.cam.images import lung_legend, score_cams, scoring_images, shown_lungs
 from covid_tl.cam.options import build_cam
 from covid_tl.cam.sets import mark_detector
-from covid_tl.build import build_datamodule, build_preprocessing, pick_device
-from covid_tl.run_checks import check_script_config
-from covid_tl.evaluation import requested_operating_point
+from covid_tl.engine.build import build_datamodule, build_preprocessing, pick_device
+from covid_tl.runtime.run_checks import check_script_config
+from covid_tl.engine.evaluation import requested_operating_point
 
 log = logging.getLogger(__name__)
 

@@ -20,13 +20,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from covid_tl.errors import ConfigError
-from covid_tl.labels import LABELS, POSITIVE
-from covid_tl.model_card import INTENDED_USE
-from covid_tl.provenance import provenance
+from covid_tl.core.errors import ConfigError
+from covid_tl.core.labels import LABELS, POSITIVE
+from covid_tl.engine.model_card import INTENDED_USE
+from covid_tl.core.provenance import provenance
 from covid_tl.models.checkpoint import load_run
 from covid_tl.preprocess.model_input import InputSpec
-from covid_tl.run_checks import check_script_config
+from covid_tl.runtime.run_checks import check_script_config
 
 log = logging.getLogger(__name__)
 

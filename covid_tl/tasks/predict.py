@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from rich.progress import track
 from torch.utils.data import DataLoader
 
-from covid_tl.build import build_preprocessing, pick_device
+from covid_tl.engine.build import build_preprocessing, pick_device
 from covid_tl.cam.callback import describe
 from covid_tl.cam.compute import compute_cams, target_layer
 from covid_tl.cam.options import CamOptions, build_cam
@@ -28,12 +28,12 @@ from covid_tl.cam.overlay import overlay
 from covid_tl.data.dataset import ImageFiles, file_images
 from covid_tl.data.images import image_files
 from covid_tl.data.validate import readable_files
-from covid_tl.grid import labelled
-from covid_tl.labels import LABELS
+from covid_tl.reporting.grid import labelled
+from covid_tl.core.labels import LABELS
 from covid_tl.models.checkpoint import load_run
 from covid_tl.models.classifier import Classifier
-from covid_tl.run_checks import check_script_config
-from covid_tl.evaluation import requested_operating_point
+from covid_tl.runtime.run_checks import check_script_config
+from covid_tl.engine.evaluation import requested_operating_point
 
 log = logging.getLogger(__name__)
 

@@ -9,14 +9,14 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from covid_tl.build import build_trainer
+from covid_tl.engine.build import build_trainer
 from covid_tl.data.findings import FindingsDataModule
-from covid_tl.labels import NIH_FINDINGS
-from covid_tl.errors import ConfigError
+from covid_tl.core.labels import NIH_FINDINGS
+from covid_tl.core.errors import ConfigError
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.findings import FindingsModule
-from covid_tl.provenance import provenance
-from covid_tl.results import Results, write_results
+from covid_tl.core.provenance import provenance
+from covid_tl.reporting.results import Results, write_results
 
 
 def pretrain(cfg: DictConfig, run_dir: Path) -> Results:

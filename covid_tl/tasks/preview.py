@@ -21,11 +21,11 @@ import cv2
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from covid_tl.build import build_datamodule
+from covid_tl.engine.build import build_datamodule
 from covid_tl.cam.callback import balanced_rows
 from covid_tl.preprocess.marks import detect_marks
 from covid_tl.models.classifier import build_classifier
-from covid_tl.preprocess.preview import lung_panels, panels, preview_grid
+from covid_tl.preprocess.panels import lung_panels, panels, preview_grid
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """Turn a Hydra sweep into a table and plots: `python -m covid_tl.tasks.report multirun/<date>/<time>`.
 
-Reads every run dir below the sweep (results.json through covid_tl.results, .hydra/overrides.yaml,
+Reads every run dir below the sweep (results.json through covid_tl.reporting.results, .hydra/overrides.yaml,
 .hydra/config.yaml, the group choices in .hydra/hydra.yaml, the test images of splits.csv) and
 writes, into the sweep dir (or --out): summary.csv and summary.md (the settings fixed for the
 sweep and the code that ran, notes such as which runs were tested on other images, then one row
@@ -20,12 +20,12 @@ from typing import Any
 
 import pandas as pd
 
-from covid_tl.calibration import CALIBRATION_METRICS
-from covid_tl.errors import ConfigError
-from covid_tl.formatting import number
-from covid_tl.metrics import METRICS
-from covid_tl.page import Block, Heading, Image, Table, Text, html_page, markdown
-from covid_tl.plots import confusion_matrices, metric_bars, metric_lines
+from covid_tl.stats.calibration import CALIBRATION_METRICS
+from covid_tl.core.errors import ConfigError
+from covid_tl.core.formatting import number
+from covid_tl.stats.metrics import METRICS
+from covid_tl.reporting.page import Block, Heading, Image, Table, Text, html_page, markdown
+from covid_tl.reporting.plots import confusion_matrices, metric_bars, metric_lines
 from covid_tl.tasks.sweep_table import CHOSEN, REPEAT_KEYS, label, pool_repeats, summarize_sweep
 
 #: Numeric settings worth a line plot, in order of preference, with their axis label.

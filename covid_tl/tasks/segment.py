@@ -18,17 +18,17 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
-from covid_tl.build import instantiate_all
-from covid_tl.console import print_data_summary
-from covid_tl.data.lung_masks import LungMaskDataModule
+from covid_tl.engine.build import instantiate_all
+from covid_tl.reporting.console import print_data_summary
+from covid_tl.data.segmentation import LungMaskDataModule
 from covid_tl.data.split import SPLITS
 from covid_tl.data.validate import BadInputError
-from covid_tl.errors import ConfigError
-from covid_tl.models.segmentation import LungSegmentationModule
+from covid_tl.core.errors import ConfigError
+from covid_tl.models.segmenter_module import LungSegmentationModule
 from covid_tl.models.segmenter import LungSegmenter
-from covid_tl.models.segmenter_eval import preview, score_films, spread_over, summarize
-from covid_tl.provenance import provenance
-from covid_tl.results import Results, write_results
+from covid_tl.models.segmenter_scores import mask_grid, score_films, spread_over, summarize_by
+from covid_tl.core.provenance import provenance
+from covid_tl.reporting.results import Results, write_results
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +93,9 @@ def _evaluate(cfg: DictConfig, segmenter: LungSegmenter, datamodule: LungMaskDat
     """masks.csv (every film's scores), results.json's splits, preview.png of held-out films."""
     tables = {split: score_films(segmenter, rows, datamodule.read_pair) for split in SPLITS if (rows := datamodule.rows(split))}
     pd.concat(tables.values(), ignore_index=True).to_csv(run_dir / "masks.csv", index=False)
-    results = {split: summarize(table, ("source", "set"), cfg.bootstrap, cfg.seed) for split, table in tables.items()}
+    results = {split: summarize_by(table, ("source", "set"), cfg.bootstrap, cfg.seed) for split, table in tables.items()}
     shown = spread_over(datamodule.rows("test") or datamodule.rows("val"), "reader", cfg.preview)
-    cv2.imwrite(str(run_dir / "preview.png"), preview(segmenter, shown, datamodule.read_pair))
+    cv2.imwrite(str(run_dir / "preview.png"), mask_grid(segmenter, shown, datamodule.read_pair))
     return results
 
 

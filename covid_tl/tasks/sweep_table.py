@@ -1,5 +1,5 @@
 """The table half of the sweep report (covid_tl.tasks.report): one row per run dir of a sweep,
-read through covid_tl.results, and those rows pooled per setting.
+read through covid_tl.reporting.results, and those rows pooled per setting.
 
 A setting is what a user chose (group options, overrides, the threshold *rule*); what a run
 measured or chose for itself (metrics, the threshold value youden picked, CAM scores) is an
@@ -17,11 +17,11 @@ import pandas as pd
 import yaml
 from omegaconf import OmegaConf
 
-from covid_tl.calibration import CALIBRATION_METRICS
-from covid_tl.errors import ConfigError
-from covid_tl.model_card import group_choices
-from covid_tl.metrics import METRICS
-from covid_tl.results import read_results
+from covid_tl.stats.calibration import CALIBRATION_METRICS
+from covid_tl.core.errors import ConfigError
+from covid_tl.engine.model_card import group_choices
+from covid_tl.stats.metrics import METRICS
+from covid_tl.reporting.results import read_results
 
 #: Overrides that repeat a setting rather than change it: pooled into mean and spread.
 REPEAT_KEYS = ("seed", "data.fold", "data.split_seed", "data.sample_seed")

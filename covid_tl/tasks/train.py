@@ -13,21 +13,21 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
-from covid_tl.build import build_datamodule, build_trainer, pick_device
+from covid_tl.engine.build import build_datamodule, build_trainer, pick_device
 from covid_tl.cam.callback import GradCAMCallback
-from covid_tl.console import print_data_summary, print_results
+from covid_tl.reporting.console import print_data_summary, print_results
 from covid_tl.data.frozen_features import FeatureDataModule, fast_path_blocker
 from covid_tl.data.validate import BadInputError
-from covid_tl.model_card import write_model_card
+from covid_tl.engine.model_card import write_model_card
 from covid_tl.models.checkpoint import load_run, saved_epoch, store_operating_point
 from covid_tl.models.resume import adopt_checkpoint
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.module import CovidClassifier
-from covid_tl.operating_point import fixed_threshold
-from covid_tl.provenance import provenance
-from covid_tl.evaluation import choose_operating_point, evaluate_sets, shift_summary
-from covid_tl.results import Results, cam_rows, write_results
-from covid_tl.tracking import log_results
+from covid_tl.stats.operating_point import fixed_threshold
+from covid_tl.core.provenance import provenance
+from covid_tl.engine.evaluation import choose_operating_point, evaluate_sets, shift_summary
+from covid_tl.reporting.results import Results, cam_rows, write_results
+from covid_tl.runtime.tracking import log_results
 
 log = logging.getLogger(__name__)
 

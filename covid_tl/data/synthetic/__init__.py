@@ -15,11 +15,7 @@ properties the research questions need, not photo-realism:
 Everything is a pure function of ``(seed, index)`` (``streams``). Only numpy and OpenCV are
 used (no torch). ``anatomy`` draws a patient, ``render`` an image of it, ``marks`` burns in
 the shortcut, ``source`` is the data source (named, and optionally stored through a hospital's
-imaging chain, ``covid_tl.preprocess.acquisition``: ``data=synthetic_shift``), ``preview`` the
-picture command.
+imaging chain, ``covid_tl.preprocess.acquisition``: ``data=synthetic_shift``), ``gallery`` the
+picture command (``python -m covid_tl.data.synthetic``). The package imports none of its
+modules: import them by name (``covid_tl.data.synthetic.source.SyntheticSource``).
 """
-from covid_tl.data.synthetic.marks import Mark, ShortcutSpec
-from covid_tl.data.synthetic.preview import main
-from covid_tl.data.synthetic.source import Phantom, SyntheticSource
-
-__all__ = ["Mark", "Phantom", "ShortcutSpec", "SyntheticSource", "main"]

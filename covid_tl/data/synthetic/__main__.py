@@ -1,3 +1,3 @@
-from covid_tl.data.synthetic.preview import main
+from covid_tl.data.synthetic.gallery import main
 
 raise SystemExit(main())

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from pydantic import AfterValidator, BeforeValidator, Field, validate_call
 
-from covid_tl.labels import LABELS
+from covid_tl.core.labels import LABELS
 from covid_tl.data.manifest import Manifest
 from covid_tl.data.synthetic import streams
 from covid_tl.data.synthetic.anatomy import patient_model

@@ -13,8 +13,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
 
-from covid_tl.errors import ConfigError
-from covid_tl.results import Results
+from covid_tl.core.errors import ConfigError
+from covid_tl.reporting.results import Results
 
 #: Rates of results.json that every logger gets at the end, as `results/<split>/<metric>`.
 FINAL_METRICS = ("sensitivity", "specificity", "accuracy", "auroc")

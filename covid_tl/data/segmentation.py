@@ -23,8 +23,8 @@ from covid_tl.data.manifest import Manifest
 from covid_tl.data.split import SPLITS, split_by_patient
 from covid_tl.data.summary import data_summary
 from covid_tl.data.validate import ON_BAD, find_bad_rows, find_undecodable, report_bad_rows, write_bad_rows
-from covid_tl.errors import ConfigError
-from covid_tl.preprocess.lung_mask import resize_to, standardize
+from covid_tl.core.errors import ConfigError
+from covid_tl.preprocess.lung_mask import resize_to, segmenter_input
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class LungMaskDataset(Dataset):
         if self.augment is not None:
             out = self.augment.apply(image=image, mask=mask)
             image, mask = out["image"], out["mask"]
-        return torch.from_numpy(standardize(image)[None]), torch.from_numpy(mask[None].astype(np.float32))
+        return torch.from_numpy(segmenter_input(image)[None]), torch.from_numpy(mask[None].astype(np.float32))
 
 
 def masked_rows(frame: pd.DataFrame, name: str) -> pd.DataFrame:

@@ -1,5 +1,5 @@
 """A resumed run keeps its history: the CSV logger that keeps metrics.csv's earlier epochs
-(a run dir's claim and lock are covid_tl.run_guard's)."""
+(a run dir's claim and lock are covid_tl.runtime.run_guard's)."""
 from __future__ import annotations
 
 import csv

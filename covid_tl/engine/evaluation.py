@@ -16,15 +16,15 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
-from covid_tl.build import build_datamodule
-from covid_tl.labels import LABELS
+from covid_tl.engine.build import build_datamodule
+from covid_tl.core.labels import LABELS
 from covid_tl.data.manifest import Manifest
-from covid_tl.calibration import (brier_score, expected_calibration_error, fit_temperature,
+from covid_tl.stats.calibration import (brier_score, expected_calibration_error, fit_temperature,
                                   negative_log_likelihood, reliability_bins)
-from covid_tl.metrics import METRICS, bootstrap_intervals, roc_points, summarize
-from covid_tl.operating_point import choose_threshold, extreme_cut, is_rule, one_class_calls, parse_threshold
-from covid_tl.plots import confusion_matrices, reliability_diagram, roc_curves
-from covid_tl.files import write_text_atomically
+from covid_tl.stats.metrics import METRICS, bootstrap_intervals, roc_points, summarize
+from covid_tl.stats.operating_point import choose_threshold, extreme_cut, is_rule, one_class_calls, parse_threshold
+from covid_tl.reporting.plots import confusion_matrices, reliability_diagram, roc_curves
+from covid_tl.core.files import write_text_atomically
 
 ImageSets = Mapping[str, tuple[Manifest, Dataset]]
 

@@ -16,10 +16,10 @@ from hydra.utils import get_class, get_object
 from omegaconf import DictConfig, OmegaConf
 from pydantic import ConfigDict, Field, PydanticUserError, TypeAdapter, ValidationError
 
-from covid_tl.config_check import check_required
-from covid_tl.errors import ConfigError
-from covid_tl.operating_point import parse_threshold
-from covid_tl.torch_files import check_checkpoint_file
+from covid_tl.runtime.config_check import check_required
+from covid_tl.core.errors import ConfigError
+from covid_tl.stats.operating_point import parse_threshold
+from covid_tl.runtime.torch_files import check_checkpoint_file
 
 #: No coercion ("3" stays a string, as the target would receive it); any class is a type.
 STRICT = ConfigDict(strict=True, arbitrary_types_allowed=True)
@@ -63,7 +63,7 @@ class RunOptions:
 
 @dataclass(frozen=True)
 class CacheOptions:
-    """preprocessing's keys of its disk cache, which covid_tl.build reads beside build_preprocess's."""
+    """preprocessing's keys of its disk cache, which covid_tl.engine.build reads beside build_preprocess's."""
 
     cache: bool = True
     cache_dir: str = "~/.cache/covid-tl"
@@ -74,10 +74,10 @@ class CacheOptions:
 #: `{name}`: the node's own `name` key (a backbone's builder, registered under its function name);
 #: `parent.*`: every config under parent (augment's steps).
 TYPED_BY = {
-    "": "covid_tl.run_checks.RunOptions",
+    "": "covid_tl.runtime.run_checks.RunOptions",
     "backbone": "covid_tl.models.backbones.{name}",
     "backbone.head": "covid_tl.models.classifier.Head",
-    "preprocessing": "covid_tl.run_checks.CacheOptions",
+    "preprocessing": "covid_tl.runtime.run_checks.CacheOptions",
     "preprocessing.crop": "covid_tl.preprocess.crop.crop_borders",
     "augment.*": "covid_tl.preprocess.augment.StepSetting",
     "watermark": "covid_tl.data.dataset.WatermarkTransplant",
@@ -191,7 +191,7 @@ def _misfit(annotation: Any, value: Any) -> str | None:
 
 
 def check_threshold(threshold: Any) -> None:
-    """A probability in [0, 1], youden or sens@X (covid_tl.operating_point); null where allowed
+    """A probability in [0, 1], youden or sens@X (covid_tl.stats.operating_point); null where allowed
     is the caller's to skip."""
     parse_threshold(threshold)
 

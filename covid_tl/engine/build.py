@@ -16,14 +16,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from covid_tl.data.datamodule import XrayDataModule
 from covid_tl.data.findings import FindingsDataModule
-from covid_tl.data.lung_masks import LungMaskDataModule
-from covid_tl.errors import ConfigError
+from covid_tl.data.segmentation import LungMaskDataModule
+from covid_tl.core.errors import ConfigError
 from covid_tl.models.segmenter import LungSegmenter
 from covid_tl.preprocess.cache import PreprocessCache
 from covid_tl.preprocess.model_input import InputSpec
 from covid_tl.preprocess.pipeline import Preprocess
 from covid_tl.preprocess.schema import register as register_configs
-from covid_tl.tracking import log_config, quiet_lightning
+from covid_tl.runtime.tracking import log_config, quiet_lightning
 
 register_configs()  # structured configs, before anything composes one
 

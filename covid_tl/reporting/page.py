@@ -14,8 +14,8 @@ from typing import Any, Union
 import numpy as np
 import pandas as pd
 
-from covid_tl.formatting import markdown_table as table_lines
-from covid_tl.formatting import number
+from covid_tl.core.formatting import markdown_table as table_lines
+from covid_tl.core.formatting import number
 
 
 @dataclass(frozen=True)

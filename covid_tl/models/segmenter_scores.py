@@ -11,9 +11,9 @@ import pandas as pd
 import torch
 from rich.progress import track
 
-from covid_tl.grid import grid, labelled
-from covid_tl.metrics import bootstrap_mean
-from covid_tl.models.segmentation import dice_iou
+from covid_tl.reporting.grid import grid, labelled
+from covid_tl.stats.metrics import bootstrap_mean
+from covid_tl.models.segmenter_module import dice_iou
 from covid_tl.models.segmenter import LungSegmenter
 from covid_tl.preprocess.lung_mask import plausibility, resize_to
 
@@ -56,7 +56,7 @@ def summarize_group(table: pd.DataFrame, resamples: int, seed: int) -> dict[str,
     return summary
 
 
-def summarize(table: pd.DataFrame, by: Sequence[str], resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+def summarize_by(table: pd.DataFrame, by: Sequence[str], resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
     """summarize_group of the whole table, then `per_<column>` for each column of `by`."""
     summary = summarize_group(table, resamples, seed)
     for column in by:
@@ -75,7 +75,7 @@ def _tint(image: np.ndarray, mask: np.ndarray | None, colour: tuple[int, int, in
     return cv2.drawContours(tile, contours, -1, colour, 1)
 
 
-def preview(segmenter: LungSegmenter, rows: Sequence[Row], read_pair: ReadPair, size: int = 192) -> np.ndarray:
+def mask_grid(segmenter: LungSegmenter, rows: Sequence[Row], read_pair: ReadPair, size: int = 192) -> np.ndarray:
     """A BGR grid, one film per row: film | true mask (green) | predicted mask (red), captioned."""
     tiles = []
     for row in rows:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from covid_tl.grid import column_headers, grid, labelled, legend, wrapped
+from covid_tl.reporting.grid import column_headers, grid, labelled, legend, wrapped
 from covid_tl.preprocess.lungs import LungField
 from covid_tl.preprocess.pipeline import Prepared
 

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from covid_tl.labels import POSITIVE
+from covid_tl.core.labels import POSITIVE
 from covid_tl.data.synthetic.marks import ShortcutSpec
 from covid_tl.data.synthetic.source import Phantom, SyntheticSource
-from covid_tl.grid import grid, labelled
+from covid_tl.reporting.grid import grid, labelled
 
 
 def outline(mask: np.ndarray) -> np.ndarray:

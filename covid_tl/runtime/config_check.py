@@ -17,7 +17,7 @@ from hydra.core.override_parser.types import ValueType
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, ValidationError
 
-from covid_tl.errors import ConfigError
+from covid_tl.core.errors import ConfigError
 
 
 def group_options(config_dir: Path, group: str) -> list[str]:

@@ -8,10 +8,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from covid_tl.calibration import CALIBRATION_METRICS
-from covid_tl.formatting import number
-from covid_tl.metrics import METRICS
-from covid_tl.results import Results
+from covid_tl.stats.calibration import CALIBRATION_METRICS
+from covid_tl.core.formatting import number
+from covid_tl.stats.metrics import METRICS
+from covid_tl.reporting.results import Results
 
 
 def _console() -> Console:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_curve
 
-from covid_tl.errors import ConfigError
+from covid_tl.core.errors import ConfigError
 
 YOUDEN = "youden"
 _SENS = re.compile(r"^sens@(.+)$")

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from covid_tl.formatting import markdown_table, number
-from covid_tl.labels import LABELS, POSITIVE
-from covid_tl.metrics import RATES
+from covid_tl.core.formatting import markdown_table, number
+from covid_tl.core.labels import LABELS, POSITIVE
+from covid_tl.stats.metrics import RATES
 from covid_tl.preprocess.model_input import InputSpec
-from covid_tl.results import Results
+from covid_tl.reporting.results import Results
 
 if TYPE_CHECKING:
     from covid_tl.models.segmenter import LungSegmenter

@@ -2,7 +2,8 @@
 
 A checkpoint keeps the run config it was trained with, `_target_` paths and all; when code
 moves or a config block changes shape, old checkpoints must keep loading. Every move and
-reshape is recorded here, once: MOVED_TARGETS maps an old `_target_` to its new path, and
+reshape is recorded here, once: MOVED_MODULES and MOVED_TARGETS map an old `_target_` to its
+new path, and
 `upgrade` rewrites an old config (a plain dict, before any check or Hydra sees it). The
 checkpoint in tests/data, written before the moves of issue #20, keeps this honest.
 """
@@ -11,6 +12,38 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+#: Modules that moved, old dotted path -> new (#20: the package root by layer, twin names
+#: renamed). A `_target_` inside one of them moves with it.
+MOVED_MODULES: dict[str, str] = {
+    "covid_tl.errors": "covid_tl.core.errors",
+    "covid_tl.files": "covid_tl.core.files",
+    "covid_tl.labels": "covid_tl.core.labels",
+    "covid_tl.formatting": "covid_tl.core.formatting",
+    "covid_tl.provenance": "covid_tl.core.provenance",
+    "covid_tl.metrics": "covid_tl.stats.metrics",
+    "covid_tl.calibration": "covid_tl.stats.calibration",
+    "covid_tl.operating_point": "covid_tl.stats.operating_point",
+    "covid_tl.results": "covid_tl.reporting.results",
+    "covid_tl.console": "covid_tl.reporting.console",
+    "covid_tl.plots": "covid_tl.reporting.plots",
+    "covid_tl.page": "covid_tl.reporting.page",
+    "covid_tl.grid": "covid_tl.reporting.grid",
+    "covid_tl.config_check": "covid_tl.runtime.config_check",
+    "covid_tl.config_history": "covid_tl.runtime.config_history",
+    "covid_tl.run_checks": "covid_tl.runtime.run_checks",
+    "covid_tl.torch_files": "covid_tl.runtime.torch_files",
+    "covid_tl.run_guard": "covid_tl.runtime.run_guard",
+    "covid_tl.run_dir": "covid_tl.runtime.csv_logger",
+    "covid_tl.tracking": "covid_tl.runtime.tracking",
+    "covid_tl.build": "covid_tl.engine.build",
+    "covid_tl.evaluation": "covid_tl.engine.evaluation",
+    "covid_tl.model_card": "covid_tl.engine.model_card",
+    "covid_tl.preprocess.preview": "covid_tl.preprocess.panels",
+    "covid_tl.data.synthetic.preview": "covid_tl.data.synthetic.gallery",
+    "covid_tl.models.segmentation": "covid_tl.models.segmenter_module",
+    "covid_tl.models.segmenter_eval": "covid_tl.models.segmenter_scores",
+    "covid_tl.data.lung_masks": "covid_tl.data.segmentation",
+}
 AUGMENT = "covid_tl.preprocess.augment."
 #: Old `_target_` -> where that class or function lives now.
 MOVED_TARGETS: dict[str, str] = {
@@ -70,8 +103,12 @@ def _imaging_chain_steps(old: Mapping[str, Any], size: float) -> dict[str, Any]:
 
 
 def current_target(target: Any) -> Any:
-    """Where the `_target_` value `target` lives now (itself, unless it moved)."""
-    return MOVED_TARGETS.get(target, target) if isinstance(target, str) else target
+    """Where the `_target_` value `target` lives now (itself, unless it or its module moved)."""
+    if not isinstance(target, str):
+        return target
+    target = MOVED_TARGETS.get(target, target)
+    module = next((old for old in MOVED_MODULES if target.startswith(old + ".")), None)
+    return MOVED_MODULES[module] + target[len(module):] if module else target
 
 
 def _renamed(node: Any) -> Any:

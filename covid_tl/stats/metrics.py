@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torchmetrics.functional.classification import binary_auroc, binary_confusion_matrix, binary_roc
 
-from covid_tl.labels import LABELS
+from covid_tl.core.labels import LABELS
 
 RATES = ("sensitivity", "specificity", "accuracy")
 METRICS = (*RATES, "auroc")

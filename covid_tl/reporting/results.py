@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from covid_tl.errors import ConfigError
-from covid_tl.files import write_text_atomically
+from covid_tl.core.errors import ConfigError
+from covid_tl.core.files import write_text_atomically
 
 SCHEMA = 2
 FILE = "results.json"

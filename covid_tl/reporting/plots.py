@@ -14,9 +14,9 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from covid_tl.labels import DISPLAY  # noqa: E402
-from covid_tl.metrics import wilson_interval  # noqa: E402
-from covid_tl.operating_point import cut_decimals  # noqa: E402
+from covid_tl.core.labels import DISPLAY  # noqa: E402
+from covid_tl.stats.metrics import wilson_interval  # noqa: E402
+from covid_tl.stats.operating_point import cut_decimals  # noqa: E402
 
 #: How metric names are printed on figures.
 METRIC_NAMES = {"sensitivity": "sensitivity", "specificity": "specificity", "accuracy": "accuracy", "auroc": "AUROC"}
@@ -164,7 +164,7 @@ def _bin_points(bins: Sequence[Mapping[str, float]]) -> tuple[np.ndarray, ...]:
 def reliability_diagram(sets: Mapping[str, tuple[Sequence[Mapping[str, float]], float | None]], path: Path,
                         note: str = "") -> Figure:
     """Per set, the share of COVID-19 against the mean p(COVID-19) of each probability bin
-    (covid_tl.calibration.reliability_bins) with its 95% Wilson interval, and the diagonal of
+    (covid_tl.stats.calibration.reliability_bins) with its 95% Wilson interval, and the diagonal of
     perfect calibration; a marker's area grows with its bin's images, and a bin of fewer than
     SPARSE is hollow, labelled with its count and left off the line. Below, the images per bin.
     The legend carries each set's ECE."""

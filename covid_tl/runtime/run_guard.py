@@ -15,7 +15,7 @@ from typing import IO, Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from covid_tl.errors import ConfigError
+from covid_tl.core.errors import ConfigError
 
 #: Where launchers put a process's global rank (Lightning's rank_zero_only reads the same).
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")

@@ -29,8 +29,8 @@ from typing import Any
 
 import torch
 
-from covid_tl.config_history import upgrade
-from covid_tl.errors import ConfigError
+from covid_tl.runtime.config_history import upgrade
+from covid_tl.core.errors import ConfigError
 
 #: The key that loads a checkpoint needing more than weights_only (evaluate, explain, resume).
 TRUST_CHECKPOINT = "trust_checkpoint"
@@ -49,7 +49,7 @@ OWN_CODE = ("covid_tl",)
 #: this equal to what conf/ names.
 RUN_TARGETS = frozenset({
     "covid_tl.data.datamodule.XrayDataModule", "covid_tl.data.findings.FindingsDataModule",
-    "covid_tl.data.lung_masks.LungMaskDataModule", "covid_tl.data.sources.CohenSource",
+    "covid_tl.data.segmentation.LungMaskDataModule", "covid_tl.data.sources.CohenSource",
     "covid_tl.data.sources.NIHSource", "covid_tl.data.sources.ManifestSource", "covid_tl.data.sources.FolderSource",
     "covid_tl.data.v7labs.CohenV7LabsLungs", "covid_tl.data.synthetic.source.SyntheticSource",
     "covid_tl.data.synthetic.marks.ShortcutSpec", "covid_tl.preprocess.acquisition.AcquisitionChain",

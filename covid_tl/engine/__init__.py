@@ -1,0 +1,1 @@
+"""Runs assembled from the layers below: built from config (build), evaluated (evaluation), described (model_card)."""

@@ -1,0 +1,1 @@
+"""What a run shows and writes: the results record, console tables, plots, HTML page, image grids (over stats)."""

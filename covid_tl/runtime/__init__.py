@@ -1,0 +1,1 @@
+"""A run's machinery: config checks, safe loading of torch files and old configs, run dirs, tracking (over reporting)."""
