@@ -2,6 +2,7 @@
 every script that reads one, and gives the numbers it gave the day it was written."""
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from conftest import ROOT, composed
-from covid_tl.runtime.config_history import MOVED_TARGETS, upgrade
+from covid_tl.runtime.config_history import MOVED_MODULES, MOVED_TARGETS, upgrade
 from covid_tl.models.checkpoint import load_run
 from covid_tl.runtime.torch_files import RUN_TARGETS, check_checkpoint_file, check_run_config
 
@@ -22,6 +23,17 @@ TEST_AUROC, TEST_SENSITIVITY, TEST_SPECIFICITY = 0.667, 1 / 3, 1.0
 def test_moved_targets_point_at_run_targets():
     assert all(new in RUN_TARGETS for new in MOVED_TARGETS.values())
     assert not set(MOVED_TARGETS) & RUN_TARGETS  # an old path is no longer built by any config
+
+
+def test_moved_modules_exist_where_they_went_and_no_longer_where_they_were():
+    assert all(importlib.util.find_spec(new) for new in MOVED_MODULES.values())
+    assert not [old for old in MOVED_MODULES if importlib.util.find_spec(old)]
+
+
+def test_a_target_in_a_moved_module_moves_with_it():
+    config = torch.load(OLD, map_location="cpu", weights_only=True)["hyper_parameters"]["config"]
+    assert config["logger"]["csv"]["_target_"] == "covid_tl.run_dir.ResumableCSVLogger"  # as written before #20
+    assert upgrade(config)["logger"]["csv"]["_target_"] == "covid_tl.runtime.csv_logger.ResumableCSVLogger"
 
 
 def test_old_config_passes_the_checks_once_upgraded():
