@@ -144,7 +144,7 @@ def test_no_import_cycle_between_packages():
 
 def test_the_package_root_holds_only_the_layers():
     """`ls covid_tl` shows the layers: each entry is one of LAYERS' packages (or __init__.py)."""
-    entries = {p.name for p in (ROOT / "covid_tl").iterdir() if p.name != "__pycache__" and p.suffix != ".egg-info"}
+    entries = {p.name for p in (ROOT / "covid_tl").iterdir() if p.name != "__pycache__"}
     assert entries == {"__init__.py"} | {prefixes[0].split(".")[1] for _, prefixes in LAYERS}
 
 

@@ -6,14 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from pydantic import Field
 
 from covid_tl.cam.compute import METHODS, TARGETS
 from covid_tl.cam.lungs import CamLungs
 from covid_tl.cam.overlay import OVERLAYS
-from covid_tl.core.errors import ConfigError
+from covid_tl.runtime.run_checks import instantiate_checked
 
 Method = Literal[tuple(METHODS)]  # type: ignore[valid-type]
 Target = Literal[TARGETS]  # type: ignore[valid-type]
@@ -37,7 +35,4 @@ class CamOptions:
 
 def build_cam(config: Any) -> CamOptions:
     """The CamOptions a `cam:` config names; a bad lung mode is its own one-line error."""
-    try:
-        return instantiate(config)
-    except InstantiationException as error:
-        raise error.__cause__ if isinstance(error.__cause__, ConfigError) else error
+    return instantiate_checked(config)

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -23,6 +22,7 @@ from covid_tl.preprocess.cache import PreprocessCache
 from covid_tl.preprocess.model_input import InputSpec
 from covid_tl.preprocess.pipeline import Preprocess
 from covid_tl.preprocess.schema import register as register_configs
+from covid_tl.runtime.run_checks import instantiate_checked
 from covid_tl.runtime.tracking import log_config, quiet_lightning
 
 register_configs()  # structured configs, before anything composes one
@@ -60,10 +60,7 @@ def build_datamodule(cfg: DictConfig, input_spec: InputSpec) -> XrayDataModule:
     data["sources"] = {name: source for name, source in data["sources"].items() if source is not None}
     watermark = OmegaConf.to_container(cfg.watermark, resolve=True) if "watermark" in cfg else None
     preprocess, cache = build_preprocessing(cfg)
-    try:
-        augmentation = instantiate(cfg.augment, _convert_="all")
-    except InstantiationException as error:  # a bad augment key: its one line, not Hydra's wrapping
-        raise error.__cause__ if isinstance(error.__cause__, ConfigError) else error
+    augmentation = instantiate_checked(cfg.augment, _convert_="all")  # a bad augment key: its one line
     # Objects go in through the partial: passed to instantiate, a dataclass would become a config.
     datamodule = instantiate(data, _partial_=True, _convert_="all")
     return datamodule(input_spec=input_spec, preprocess=preprocess, augmentation=augmentation,

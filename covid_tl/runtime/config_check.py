@@ -77,6 +77,7 @@ def _is_missing(cfg: DictConfig, key: str) -> bool:
 
 _ABSENT = object()
 
+
 def _option_with_key(config_dir: Path, key: str) -> str | None:
     """`group=option` whose file defines `key` (`freeze.trainable` -> `freeze=last_n`), if any."""
     group, _, rest = key.partition(".")
@@ -95,10 +96,10 @@ def _option_with_key(config_dir: Path, key: str) -> str | None:
 #: the CAM options of explain.py, evaluate.py, predict.py and the grad_cam callback are one `cam`
 #: group now, and watermark transplant is a group of its own (issue #20). An old key is refused
 #: naming its new one.
+CAM_KEYS = ("method", "target", "layer", "overlay", "alpha", "tile", "lungs")
 RENAMED = {
-    **{key: f"cam.{key}" for key in ("method", "target", "layer", "overlay", "alpha", "tile", "lungs")},
-    **{f"callbacks.grad_cam.{key}": f"cam.{key}" for key in ("method", "target", "layer", "overlay", "alpha", "tile",
-                                                             "lungs")},
+    **{key: f"cam.{key}" for key in CAM_KEYS},
+    **{f"callbacks.grad_cam.{key}": f"cam.{key}" for key in CAM_KEYS},
     "cam.size": "cam.tile",
     "augment.watermark": "watermark",   # watermark transplant is its own group
 }
@@ -177,16 +178,15 @@ def unknown_key(args: Sequence[str], config_dir: Path, config_name: str) -> str 
             cfg = compose(config_name, overrides=[c for c in choices if not c.startswith("hydra")])
     except Exception:  # noqa: BLE001  (any composition failure is Hydra's to report, in full)
         return None
-    for key in keys:
-        if _is_missing(cfg, key) and (new := renamed(key)) is not None:
+    for key in [key for key in keys if _is_missing(cfg, key)]:
+        if (new := renamed(key)) is not None:
             return f"error: unknown key {key!r}; did you mean '{new}={values[key]}'? (renamed)"
-        if _is_missing(cfg, key):
-            known = [k for k in _key_paths(OmegaConf.to_container(cfg)) if not k.rsplit(".", 1)[-1].startswith("_")]
-            close = difflib.get_close_matches(key, known, n=1)
-            option = _option_with_key(config_dir, key)
-            hint = (f"did you mean {close[0]!r}?" if close else f"it comes with {option}" if option
-                    else f"--cfg job lists the keys; +{key}=... adds a new one")
-            return f"error: unknown key {key!r}; {hint}"
+        known = [k for k in _key_paths(OmegaConf.to_container(cfg)) if not k.rsplit(".", 1)[-1].startswith("_")]
+        close = difflib.get_close_matches(key, known, n=1)
+        option = _option_with_key(config_dir, key)
+        hint = (f"did you mean {close[0]!r}?" if close else f"it comes with {option}" if option
+                else f"--cfg job lists the keys; +{key}=... adds a new one")
+        return f"error: unknown key {key!r}; {hint}"
     return None
 
 

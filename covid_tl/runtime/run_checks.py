@@ -12,7 +12,8 @@ from dataclasses import dataclass, is_dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from hydra.utils import get_class, get_object
+from hydra.errors import InstantiationException
+from hydra.utils import get_class, get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 from pydantic import ConfigDict, Field, PydanticUserError, TypeAdapter, ValidationError
 
@@ -312,3 +313,12 @@ def check_train_config(cfg: DictConfig) -> None:
     check_values(cfg)
     for path in resume_files(cfg):  # bounded, plain types, own code in its config (unless trusted)
         check_checkpoint_file(path, bool(cfg.trust_checkpoint))
+
+
+def instantiate_checked(config: Any, **kwargs: Any) -> Any:
+    """Hydra's instantiate of `config`, where a ConfigError the target raises (a bad augment range,
+    an unknown lung mode) comes out as its own one line, not inside Hydra's InstantiationException."""
+    try:
+        return instantiate(config, **kwargs)
+    except InstantiationException as error:
+        raise error.__cause__ if isinstance(error.__cause__, ConfigError) else error
