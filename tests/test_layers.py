@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("models", ("covid_tl.models",)),
     ("cam", ("covid_tl.cam",)),
     ("engine", ("covid_tl.engine",)),
+    ("audit", ("covid_tl.audit",)),
     ("tasks", ("covid_tl.tasks",)),
 ]
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from covid_tl.reporting.audit_table import audit_lines
 from covid_tl.core.formatting import markdown_table, number
 from covid_tl.core.labels import LABELS, POSITIVE
 from covid_tl.stats.metrics import RATES
@@ -320,6 +321,17 @@ def risks_section(summary: Mapping[str, Any], config: Mapping[str, Any]) -> list
             "- The study this framework grows out of found that such models were not fit for clinical use.", ""]
 
 
+def audit_section(audit: Mapping[str, Any] | None) -> list[str]:
+    """The shortcut audit's table (train.py audit=true), or how to run one."""
+    if audit is None:
+        return ["## Shortcut audit", "", "Not run (`audit=true` runs it after training; `python audit.py "
+                "ckpt_path=<this run's best checkpoint> external=[...]` at any time).", ""]
+    where = ", ".join(f"{name} ({set_['n']} films)" for name, set_ in audit.get("sets", {}).items())
+    return ["## Shortcut audit", "", f"The best checkpoint under each intervention, on {where}; lung fields: "
+            + ", ".join(f"{k}: {v}" for k, v in audit.get("lungs", {}).get("masks", {}).items())
+            + ". Pictures and every film's probabilities: audit/audit.md.", "", *audit_lines(audit), ""]
+
+
 def made_by(run: Mapping[str, Any]) -> str:
     """The code that made the run, as results.json records it (one provenance for both files)."""
     version = (run.get("versions") or {}).get("covid-tl")
@@ -330,10 +342,11 @@ def made_by(run: Mapping[str, Any]) -> str:
 
 
 def model_card(results: Results, config: Mapping[str, Any], summary: Mapping[str, Any], input_spec: InputSpec,
-               segmenter: LungSegmenter | None = None, choices: Mapping[str, str] | None = None) -> str:
+               segmenter: LungSegmenter | None = None, choices: Mapping[str, str] | None = None,
+               audit: Mapping[str, Any] | None = None) -> str:
     """The card's markdown. `input_spec`: the network's (the size every film was resized to);
     `segmenter`: the lung segmenter preprocessing used (None without `lungs`); `choices`: group ->
-    preset of the run (Hydra's), to name presets."""
+    preset of the run (Hydra's), to name presets; `audit`: audit.json of the run's shortcut audit."""
     weights = tested_weights(results)
     lines = [f"# Model card: {results.run.get('backbone', 'covid-tl model')}, COVID-19 vs no finding", "",
              f"Written by {made_by(results.run)} at the end of training. Details: results.json, "
@@ -341,12 +354,13 @@ def model_card(results: Results, config: Mapping[str, Any], summary: Mapping[str
              "## Intended use", "", INTENDED_USE[0].upper() + INTENDED_USE[1:] + ".", ""]
     lines += model_section(results, config, input_spec, segmenter, choices or {})
     lines += threshold_section(results, config) + data_section(summary, config) + metrics_section(results, weights)
-    return "\n".join(lines + cam_section(results.cam) + risks_section(summary, config))
+    return "\n".join(lines + cam_section(results.cam) + audit_section(audit) + risks_section(summary, config))
 
 
 def write_model_card(run_dir: Path, results: Results, config: Mapping[str, Any], summary: Mapping[str, Any],
-                     input_spec: InputSpec, segmenter: LungSegmenter | None = None) -> Path:
+                     input_spec: InputSpec, segmenter: LungSegmenter | None = None,
+                     audit: Mapping[str, Any] | None = None) -> Path:
     """run_dir/model_card.md, naming the presets the run's .hydra/hydra.yaml records."""
     path = Path(run_dir) / "model_card.md"
-    path.write_text(model_card(results, config, summary, input_spec, segmenter, group_choices(run_dir)) + "\n")
+    path.write_text(model_card(results, config, summary, input_spec, segmenter, group_choices(run_dir), audit) + "\n")
     return path

@@ -56,6 +56,7 @@ class RunOptions:
     ckpt_path: str | None = None
     trust_checkpoint: bool = False
     fast_frozen: bool = True
+    audit: bool = False
     bootstrap: Annotated[int, Field(ge=0)] = 1000
     optimized_metric: str | None = None
     preview: Annotated[int, Field(ge=0)] = 8

@@ -60,7 +60,7 @@ RUN_TARGETS = frozenset({
 #: Blocks only training instantiates (inference drops them; `cam` is the Grad-CAM callback's, and
 #: each inference script has its own): beside covid-tl's own code, their targets may be defined
 #: in the libraries covid-tl's configs name there.
-TRAINING_ONLY = ("optimizer", "scheduler", "trainer", "callbacks", "logger", "cam")
+TRAINING_ONLY = ("optimizer", "scheduler", "trainer", "callbacks", "logger", "cam", "shortcuts")
 TRAINING_CODE = ("covid_tl", "torch.optim", "pytorch_lightning", "lightning.pytorch")
 
 

@@ -13,6 +13,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
+from covid_tl.audit.films import AuditSet
+from covid_tl.audit.run import audit_model
+from covid_tl.cam.options import build_cam
+from covid_tl.cam.sets import given_masks, mark_detector
 from covid_tl.engine.build import build_datamodule, build_trainer, pick_device
 from covid_tl.cam.callback import GradCAMCallback
 from covid_tl.reporting.console import print_data_summary, print_results
@@ -27,6 +31,7 @@ from covid_tl.stats.operating_point import fixed_threshold
 from covid_tl.core.provenance import provenance
 from covid_tl.engine.evaluation import choose_operating_point, evaluate_sets, shift_summary
 from covid_tl.reporting.results import Results, cam_rows, write_results
+from covid_tl.runtime.run_checks import instantiate_checked
 from covid_tl.runtime.tracking import log_results
 
 log = logging.getLogger(__name__)
@@ -112,10 +117,27 @@ def train(cfg: DictConfig, run_dir: Path) -> Results | None:
         **provenance(),
     })
     write_results(run_dir, results)
-    write_model_card(run_dir, results, config, summary, net.input_spec, getattr(datamodule.prepared.preprocess, "segment", None))
+    audit = shortcut_audit(final, datamodule, cfg, run_dir, best) if cfg.audit else None
+    write_model_card(run_dir, results, config, summary, net.input_spec, getattr(datamodule.prepared.preprocess, "segment", None),
+                     audit)
     log_results(trainer.loggers, cfg, results, trainer.global_step, run_dir)
     print_results(results, run_dir)
     return results
+
+
+def shortcut_audit(model: CovidClassifier, datamodule: Any, cfg: DictConfig, run_dir: Path, best: str) -> dict[str, Any]:
+    """audit=true: the shortcut audit (audit.py) of the final model on the test split and any
+    extra set, marks cut from the train split, into run_dir/audit."""
+    masks = given_masks(datamodule.load_lung_mask, datamodule.sources)
+    sets = [AuditSet(name, datamodule.subset(name), datamodule.prepared, masks)
+            for name in ("test", *datamodule.extra_sets) if len(datamodule.subset(name))]
+    train = AuditSet("train", datamodule.subset("train"), datamodule.prepared, masks)
+    about = {"subject": Path(best).name if best else "the last weights", "checkpoint": best or None,
+             "backbone": model.net.backbone_name, "run": provenance()}
+    detector = mark_detector(OmegaConf.to_container(cfg.preprocessing, resolve=True))
+    return audit_model(model.net, sets, train, model.threshold, instantiate_checked(cfg.shortcuts),
+                       build_cam(cfg.cam), pick_device(cfg.trainer.accelerator), run_dir / "audit", about,
+                       cfg.bootstrap, cfg.seed, detector)
 
 
 def resume_from(cfg: DictConfig, run_dir: Path, trainer: pl.Trainer) -> str | None:

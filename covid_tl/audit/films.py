@@ -1,0 +1,137 @@
+"""The films an audit works on, as the model sees them: each set's preprocessed images with
+their lung fields on the same grid, and the model's probabilities and features of any
+(intervened) version of them.
+
+Lung fields come from one place for every film of a set: the data's own masks when every film
+has one (phantoms), else the lung segmenter on every film (xray-mini: drawn masks exist for
+the COVID-19 films only). Mixing the two would make the shape of what is taken away differ by
+class, a shortcut the audit itself planted.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from covid_tl.cam.lungs import CamLungs, image_key
+from covid_tl.cam.images import same_aspect
+from covid_tl.cam.scores import on_grid
+from covid_tl.core.errors import ConfigError
+from covid_tl.data.manifest import Manifest
+from covid_tl.preprocess.model_input import InputSpec, normalize, resize_square
+
+MaskLoader = Callable[[Mapping[str, Any]], "np.ndarray | None"]
+#: audit.lungs.masks: auto (the data's masks when every film of the set has one, else the
+#: segmenter on every film) | given (the data's only: a set lacking one is not audited for
+#: lungs) | segmenter (on every film).
+MASKS = ("auto", "given", "segmenter")
+
+
+@dataclass
+class AuditSet:
+    """A named set of labelled films: its manifest, the run's PreparedImages (preprocessing as
+    the checkpoint's) and the data's lung masks (None where a film has none)."""
+
+    name: str
+    manifest: Manifest
+    prepared: Any  # covid_tl.data.dataset.PreparedImages: prepared(row) -> Prepared, .load_image(row)
+    given_masks: MaskLoader
+
+
+@dataclass
+class Film:
+    """One film as the model sees it before resizing: its prepared image, lung fields on that
+    grid (None: unknown) and manifest row."""
+
+    row: dict[str, Any]
+    target: int
+    image: np.ndarray
+    lungs: np.ndarray | None
+
+
+@dataclass
+class Films:
+    """A set's films and where their lung fields came from (given | segmenter | none)."""
+
+    name: str
+    films: list[Film]
+    lung_source: str
+
+    @property
+    def targets(self) -> np.ndarray:
+        return np.array([f.target for f in self.films], np.int64)
+
+    @property
+    def patients(self) -> np.ndarray:
+        return np.array([str(f.row["patient_id"]) for f in self.films])
+
+    def column(self, name: str) -> np.ndarray:
+        return np.array([str(f.row.get(name) or "") for f in self.films])
+
+
+def _given_on_grid(mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | None:
+    """A data mask on the film's grid (one made at another size resized; one of another aspect,
+    or an empty one, is no mask)."""
+    if mask is None or not np.asarray(mask).any() or not same_aspect(mask.shape, shape):
+        return None
+    return on_grid(np.asarray(mask, bool), shape)
+
+
+def load_films(audit_set: AuditSet, masks: str, segmenter: CamLungs) -> Films:
+    """Every film of the set, preprocessed, with its lung fields (see the module docstring)."""
+    if masks not in MASKS:
+        raise ConfigError(f"unknown audit.lungs.masks {masks!r}; valid: {', '.join(MASKS)}")
+    rows = audit_set.manifest.frame.to_dict("records")
+    originals, given = [], []
+    for row in rows:
+        film = audit_set.prepared.load_image(row)
+        originals.append(film)
+        given.append(_given_on_grid(audit_set.given_masks(row), film.shape) if masks != "segmenter" else None)
+    use_given = masks == "given" or (masks == "auto" and all(g is not None for g in given))
+    source = "given" if use_given else "segmenter"
+    if masks == "given" and any(g is None for g in given):
+        source = "none"
+    films = []
+    for row, original, mask in zip(rows, originals, given):
+        prepared = audit_set.prepared(row)
+        if source == "segmenter":
+            mask = segmenter.segment(image_key(row), original)
+        lungs = None
+        if source != "none":
+            y0, x0, y1, x1 = prepared.box
+            lungs = on_grid(mask[y0:y1, x0:x1], prepared.image.shape)
+        films.append(Film(row, int(row["label"] == "covid"), prepared.image, lungs))
+    return Films(audit_set.name, films, source)
+
+
+def model_inputs(images: Sequence[np.ndarray], spec: InputSpec) -> torch.Tensor:
+    """uint8 films -> the normalised (N, C, size, size) batch the model takes."""
+    return torch.stack([torch.from_numpy(np.ascontiguousarray(normalize(resize_square(image, spec.size), spec)))
+                        for image in images])
+
+
+@torch.inference_mode()
+def _run(module: torch.nn.Module, inputs: torch.Tensor, device: torch.device, batch_size: int) -> torch.Tensor:
+    was_training = module.training
+    module.eval().to(device)
+    out = [module(x.to(device)).float().cpu() for (x,) in DataLoader(TensorDataset(inputs), batch_size=batch_size)]
+    module.train(was_training)
+    return torch.cat(out)
+
+
+def probabilities(net: torch.nn.Module, images: Sequence[np.ndarray], device: torch.device,
+                  batch_size: int = 32) -> np.ndarray:
+    """p(COVID-19) of each film (the net's temperature applied, as every covid-tl probability)."""
+    if not len(images):
+        return np.zeros(0)
+    return torch.sigmoid(_run(net, model_inputs(images, net.input_spec), device, batch_size)).numpy().astype(np.float64)
+
+
+def features(net: torch.nn.Module, images: Sequence[np.ndarray], device: torch.device,
+             batch_size: int = 32) -> np.ndarray:
+    """The backbone's pooled features of each film (what the head reads), (N, D)."""
+    return _run(net.features, model_inputs(images, net.input_spec), device, batch_size).numpy().astype(np.float64)
