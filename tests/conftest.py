@@ -94,8 +94,13 @@ def _run_as_main(script: Path, args: tuple[str, ...], out: Path, err: Path) -> i
     import runpy
     import traceback
 
+    import torch
     from hydra.core.global_hydra import GlobalHydra
 
+    # torch's OpenMP (libgomp) does not survive a fork once the parent has run a parallel
+    # region: the child's next parallel loop waits forever on the parent's threads, which it
+    # does not have. One thread never enters OpenMP (two test workers share two cores anyway).
+    torch.set_num_threads(1)
     for fd, path in ((1, out), (2, err)):
         os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
     sys.stdout = sys.__stdout__ = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115

@@ -1,13 +1,17 @@
 """The study's finding, reproduced on phantoms: a model trained where burned-in marks go with
 COVID-19 (a) scores well on data drawn the same way, (b) loses clearly once the marks are
 gone, and (c) puts more of its Grad-CAM mass on marks than the same model trained on
-crop_inpaint images. Slow (about a minute and a half); run in CI."""
+crop_inpaint images; and (d) the shortcut audit flags it: the other class's marks pasted on flip
+no-finding calls, and the label survives the lungs' removal. Slow (about a minute and a half);
+run in CI."""
 
 import pandas as pd
 import pytest
 
 from conftest import composed, run_script
 from covid_tl.reporting.results import read_results
+from covid_tl.audit import verdicts
+from covid_tl.tasks.audit import audit
 from covid_tl.tasks.evaluate import evaluate
 from covid_tl.tasks.explain import explain
 
@@ -50,5 +54,14 @@ def test_marks_are_learned_as_a_shortcut_and_inpainting_moves_the_heatmaps_off_t
     assert clean <= marked - 0.2, (marked, clean)  # (b)
 
     assert scores["none"] >= 2 * scores["crop_inpaint"] and scores["none"] - scores["crop_inpaint"] >= 0.05, scores  # (c)
+
+    out = tmp_path / "audit"
+    record = audit(composed("audit", f"ckpt_path={ckpt}", "bootstrap=200", "shortcuts.cams=false",
+                            "shortcuts.positions=[corner]", run_dir=str(out)), out)  # where these phantoms carry marks
+    found = {(t["test"], t.get("metric")): t for t in record["tests"] if "skipped" not in t}
+    flips, removed = found[("mark transplant", "no_finding -> covid")], found[("lungs removed", "AUROC")]
+    assert flips["value"] >= 0.3 and flips["verdict"] == verdicts.SHORTCUT, flips  # (d)
+    assert removed["value"] >= 0.75 and removed["verdict"] == verdicts.SHORTCUT, removed
     print(f"marked test accuracy {marked:.3f}, without marks {clean:.3f}; "
-          f"artifact_fraction none {scores['none']:.3f} vs crop_inpaint {scores['crop_inpaint']:.3f}")
+          f"artifact_fraction none {scores['none']:.3f} vs crop_inpaint {scores['crop_inpaint']:.3f}; "
+          f"audit: {flips['value']:.2f} of no-finding calls flipped by marks, AUROC {removed['value']:.3f} without lungs")

@@ -125,9 +125,10 @@ def transplant_test(net: torch.nn.Module, films: Films, before: np.ndarray, bank
 
 
 def probe_classes(sets: Sequence[Films], column: str) -> np.ndarray:
-    """Each film's group for a probe: its `column` value, with the set it came from when the
-    audit has several sets (the training data's test films against an external set's)."""
-    several = len(sets) > 1
+    """Each film's group for a probe: its `column` value; for `source`, with the set it came
+    from when the audit has several (the training data's test films against an external set's,
+    whatever either calls its source). Views are views wherever they come from."""
+    several = len(sets) > 1 and column == "source"
     return np.concatenate([[f"{v} ({s.name})" if several else v for v in s.column(column)] for s in sets])
 
 

@@ -24,7 +24,7 @@ from covid_tl.engine.evaluation import checkpoint_data, requested_operating_poin
 from covid_tl.models.checkpoint import load_run
 from covid_tl.reporting.audit_table import audit_lines
 from covid_tl.runtime.run_checks import check_script_config, instantiate_checked
-from covid_tl.tasks.evaluate import data_sets, other_data_config
+from covid_tl.tasks.evaluate import data_sets, other_data_config, take_on_bad
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ def _audit_checkpoint(cfg: DictConfig, options: Any, output_dir: Path) -> dict[s
     run_cfg, model = load_run(cfg.ckpt_path, cfg.trust_checkpoint)
     device = pick_device(cfg.device)
     external = external_names(cfg.get("external") or [])
+    take_on_bad(cfg, run_cfg)
     own = checkpoint_data(run_cfg, model.net.input_spec)
     point = requested_operating_point(cfg.get("threshold"), run_cfg, model, device, cfg.batch_size, own)
     datamodule = own

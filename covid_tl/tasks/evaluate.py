@@ -38,9 +38,7 @@ def _evaluate(cfg: DictConfig, output_dir: Path) -> Results:
     device = pick_device(cfg.device)
     external = external_names(cfg.get("external") or [])  # a file named twice stops here, before any work
     other_data = other_data_config(cfg.get("data"))
-    on_bad = (cfg.get("data") or {}).get("on_bad")
-    if not other_data and on_bad is not None:  # data.on_bad=skip, as a bad-input error advises
-        run_cfg.data.on_bad = on_bad
+    take_on_bad(cfg, run_cfg)
     # The checkpoint's own data and split: its test split, the val split a threshold rule is
     # chosen on, and the patients external sets are checked against (whatever data= says).
     own = None
@@ -75,6 +73,14 @@ def _evaluate(cfg: DictConfig, output_dir: Path) -> Results:
     write_results(output_dir, results)
     print_results(results, output_dir)
     return results
+
+
+def take_on_bad(cfg: DictConfig, run_cfg: DictConfig) -> None:
+    """`data.on_bad=skip` (as a bad-input error advises) for the checkpoint's own data and the
+    external sets: the script's block, where no other data config takes its place."""
+    on_bad = (cfg.get("data") or {}).get("on_bad")
+    if not other_data_config(cfg.get("data")) and on_bad is not None:
+        run_cfg.data.on_bad = on_bad
 
 
 def other_data_config(data: DictConfig | None) -> bool:
