@@ -24,7 +24,7 @@ def test_linear_probe_tiny_tests_every_film_once():
 
 
 @needs_xray_mini
-@pytest.mark.slow  # 2 one-epoch runs of the small CNN on xray-mini, Grad-CAMs of their test films
+@pytest.mark.slow  # 2 one-epoch runs of the small CNN on xray-mini, Grad-CAMs and audit.py of their test films
 def test_xray_mini_folds_tiny_pools_every_film_once():
     (recipe,) = benchmark("xray_mini_folds").main(["--tiny"]).values()
     assert len(recipe["runs"]) == len(recipe["aurocs"]) == 2  # the folds asked for
@@ -34,6 +34,13 @@ def test_xray_mini_folds_tiny_pools_every_film_once():
     cams = recipe["cams"]
     assert len(cams) == 174 and cams["lung_fraction"].dropna().between(0, 1).all()
     assert (cams.loc[cams["lung_fraction"].notna(), "lung_source"] == "mask").all()  # --tiny: drawn masks only
+    audited = recipe["audit"]  # audit.py of each fold's checkpoint, pooled
+    assert audited["films"] == 174 and 0 < audited["transplanted_films"] < 174  # every film once; no-finding films only
+    for key in ("lungs_removed", "flips_to_covid"):
+        assert audited[key] is None or 0 <= audited[key] <= 1
+        if audited[f"{key}_ci95"] is not None:
+            low, high = audited[f"{key}_ci95"]
+            assert 0 <= low <= high <= 1
 
 
 @needs_xray_mini
@@ -43,3 +50,4 @@ def test_overhead_tiny_times_both_loops_once():
     assert list(times) == ["simple_cnn"]
     (plain,), (ours,) = times["simple_cnn"]["plain"], times["simple_cnn"]["covid_tl"]
     assert plain > 0 and ours > 0
+
