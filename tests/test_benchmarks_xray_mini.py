@@ -51,3 +51,25 @@ def test_overhead_tiny_times_both_loops_once():
     (plain,), (ours,) = times["simple_cnn"]["plain"], times["simple_cnn"]["covid_tl"]
     assert plain > 0 and ours > 0
 
+
+@needs_xray_mini
+@pytest.mark.slow  # a one-epoch run of the small CNN on xray-mini and three audits (one with 16 xray-views films)
+def test_audit_tiny_times_every_step_of_each_audit():
+    out = benchmark("audit").main(["--tiny"])
+    test_films = out["run"].results.set("test")["n"]
+    records = out["audits"]
+    assert records["test split"]["sets"] == {"test": records["test split"]["sets"]["test"]}  # the test split alone
+    assert records["mode=data, xray-mini"]["mode"] == "data"
+    for row in out["rows"]:
+        assert row["seconds"] >= 0
+        if row["audit"] == "test split" and row["step"] != "mark bank":
+            assert row["films"] == test_films
+        if row["audit"] == "mode=data, xray-mini":
+            assert row["films"] == 174  # every xray-mini film
+    steps = {row["step"] for row in out["rows"] if row["audit"] == "test split"}
+    assert steps == set(records["test split"]["seconds"]) and "lungs removed / only" in steps
+    if "test split + xray-views" in records:  # the shared data is beside the repository
+        sets = records["test split + xray-views"]["sets"]
+        (views,) = set(sets) - {"test"}  # the external set, named from its CSV
+        assert "xray-views" in views and sets["test"]["n"] == test_films
+        assert sets[views]["n"] == 16  # --tiny: 8 films of each label
