@@ -1,5 +1,5 @@
 """What every benchmark shares, so that none of them re-reads a log or a file layout by hand:
-train.py and evaluate.py runs with overrides, their results through the results model
+train.py, evaluate.py and audit.py runs with overrides, their results through the results model
 (covid_tl.reporting.results.read_results), pooled out-of-fold figures computed in one place, and where
 the shared data is. A run's wall time is the one results.json records (`run.wall_time_s`);
 the time of trainer.fit alone, which results.json does not record, is timed around
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import os
 import platform
 import time
@@ -161,6 +162,42 @@ def evaluate(overrides: Sequence[str], run_dir: Path) -> Results:
     with _quiet(Path(run_dir)):
         evaluate_task(cfg, Path(run_dir))
     return read_results(run_dir)
+
+
+def audit(overrides: Sequence[str], run_dir: Path) -> dict:
+    """`python audit.py <overrides> hydra.run.dir=<run_dir>`: its audit.json, read back (plain
+    JSON values, as a reader of the file sees them)."""
+    from covid_tl.tasks.audit import audit as audit_task
+
+    cfg = composed("audit", overrides, run_dir)
+    with _quiet(Path(run_dir)):
+        audit_task(cfg, Path(run_dir))
+    return json.loads((Path(run_dir) / "audit.json").read_text())
+
+
+def audit_numbers(record: dict) -> dict:
+    """The audit figures every benchmark reports, from the audit's first set (the test split):
+    lungs-removed and lungs-only AUROC, and the share of no-finding films called COVID-19 once
+    COVID-19 marks are pasted on (`flips_to_covid`); each None where the test was skipped."""
+    from covid_tl.core.labels import LABELS
+
+    first = next(iter(record.get("sets") or {}), None)
+    rows = [t for t in record["tests"] if t["set"] == first and "skipped" not in t]
+
+    def row(test: str, metric: str | None = None) -> dict:
+        return next((t for t in rows if t["test"] == test and metric in (None, t["metric"])), {})
+
+    numbers = {"set": first}
+    for key, found in (("lungs_removed", row("lungs removed")), ("lungs_only", row("lungs only")),
+                       ("flips_to_covid", row("mark transplant", f"{LABELS[0]} -> {LABELS[1]}"))):
+        numbers[key], numbers[f"{key}_ci95"] = found.get("value"), found.get("ci95")
+    return numbers
+
+
+def last_override(overrides: Sequence[str], key: str, default: str | None = None) -> str | None:
+    """The value the last `key=...` of `overrides` gives (Hydra's last one wins), else `default`."""
+    values = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+") == key]
+    return values[-1] if values else default
 
 
 def pooled_out_of_fold(folds: Sequence[pd.DataFrame], threshold: float = 0.5, resamples: int = 1000,

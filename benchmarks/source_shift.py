@@ -2,7 +2,7 @@
 (val: hospitals A and B) against the held-out hospital C, per setting and seed.
 
     python benchmarks/source_shift.py [--settings NAME ...] [--seeds 1 2 3]
-        [--add NAME="OVERRIDE OVERRIDE ..."] [--runs DIR] [--out table.md] [override ...]
+        [--add NAME="OVERRIDE OVERRIDE ..."] [--runs DIR] [--out table.md] [--no-audit] [override ...]
 
 Every run is `python train.py` with BASE (today's recipe: frozen ImageNet EfficientNet-Lite0),
 the setting's overrides (the cnn_* settings train the small CNN from scratch instead), the seed
@@ -10,7 +10,10 @@ and the trailing overrides; `--add lungs="preprocessing=lungs"` adds a setting. 
 setting in SETTINGS, seed 1. `lungs` settings use the bundled lung segmenter
 (preprocessing=lungs: lung-field crop, histogram equalisation on lung pixels). Prints a line
 per finished run, then a markdown table (mean and, with several seeds, the spread over seeds);
-`--runs` keeps the run dirs (results.json, predictions.csv). `--tiny`: the small CNN, 1 epoch,
+`--runs` keeps the run dirs (results.json, predictions.csv). After each run, `audit.py` (Grad-CAM
+heat left out) audits its best checkpoint on hospital C, the test split, into `<run>/audit/`:
+the table adds its lungs-removed AUROC and the share of no-finding films called COVID-19 once
+COVID-19 marks are pasted on; `--no-audit` leaves both out. `--tiny`: the small CNN, 1 epoch,
 20 phantom patients per hospital at 48 px, setting cnn_none (seconds).
 """
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from covid_tl.core.formatting import number
-from harness import machine, train
+from harness import Run, audit, audit_numbers, last_override, machine, train
 
 BASE = ["data=synthetic_shift", "backbone=efficientnet_lite0", "backbone.weights=imagenet_offline", "freeze=all",
         "logger=none", "callbacks.grad_cam=null", "bootstrap=200"]
@@ -45,6 +48,7 @@ SETTINGS = {
 }
 COLUMNS = [("specificity", "in_distribution"), ("specificity", "shifted"), ("specificity", "drop"),
            ("sensitivity", "in_distribution"), ("sensitivity", "shifted"), ("auroc", "shifted")]
+AUDIT_COLUMNS = {"lungs_removed": "AUROC lungs removed at C", "flips_to_covid": "flips to COVID-19 at C"}
 
 
 def cpu_seconds() -> float:
@@ -54,11 +58,22 @@ def cpu_seconds() -> float:
     return used.ru_utime + used.ru_stime
 
 
-def run(overrides: list[str], run_dir: Path) -> tuple[dict, float, float]:
-    """One train.py run: (its results.json's shift block, wall seconds, CPU seconds)."""
+def run(overrides: list[str], run_dir: Path, audited: bool = True) -> tuple[dict, float, float, dict | None]:
+    """One train.py run: (its results.json's shift block, wall seconds, CPU seconds of training,
+    the audit's figures on hospital C or None with `audited` off)."""
     cpu = cpu_seconds()
     done = train(overrides, run_dir)
-    return done.results.shift, done.wall_s, cpu_seconds() - cpu
+    spent = cpu_seconds() - cpu
+    return done.results.shift, done.wall_s, spent, audit_at_c(done, overrides) if audited else None
+
+
+def audit_at_c(done: Run, overrides: list[str]) -> dict:
+    """audit.py on the run's best checkpoint and test split (hospital C), no Grad-CAM heat (the
+    slowest test), the run's bootstrap: audit_numbers of its audit.json."""
+    ckpt = done.directory / done.results.run["best_checkpoint"]
+    record = audit([f"ckpt_path={ckpt}", "shortcuts.cams=false", f"bootstrap={last_override(overrides, 'bootstrap', '1000')}"],
+                   done.directory / "audit")
+    return audit_numbers(record)
 
 
 def cell(values: list[float | None]) -> str:
@@ -68,15 +83,19 @@ def cell(values: list[float | None]) -> str:
     return f"{np.mean(values):.2f}" + (f" ± {np.std(values, ddof=1):.2f}" if len(values) > 1 else "")
 
 
-def table(rows: dict[str, list[tuple[dict, float, float]]], seeds: list[int]) -> str:
+def table(rows: dict[str, list[tuple[dict, float, float, dict | None]]], seeds: list[int], audited: bool = True) -> str:
     head = ["setting", "spec in-dist", "spec at C", "spec drop", "sens in-dist", "sens at C", "AUROC at C",
-            "wall s/run", "CPU s/run"]
+            *(AUDIT_COLUMNS.values() if audited else []), "wall s/run", "CPU s/run"]
     lines = [f"| {' | '.join(head)} |", "|" + "---|" * len(head)]
     for name, runs in rows.items():
-        cells = [cell([shift[m][k] for shift, _, _ in runs]) for m, k in COLUMNS]
+        cells = [cell([r[0][m][k] for r in runs]) for m, k in COLUMNS]
+        if audited:
+            cells += [cell([r[3][key] for r in runs]) for key in AUDIT_COLUMNS]
         times = [f"{np.mean([r[i] for r in runs]):.0f}" for i in (1, 2)]
         lines.append(f"| {name} | {' | '.join(cells + times)} |")
-    return "\n".join(lines) + f"\n\nseeds {seeds}; mean ± sd over seeds where several."
+    note = (" Audit (audit.py shortcuts.cams=false) on hospital C: AUROC with the lung fields filled in, share of "
+            "no-finding films called COVID-19 once COVID-19 marks are pasted on; CPU s/run: training only.") if audited else ""
+    return "\n".join(lines) + f"\n\nseeds {seeds}; mean ± sd over seeds where several.{note}"
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -87,6 +106,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--runs", type=Path, help="keep the run dirs here (default: a temporary folder)")
     parser.add_argument("--out", type=Path, help="also write the table here")
     parser.add_argument("--tiny", action="store_true", help="the small CNN, 1 epoch, few small phantoms, cnn_none")
+    parser.add_argument("--no-audit", dest="audit", action="store_false", help="no audit.py of each run's checkpoint")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
     if args.tiny:
@@ -102,23 +122,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise SystemExit(f"error: unknown setting(s) {unknown}; known: {', '.join(settings)} (or --add NAME=...)")
     with tempfile.TemporaryDirectory() as tmp:
         runs_dir = args.runs or Path(tmp)
-        rows: dict[str, list[tuple[dict, float, float]]] = {}
+        rows: dict[str, list[tuple[dict, float, float, dict | None]]] = {}
         total, done = len(args.settings) * len(args.seeds), 0
         for name in args.settings:
             for seed in args.seeds:
                 overrides = [*BASE, *settings[name], f"seed={seed}", *args.overrides]
-                shift, wall, cpu = run(overrides, runs_dir / f"{name}_seed{seed}")
-                rows.setdefault(name, []).append((shift, wall, cpu))
+                result = run(overrides, runs_dir / f"{name}_seed{seed}", args.audit)
+                rows.setdefault(name, []).append(result)
                 done += 1
-                spec, sens = (shift[m] for m in ("specificity", "sensitivity"))
-                print(f"[{done}/{total}] {name} seed {seed}: specificity {number(spec['in_distribution'], digits=2)} -> "
-                      f"{number(spec['shifted'], digits=2)}, sensitivity {number(sens['in_distribution'], digits=2)} -> "
-                      f"{number(sens['shifted'], digits=2)} ({wall:.0f} s, CPU {cpu:.0f} s)", flush=True)
-    text = table(rows, args.seeds)
+                print(f"[{done}/{total}] {name} seed {seed}: {progress(*result)}", flush=True)
+    text = table(rows, args.seeds, args.audit)
     print(f"\n{machine()}; base: {' '.join(BASE + args.overrides)}\n\n{text}")
     if args.out:
         args.out.write_text(text + "\n")
     return rows
+
+
+def progress(shift: dict, wall: float, cpu: float, audited: dict | None) -> str:
+    """A finished run in one line: the shift, the audit at C (when run), its times."""
+    spec, sens = (shift[m] for m in ("specificity", "sensitivity"))
+    line = (f"specificity {number(spec['in_distribution'], digits=2)} -> {number(spec['shifted'], digits=2)}, "
+            f"sensitivity {number(sens['in_distribution'], digits=2)} -> {number(sens['shifted'], digits=2)}")
+    if audited is not None:
+        line += (f"; at C lungs removed AUROC {number(audited['lungs_removed'], audited['lungs_removed_ci95'], 2)}, "
+                 f"flips to COVID-19 {number(audited['flips_to_covid'], audited['flips_to_covid_ci95'], 2)}")
+    return line + f" ({wall:.0f} s, CPU {cpu:.0f} s)"
 
 
 if __name__ == "__main__":

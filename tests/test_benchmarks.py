@@ -32,6 +32,19 @@ def fold(paths, labels, probabilities):
     return pd.DataFrame({"path": paths, "label": labels, "prob_covid": probabilities, "patient_id": paths})
 
 
+def test_audit_numbers_read_the_first_set_and_none_where_skipped():
+    audit_numbers = benchmark("harness").audit_numbers
+    record = {"sets": {"test": {"n": 4}, "views": {"n": 2}}, "tests": [
+        {"test": "lungs removed", "set": "views", "metric": "AUROC", "value": 0.9, "ci95": [0.8, 1.0]},
+        {"test": "lungs removed", "set": "test", "metric": "AUROC", "value": 0.6, "ci95": [0.4, 0.8]},
+        {"test": "lungs only", "set": "test", "skipped": "one class"},
+        {"test": "mark transplant", "set": "test", "metric": "covid -> no_finding", "value": 0.5, "ci95": [0.0, 1.0]},
+        {"test": "mark transplant", "set": "test", "metric": "no_finding -> covid", "value": 0.25, "ci95": [0.0, 0.5]}]}
+    numbers = audit_numbers(record)
+    assert numbers == {"set": "test", "lungs_removed": 0.6, "lungs_removed_ci95": [0.4, 0.8], "lungs_only": None,
+                       "lungs_only_ci95": None, "flips_to_covid": 0.25, "flips_to_covid_ci95": [0.0, 0.5]}
+
+
 def test_pooled_out_of_fold_auroc_ranks_every_image_once():
     pooled_out_of_fold = benchmark("harness").pooled_out_of_fold
     # Fold A ranks its pair right (AUROC 1), fold B wrong (AUROC 0): pooled, the COVID-19 films
@@ -71,11 +84,17 @@ def test_frozen_fast_path_tiny_warm_cache_trains_the_same_model():
     assert cold["n"] == runs["images"].results.set("test")["n"]
 
 
-@pytest.mark.slow  # one one-epoch run on phantoms of three hospitals
+@pytest.mark.slow  # one one-epoch run on phantoms of three hospitals and audit.py of its checkpoint
 def test_source_shift_tiny_reports_the_held_out_hospital():
     rows = benchmark("source_shift").main(["--tiny"])
-    ((shift, wall, cpu),) = rows["cnn_none"]  # one setting, one seed
+    ((shift, wall, cpu, audited),) = rows["cnn_none"]  # one setting, one seed
     assert shift["source"] == "hospital_c" and wall > 0 and cpu > 0
+    assert audited["set"] == "test"  # the audit's films: the test split, hospital C
+    for key in ("lungs_removed", "flips_to_covid"):  # None: the audit skipped the test
+        assert audited[key] is None or 0 <= audited[key] <= 1
+        if audited[key] is not None and audited[f"{key}_ci95"] is not None:
+            low, high = audited[f"{key}_ci95"]
+            assert 0 <= low <= high <= 1
     for metric in ("specificity", "sensitivity", "auroc"):
         figures = shift[metric]
         assert 0 <= figures["shifted"] <= 1

@@ -24,7 +24,7 @@ def test_linear_probe_tiny_tests_every_film_once():
 
 
 @needs_xray_mini
-@pytest.mark.slow  # 2 one-epoch runs of the small CNN on xray-mini, Grad-CAMs of their test films
+@pytest.mark.slow  # 2 one-epoch runs of the small CNN on xray-mini, Grad-CAMs and audit.py of their test films
 def test_xray_mini_folds_tiny_pools_every_film_once():
     (recipe,) = benchmark("xray_mini_folds").main(["--tiny"]).values()
     assert len(recipe["runs"]) == len(recipe["aurocs"]) == 2  # the folds asked for
@@ -34,6 +34,13 @@ def test_xray_mini_folds_tiny_pools_every_film_once():
     cams = recipe["cams"]
     assert len(cams) == 174 and cams["lung_fraction"].dropna().between(0, 1).all()
     assert (cams.loc[cams["lung_fraction"].notna(), "lung_source"] == "mask").all()  # --tiny: drawn masks only
+    audited = recipe["audit"]  # audit.py of each fold's checkpoint, pooled
+    assert audited["films"] == 174 and 0 < audited["transplanted_films"] < 174  # every film once; no-finding films only
+    for key in ("lungs_removed", "flips_to_covid"):
+        assert audited[key] is None or 0 <= audited[key] <= 1
+        if audited[f"{key}_ci95"] is not None:
+            low, high = audited[f"{key}_ci95"]
+            assert 0 <= low <= high <= 1
 
 
 @needs_xray_mini
@@ -43,3 +50,26 @@ def test_overhead_tiny_times_both_loops_once():
     assert list(times) == ["simple_cnn"]
     (plain,), (ours,) = times["simple_cnn"]["plain"], times["simple_cnn"]["covid_tl"]
     assert plain > 0 and ours > 0
+
+
+@needs_xray_mini
+@pytest.mark.slow  # a one-epoch run of the small CNN on xray-mini and three audits (one with 16 xray-views films)
+def test_audit_tiny_times_every_step_of_each_audit():
+    out = benchmark("audit").main(["--tiny"])
+    test_films = out["run"].results.set("test")["n"]
+    records = out["audits"]
+    assert records["test split"]["sets"] == {"test": records["test split"]["sets"]["test"]}  # the test split alone
+    assert records["mode=data, xray-mini"]["mode"] == "data"
+    for row in out["rows"]:
+        assert row["seconds"] >= 0
+        if row["audit"] == "test split" and row["step"] != "mark bank":
+            assert row["films"] == test_films
+        if row["audit"] == "mode=data, xray-mini":
+            assert row["films"] == 174  # every xray-mini film
+    steps = {row["step"] for row in out["rows"] if row["audit"] == "test split"}
+    assert steps == set(records["test split"]["seconds"]) and "lungs removed / only" in steps
+    if "test split + xray-views" in records:  # the shared data is beside the repository
+        sets = records["test split + xray-views"]["sets"]
+        (views,) = set(sets) - {"test"}  # the external set, named from its CSV
+        assert "xray-views" in views and sets["test"]["n"] == test_films
+        assert sets[views]["n"] == 16  # --tiny: 8 films of each label
