@@ -14,8 +14,8 @@ audit runs every test it can and says what it left out.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,9 +23,10 @@ import torch
 from covid_tl.audit import verdicts
 from covid_tl.audit.films import AuditSet, Films, features, probabilities
 from covid_tl.audit.options import AuditOptions
+from covid_tl.cam.sets import summarize_scores
 from covid_tl.core.labels import LABELS
 from covid_tl.preprocess.interventions import only_region, without_region
-from covid_tl.preprocess.watermark import Stamp, paste_stamps
+from covid_tl.preprocess.watermark import Stamp, build_bank, paste_stamps
 from covid_tl.stats.metrics import auroc, bootstrap_intervals, bootstrap_mean
 from covid_tl.stats.probe import probe_auroc
 
@@ -79,8 +80,6 @@ def mark_bank(audit_set: AuditSet, target: int, options: AuditOptions, seed: int
               detector: Any = None) -> tuple[list[Stamp], int]:
     """Marks cut from up to `bank_films` original films of one class of `audit_set` (the
     training split): the stamps and how many films were searched."""
-    from covid_tl.preprocess.watermark import build_bank  # the mark detector: a second to import
-
     rows = [r for r in audit_set.manifest.frame.to_dict("records") if int(r["label"] == LABELS[1]) == target]
     order = np.random.default_rng([seed, target]).permutation(len(rows))[: options.bank_films]
     chosen = [rows[i] for i in sorted(order)]
@@ -162,8 +161,6 @@ def probe_tests(net: torch.nn.Module, sets: Sequence[Films], options: AuditOptio
 
 def heat_tests(table: Any, where: str, resamples: int, seed: int) -> list[Record]:
     """Per class: the mean of lung_fraction - lung_area over the CAMs of cam.sets.score_set."""
-    from covid_tl.cam.sets import summarize_scores
-
     records = []
     for label in LABELS:
         part = table[(table["label"] == label) & table["above_chance"].notna()] if len(table) else table

@@ -22,6 +22,7 @@ from covid_tl.audit.films import AuditSet, Films, load_films, probabilities
 from covid_tl.audit.options import AuditOptions
 from covid_tl.cam.lungs import CamLungs
 from covid_tl.cam.options import CamOptions
+from covid_tl.cam.sets import score_set
 from covid_tl.core.files import write_text_atomically
 from covid_tl.core.labels import LABELS
 from covid_tl.data.dataset import XrayDataset
@@ -105,8 +106,6 @@ def film_table(films: Films, before: np.ndarray) -> pd.DataFrame:
 def heat(net: torch.nn.Module, audit_set: AuditSet, films: Films, cam: CamOptions, segmenter: CamLungs,
          threshold: float, detector: Any, resamples: int, seed: int) -> list[dict[str, Any]]:
     """Grad-CAM scores of the set against the same lung fields the other tests take away."""
-    from covid_tl.cam.sets import score_set
-
     lungs = CamLungs("masks") if films.lung_source == "given" else segmenter
     if films.lung_source == "none":
         lungs = CamLungs("none")
