@@ -122,7 +122,8 @@ def test_a_training_only_block_reaches_no_further_than_torch_optim_and_lightning
 def test_run_targets_are_what_the_shipped_configs_build_and_training_blocks_reach_libraries():
     """RUN_TARGETS is exactly what conf/ names outside the training-only groups (and outside the
     scripts' own keys: hydra callbacks); those groups' library targets pass only there."""
-    training = {"optimizer", "scheduler", "trainer", "callbacks", "logger", "cam", "hparams_search", "debug", "hydra"}
+    training = {"optimizer", "scheduler", "trainer", "callbacks", "logger", "cam", "shortcuts", "hparams_search", "debug",
+                "hydra"}
 
     def targets(paths):
         return {line.split("_target_:")[1].split("#")[0].strip() for path in paths

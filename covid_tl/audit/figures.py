@@ -31,7 +31,8 @@ def _call(p: float, threshold: float) -> str:
 def example_figure(rows: Sequence[Mapping], columns: Sequence[str], threshold: float, title: str,
                    size: int = 192, same_model: bool = True) -> np.ndarray:
     """rows: one per film, {"label", "images": {column: uint8 image}, "p": {column: probability},
-    "lungs": bool mask on the first column's grid or None}; the first column is the film as seen.
+    "lungs": bool mask on the first column's grid or None, "set": its set's name or None}; the
+    first column is the film as seen.
     `same_model`: one model's p in every column (its call before and after); else each column's
     p comes from a model of its own (mode=data's probes), shown alone."""
     tiles = []
@@ -51,6 +52,8 @@ def example_figure(rows: Sequence[Mapping], columns: Sequence[str], threshold: f
                 changed = _call(p, threshold) != _call(before, threshold)
                 lines = [f"p {before:.3f} -> {p:.3f}", f"now {_call(p, threshold)}"]
                 colours = [WHITE, CHANGED if changed else KEPT]
+            if row.get("set"):  # several sets: which one, over every tile of the row
+                lines, colours = [wrapped(row["set"], size, 0.4)[0] if column == first else "", *lines], [WHITE, *colours]
             tiles.append(labelled(tile, lines, colours=colours))
     body = grid(tiles, columns=len(columns))
     width = body.shape[1]

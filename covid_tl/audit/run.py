@@ -90,8 +90,9 @@ def audit_model(net: torch.nn.Module, sets: Sequence[AuditSet], train: AuditSet 
               "marks": {LABELS[t]: {"stamps": len(b), "films_searched": n} for t, (b, n) in (banks or {}).items()},
               "tests": tests, "seconds": timed.seconds}
     frames = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
-    examples = model_examples(net, loaded[0], frames, banks, options, device, seed) if loaded and options.examples else []
-    shown = f", films of {loaded[0].name}" if loaded else ""
+    examples = [row for films in loaded if options.examples
+                for row in model_examples(films, frames, banks, options, seed, several=len(loaded) > 1)]
+    shown = f", films of {', '.join(f.name for f in loaded)}" if loaded else ""
     write_audit(output_dir, record, frames, examples, threshold, f"Shortcut audit of {about.get('subject', 'a model')}{shown}")
     return record
 
@@ -118,10 +119,11 @@ def heat(net: torch.nn.Module, audit_set: AuditSet, films: Films, cam: CamOption
 COLUMNS = ("as seen", "lungs removed", "lungs only", "marks of the other class")
 
 
-def model_examples(net: torch.nn.Module, films: Films, frame: pd.DataFrame, banks: Any, options: AuditOptions,
-                   device: torch.device, seed: int) -> list[dict[str, Any]]:
-    """The first `examples` films of each class of the first set under each intervention, with
-    the probabilities audit_films.csv holds (the same seeds, so the same pictures)."""
+def model_examples(films: Films, frame: pd.DataFrame, banks: Any, options: AuditOptions, seed: int,
+                   several: bool = False) -> list[dict[str, Any]]:
+    """The first `examples` films of each class of a set under each intervention, with the
+    probabilities audit_films.csv holds (the same seeds, so the same pictures); `several`: the
+    set's name goes on each row."""
     rows = []
     part = frame[frame["set"] == films.name].reset_index(drop=True)
     for target in (1, 0):
@@ -136,7 +138,8 @@ def model_examples(net: torch.nn.Module, films: Films, frame: pd.DataFrame, bank
                 images[COLUMNS[3]] = paste_stamps(film.image, banks[1 - target][0], np.random.default_rng([seed, int(i)]),
                                                  n=options.marks, positions=options.positions)[0]
                 p[COLUMNS[3]] = part.loc[i, "p_mark_transplant"]
-            rows.append({"label": LABELS[target], "images": images, "p": p, "lungs": film.lungs})
+            rows.append({"label": LABELS[target], "images": images, "p": p, "lungs": film.lungs,
+                         "set": films.name if several else None})
     return rows
 
 
