@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import composed, run_script
+from conftest import TINY, composed, run_script
 from covid_tl.audit import verdicts
 from covid_tl.data.synthetic.source import SyntheticSource
 from covid_tl.reporting.audit_table import audit_lines
@@ -151,3 +151,15 @@ def test_bad_input_gives_one_line_and_loses_nothing(clean, tmp_path):
     record = json.loads((skip / "audit.json").read_text())
     assert record["sets"]["external:manifest.csv"]["n"] == len(frame) - 2
     assert len(pd.read_csv(skip / "bad_rows.csv")) == 2
+
+
+def test_an_audit_that_fails_after_training_loses_nothing(tmp_path):
+    """audit=true with a segmenter file that is not there: the run's files are all written, the
+    card says what failed, the exit status is 0 (the model trained; the audit can be run again)."""
+    run_dir = tmp_path / "run"
+    proc = run_script("train.py", f"hydra.run.dir={run_dir}", *TINY, "logger=none", "callbacks.grad_cam=null",
+                      "audit=true", "shortcuts.masks=segmenter", f"shortcuts.segmenter={tmp_path / 'absent.pt'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "the shortcut audit failed" in proc.stdout + proc.stderr
+    card = (run_dir / "model_card.md").read_text()
+    assert "`audit=true` failed (" in card and (run_dir / "results.json").is_file() and (run_dir / "predictions.csv").is_file()

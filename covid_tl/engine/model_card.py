@@ -326,6 +326,9 @@ def audit_section(audit: Mapping[str, Any] | None) -> list[str]:
     if audit is None:
         return ["## Shortcut audit", "", "Not run (`audit=true` runs it after training; `python audit.py "
                 "ckpt_path=<this run's best checkpoint> external=[...]` at any time).", ""]
+    if "failed" in audit:
+        return ["## Shortcut audit", "", f"`audit=true` failed ({audit['failed']}); everything else in this folder is "
+                "complete. `python audit.py ckpt_path=<this run's best checkpoint>` runs it again.", ""]
     where = ", ".join(f"{name} ({set_['n']} films)" for name, set_ in audit.get("sets", {}).items())
     return ["## Shortcut audit", "", f"The best checkpoint under each intervention, on {where}; lung fields: "
             + ", ".join(f"{k}: {v}" for k, v in audit.get("lungs", {}).get("masks", {}).items())

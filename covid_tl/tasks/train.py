@@ -117,7 +117,7 @@ def train(cfg: DictConfig, run_dir: Path) -> Results | None:
         **provenance(),
     })
     write_results(run_dir, results)
-    audit = shortcut_audit(final, datamodule, cfg, run_dir, best) if cfg.audit else None
+    audit = shortcut_audit(final, datamodule, cfg, run_dir, best) if cfg.audit else None  # never loses the run
     write_model_card(run_dir, results, config, summary, net.input_spec, getattr(datamodule.prepared.preprocess, "segment", None),
                      audit)
     log_results(trainer.loggers, cfg, results, trainer.global_step, run_dir)
@@ -127,7 +127,8 @@ def train(cfg: DictConfig, run_dir: Path) -> Results | None:
 
 def shortcut_audit(model: CovidClassifier, datamodule: Any, cfg: DictConfig, run_dir: Path, best: str) -> dict[str, Any]:
     """audit=true: the shortcut audit (audit.py) of the final model on the test split and any
-    extra set, marks cut from the train split, into run_dir/audit."""
+    extra set, marks cut from the train split, into run_dir/audit; a failure is a warning and
+    a line in the model card, never the run (its results are written already)."""
     masks = given_masks(datamodule.load_lung_mask, datamodule.sources)
     sets = [AuditSet(name, datamodule.subset(name), datamodule.prepared, masks)
             for name in ("test", *datamodule.extra_sets) if len(datamodule.subset(name))]
@@ -135,9 +136,14 @@ def shortcut_audit(model: CovidClassifier, datamodule: Any, cfg: DictConfig, run
     about = {"subject": Path(best).name if best else "the last weights", "checkpoint": best or None,
              "backbone": model.net.backbone_name, "run": provenance()}
     detector = mark_detector(OmegaConf.to_container(cfg.preprocessing, resolve=True))
-    return audit_model(model.net, sets, train, model.threshold, instantiate_checked(cfg.shortcuts),
-                       build_cam(cfg.cam), pick_device(cfg.trainer.accelerator), run_dir / "audit", about,
-                       cfg.bootstrap, cfg.seed, detector)
+    try:
+        return audit_model(model.net, sets, train, model.threshold, instantiate_checked(cfg.shortcuts),
+                           build_cam(cfg.cam), pick_device(cfg.trainer.accelerator), run_dir / "audit", about,
+                           cfg.bootstrap, cfg.seed, detector)
+    except Exception as error:  # noqa: BLE001 - the trained model and its results are written: keep them
+        log.warning("the shortcut audit failed (%s: %s); the run's other files are complete: python audit.py "
+                    "ckpt_path=%s runs it again", type(error).__name__, error, best or "<checkpoint>")
+        return {"failed": f"{type(error).__name__}: {error}"}
 
 
 def resume_from(cfg: DictConfig, run_dir: Path, trainer: pl.Trainer) -> str | None:
