@@ -175,21 +175,25 @@ def audit(overrides: Sequence[str], run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "audit.json").read_text())
 
 
-def audit_numbers(record: dict) -> dict:
-    """The audit figures every benchmark reports, from the audit's first set (the test split):
-    lungs-removed and lungs-only AUROC, and the share of no-finding films called COVID-19 once
-    COVID-19 marks are pasted on (`flips_to_covid`); each None where the test was skipped."""
+def audit_numbers(record: dict, where: str | None = None) -> dict:
+    """The audit figures every benchmark reports, from one set of the audit (`where`; default
+    its first, the test split): lungs-removed and lungs-only AUROC, and the share of no-finding
+    films called COVID-19 once COVID-19 marks are pasted on (`flips_to_covid`); with the probe
+    over all sets, `source_probe`: how well the model's features tell the sources of no-finding
+    films apart. Each None where the test was skipped."""
     from covid_tl.core.labels import LABELS
 
-    first = next(iter(record.get("sets") or {}), None)
-    rows = [t for t in record["tests"] if t["set"] == first and "skipped" not in t]
+    first = where or next(iter(record.get("sets") or {}), None)
+    done = [t for t in record["tests"] if "skipped" not in t]
+    rows = [t for t in done if t["set"] == first]
 
-    def row(test: str, metric: str | None = None) -> dict:
-        return next((t for t in rows if t["test"] == test and metric in (None, t["metric"])), {})
+    def row(test: str, metric: str | None = None, among: list | None = None) -> dict:
+        return next((t for t in (rows if among is None else among) if t["test"] == test and metric in (None, t["metric"])), {})
 
     numbers = {"set": first}
     for key, found in (("lungs_removed", row("lungs removed")), ("lungs_only", row("lungs only")),
-                       ("flips_to_covid", row("mark transplant", f"{LABELS[0]} -> {LABELS[1]}"))):
+                       ("flips_to_covid", row("mark transplant", f"{LABELS[0]} -> {LABELS[1]}")),
+                       ("source_probe", row(f"source probe ({LABELS[0]})", among=done))):
         numbers[key], numbers[f"{key}_ci95"] = found.get("value"), found.get("ci95")
     return numbers
 

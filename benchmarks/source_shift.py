@@ -11,9 +11,10 @@ setting in SETTINGS, seed 1. `lungs` settings use the bundled lung segmenter
 (preprocessing=lungs: lung-field crop, histogram equalisation on lung pixels). Prints a line
 per finished run, then a markdown table (mean and, with several seeds, the spread over seeds);
 `--runs` keeps the run dirs (results.json, predictions.csv). After each run, `audit.py` (Grad-CAM
-heat left out) audits its best checkpoint on hospital C, the test split, into `<run>/audit/`:
-the table adds its lungs-removed AUROC and the share of no-finding films called COVID-19 once
-COVID-19 marks are pasted on; `--no-audit` leaves both out. `--tiny`: the small CNN, 1 epoch,
+heat left out) audits its best checkpoint on the val split (hospitals A and B) and hospital C
+(the test split), into `<run>/audit/`: the table adds the lungs-removed AUROC on each, the
+share of C's no-finding films called COVID-19 once COVID-19 marks are pasted on, and the
+source probe on the three hospitals' no-finding films; `--no-audit` leaves them out. `--tiny`: the small CNN, 1 epoch,
 20 phantom patients per hospital at 48 px, setting cnn_none (seconds).
 """
 from __future__ import annotations
@@ -48,7 +49,8 @@ SETTINGS = {
 }
 COLUMNS = [("specificity", "in_distribution"), ("specificity", "shifted"), ("specificity", "drop"),
            ("sensitivity", "in_distribution"), ("sensitivity", "shifted"), ("auroc", "shifted")]
-AUDIT_COLUMNS = {"lungs_removed": "AUROC lungs removed at C", "flips_to_covid": "flips to COVID-19 at C"}
+AUDIT_COLUMNS = {"lungs_removed_in_dist": "AUROC lungs removed in-dist", "lungs_removed": "AUROC lungs removed at C",
+                 "flips_to_covid": "flips to COVID-19 at C", "source_probe": "source probe, no finding (A, B, C)"}
 
 
 def cpu_seconds() -> float:
@@ -68,12 +70,16 @@ def run(overrides: list[str], run_dir: Path, audited: bool = True) -> tuple[dict
 
 
 def audit_at_c(done: Run, overrides: list[str]) -> dict:
-    """audit.py on the run's best checkpoint and test split (hospital C), no Grad-CAM heat (the
-    slowest test), the run's bootstrap: audit_numbers of its audit.json."""
+    """audit.py on the run's best checkpoint, its val split (hospitals A and B, where source and
+    label go together) and test split (hospital C), no Grad-CAM heat (the slowest test), the
+    run's bootstrap: audit_numbers at C, the lungs-removed AUROC in distribution, and the source
+    probe over all three hospitals' no-finding films."""
     ckpt = done.directory / done.results.run["best_checkpoint"]
-    record = audit([f"ckpt_path={ckpt}", "shortcuts.cams=false", f"bootstrap={last_override(overrides, 'bootstrap', '1000')}"],
-                   done.directory / "audit")
-    return audit_numbers(record)
+    record = audit([f"ckpt_path={ckpt}", "splits=[val,test]", "shortcuts.cams=false",
+                    f"bootstrap={last_override(overrides, 'bootstrap', '1000')}"], done.directory / "audit")
+    in_distribution = audit_numbers(record, "val")
+    return {**audit_numbers(record, "test"), "lungs_removed_in_dist": in_distribution["lungs_removed"],
+            "lungs_removed_in_dist_ci95": in_distribution["lungs_removed_ci95"]}
 
 
 def cell(values: list[float | None]) -> str:
@@ -93,8 +99,10 @@ def table(rows: dict[str, list[tuple[dict, float, float, dict | None]]], seeds: 
             cells += [cell([r[3][key] for r in runs]) for key in AUDIT_COLUMNS]
         times = [f"{np.mean([r[i] for r in runs]):.0f}" for i in (1, 2)]
         lines.append(f"| {name} | {' | '.join(cells + times)} |")
-    note = (" Audit (audit.py shortcuts.cams=false) on hospital C: AUROC with the lung fields filled in, share of "
-            "no-finding films called COVID-19 once COVID-19 marks are pasted on; CPU s/run: training only.") if audited else ""
+    note = (" Audit (audit.py splits=[val,test] shortcuts.cams=false): AUROC with the lung fields filled in on the "
+            "val split (hospitals A and B) and at hospital C, share of C's no-finding films called COVID-19 once "
+            "COVID-19 marks are pasted on, AUROC of a probe on the model's features telling the three hospitals' "
+            "no-finding films apart; CPU s/run: training only.") if audited else ""
     return "\n".join(lines) + f"\n\nseeds {seeds}; mean ± sd over seeds where several.{note}"
 
 
@@ -144,8 +152,10 @@ def progress(shift: dict, wall: float, cpu: float, audited: dict | None) -> str:
     line = (f"specificity {number(spec['in_distribution'], digits=2)} -> {number(spec['shifted'], digits=2)}, "
             f"sensitivity {number(sens['in_distribution'], digits=2)} -> {number(sens['shifted'], digits=2)}")
     if audited is not None:
-        line += (f"; at C lungs removed AUROC {number(audited['lungs_removed'], audited['lungs_removed_ci95'], 2)}, "
-                 f"flips to COVID-19 {number(audited['flips_to_covid'], audited['flips_to_covid_ci95'], 2)}")
+        line += (f"; lungs removed AUROC in-dist {number(audited['lungs_removed_in_dist'], digits=2)}, at C "
+                 f"{number(audited['lungs_removed'], audited['lungs_removed_ci95'], 2)}, flips to COVID-19 at C "
+                 f"{number(audited['flips_to_covid'], audited['flips_to_covid_ci95'], 2)}, source probe "
+                 f"{number(audited['source_probe'], audited['source_probe_ci95'], 2)}")
     return line + f" ({wall:.0f} s, CPU {cpu:.0f} s)"
 
 

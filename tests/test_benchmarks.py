@@ -90,7 +90,7 @@ def test_source_shift_tiny_reports_the_held_out_hospital():
     ((shift, wall, cpu, audited),) = rows["cnn_none"]  # one setting, one seed
     assert shift["source"] == "hospital_c" and wall > 0 and cpu > 0
     assert audited["set"] == "test"  # the audit's films: the test split, hospital C
-    for key in ("lungs_removed", "flips_to_covid"):  # None: the audit skipped the test
+    for key in ("lungs_removed", "flips_to_covid", "lungs_removed_in_dist", "source_probe"):  # None: skipped
         assert audited[key] is None or 0 <= audited[key] <= 1
         if audited[key] is not None and audited[f"{key}_ci95"] is not None:
             low, high = audited[f"{key}_ci95"]
