@@ -8,6 +8,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+import covid_tl.preprocess.schema  # noqa: F401  (mode=data composes preprocessing's structured configs)
 from covid_tl.runtime.config_check import check_required, command_line_error
 
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"

@@ -85,6 +85,14 @@ def test_data_mode_flags_planted_marks_and_passes_a_label_that_lives_in_the_lung
     assert marked["value"] > 0.75 and marked["verdict"] == verdicts.SHORTCUT, marked
     whole = found["clean"][("label probe, whole films", "AUROC")]
     assert whole["value"] > 0.9 and whole["n"] == clean["n"]  # the same films, lungs kept: the label is there
+    # After preprocessing=lungs the crop box and the equalisation come from the lungs: the same clean
+    # phantoms give their label away without them (0.93 by hand), and the audit says so rather than "shortcut".
+    out = tmp_path / "lung_field"
+    cfg = composed("audit", "mode=data", "data=synthetic", "preprocessing=lungs", "backbone=simple_cnn",
+                   "backbone.weights=none", "backbone.input_size=48", *PHANTOMS, "bootstrap=50", "shortcuts.examples=0",
+                   run_dir=str(out))
+    leaky = rows(audit(cfg, out))[("label probe, lungs removed", "AUROC")]
+    assert leaky["value"] > 0.8 and leaky["verdict"] == verdicts.UNCLEAR and "upper bound" in leaky["caveat"], leaky
 
 
 def phantom_hospital(folder: Path, n_patients: int = 24) -> Path:
@@ -163,3 +171,12 @@ def test_an_audit_that_fails_after_training_loses_nothing(tmp_path):
     assert "the shortcut audit failed" in proc.stdout + proc.stderr
     card = (run_dir / "model_card.md").read_text()
     assert "`audit=true` failed (" in card and (run_dir / "results.json").is_file() and (run_dir / "predictions.csv").is_file()
+
+
+@pytest.mark.parametrize("preprocessing", ["lungs", "crop_inpaint"])
+def test_mode_data_composes_every_preprocessing_in_a_fresh_interpreter(preprocessing):
+    """Their structured configs are registered by the script itself (a fork would inherit the
+    test process's registry and hide a script that forgot to)."""
+    proc = run_script("audit.py", "mode=data", "data=synthetic", f"preprocessing={preprocessing}", "--cfg", "job",
+                      fresh=True)
+    assert proc.returncode == 0 and "preprocessing:" in proc.stdout, proc.stderr[-2000:]

@@ -44,3 +44,10 @@ def test_the_table_bolds_a_shortcut_and_lists_what_did_not_run():
         "| lungs removed | test | AUROC | 0.900 [0.800, 0.970] | 29 (22) | **shortcut** | m |",
         "", "Not run:", "", "- source probe (covid) on test: needs two sources"]
     assert audit_lines({"tests": record["tests"][1:]})[0] == "No test could run."
+
+
+def test_a_caveat_is_said_once_under_the_table_naming_its_tests():
+    row = {"set": "test", "metric": "AUROC", "value": 0.8, "ci95": [0.7, 0.9], "n": 10, "patients": 8,
+           "verdict": "unclear", "meaning": "m", "caveat": "an upper bound"}
+    lines = audit_lines({"tests": [{**row, "test": "lungs removed"}, {**row, "test": "lungs only"}]})
+    assert lines[-2:] == ["", "Caveat (lungs only, lungs removed): an upper bound."]

@@ -87,8 +87,10 @@ def label_probes(net: Any, films: Films, options: AuditOptions, device: Any, cfg
         verdict = (verdicts.chance_auroc(value, ci) if name == "lungs removed" else
                    verdicts.high_auroc(value, ci) if name == "lungs only" else
                    verdicts.high_auroc(value, ci, "label readable", "label not readable"))
+        extra = {"caveat": checks.LUNG_FIELD_CAVEAT} if films.lung_field and name != "whole films" else {}
         records.append(checks.result(f"label probe, {name}", films.name, "AUROC", value, ci, probe["n"],
-                                     probe["patients"], verdict, MEANING[name], folds=probe["folds"]))
+                                     probe["patients"], verdicts.UNCLEAR if extra else verdict, MEANING[name],
+                                     folds=probe["folds"], **extra))
         probs[name] = probe["oof"][:, list(probe["classes"]).index(LABELS[1])]  # columns: class names sorted
     if films.lung_source == "none":
         records += [checks.skipped(f"label probe, {n}", films.name, "not every film has a lung mask of the data's "

@@ -60,6 +60,7 @@ class Films:
     name: str
     films: list[Film]
     lung_source: str
+    lung_field: bool = False  # the films went through preprocessing's lung field (crop and standardising from the lungs)
 
     @property
     def targets(self) -> np.ndarray:
@@ -105,7 +106,7 @@ def load_films(audit_set: AuditSet, masks: str, segmenter: CamLungs) -> Films:
             y0, x0, y1, x1 = prepared.box
             lungs = on_grid(mask[y0:y1, x0:x1], prepared.image.shape)
         films.append(Film(row, int(row["label"] == "covid"), prepared.image, lungs))
-    return Films(audit_set.name, films, source)
+    return Films(audit_set.name, films, source, getattr(audit_set.prepared.preprocess, "lungs", None) is not None)
 
 
 def model_inputs(images: Sequence[np.ndarray], spec: InputSpec) -> torch.Tensor:

@@ -18,9 +18,13 @@ def audit_rows(tests: Sequence[Mapping[str, Any]]) -> list[list[str]]:
 
 
 def audit_lines(record: Mapping[str, Any]) -> list[str]:
-    """The table, then one line per skipped test."""
+    """The table, a line per caveat (which tests it concerns), then one line per skipped test."""
     tests = record.get("tests", [])
     lines = markdown_table(HEADER, audit_rows(tests)) if any("skipped" not in t for t in tests) else ["No test could run."]
+    caveats = list(dict.fromkeys(t["caveat"] for t in tests if t.get("caveat")))
+    for caveat in caveats:
+        concerned = ", ".join(sorted({t["test"] for t in tests if t.get("caveat") == caveat}))
+        lines += ["", f"Caveat ({concerned}): {caveat}."]
     left = [t for t in tests if "skipped" in t]
     if left:
         lines += ["", "Not run:", ""] + [f"- {t['test']} on {t['set']}: {t['skipped']}" for t in left]
