@@ -21,11 +21,10 @@ import numpy as np
 import torch
 
 from covid_tl.audit import verdicts
-from covid_tl.audit.films import AuditSet, Films, features, probabilities
+from covid_tl.audit.films import AuditSet, Films, features, intervened, probabilities
 from covid_tl.audit.options import AuditOptions
 from covid_tl.cam.sets import summarize_scores
 from covid_tl.core.labels import LABELS
-from covid_tl.preprocess.interventions import only_region, without_region
 from covid_tl.preprocess.watermark import Stamp, build_bank, paste_stamps
 from covid_tl.stats.metrics import auroc, bootstrap_intervals, bootstrap_mean
 from covid_tl.stats.probe import probe_auroc
@@ -64,17 +63,16 @@ def region_tests(net: torch.nn.Module, films: Films, before: np.ndarray, thresho
                  device: torch.device, resamples: int, seed: int, batch_size: int = 32
                  ) -> tuple[list[Record], dict[str, np.ndarray]]:
     """Lungs removed and lungs only on one set: records, and each film's probability under each."""
-    tests: list[tuple[str, Callable, Callable]] = [("lungs removed", without_region, verdicts.chance_auroc),
-                                                   ("lungs only", only_region, verdicts.high_auroc)]
+    tests: dict[str, Callable] = {"lungs removed": verdicts.chance_auroc, "lungs only": verdicts.high_auroc}
     if films.lung_source == "none":
         reason = "not every film has a lung mask of the data's (shortcuts.masks=given); shortcuts.masks=auto segments them"
-        return [skipped(name, films.name, reason) for name, _, _ in tests], {}
+        return [skipped(name, films.name, reason) for name in tests], {}
     targets, patients = films.targets, films.patients
     if len(set(targets.tolist())) < 2:
-        return [skipped(name, films.name, "the set holds films of one class only: no AUROC") for name, _, _ in tests], {}
+        return [skipped(name, films.name, "the set holds films of one class only: no AUROC") for name in tests], {}
     records, probs = [], {}
-    for name, intervene, verdict in tests:
-        images = [intervene(f.image, f.lungs, options.fill, options.grow, options.blur) for f in films.films]
+    for name, verdict in tests.items():
+        images = [intervened(f, name, options) for f in films.films]
         p = probabilities(net, images, device, batch_size)
         value = auroc(targets, p)
         ci = bootstrap_intervals(targets, p, patients, threshold, resamples, seed)["auroc"]

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from pathlib import Path
 
 from covid_tl.audit import checks, verdicts
-from covid_tl.audit.films import AuditSet, Films, features, load_films
+from covid_tl.audit.films import REGIONS, AuditSet, Films, features, intervened, load_films, p_column
 from covid_tl.audit.options import AuditOptions
 from covid_tl.audit.run import Timed, film_table, write_audit
 from covid_tl.cam.lungs import CamLungs
@@ -24,7 +24,6 @@ from covid_tl.core.labels import LABELS
 from covid_tl.core.provenance import provenance
 from covid_tl.engine.build import build_datamodule, pick_device
 from covid_tl.models.classifier import build_classifier
-from covid_tl.preprocess.interventions import only_region, without_region
 from covid_tl.stats.probe import probe_auroc
 
 MEANING = {
@@ -32,7 +31,7 @@ MEANING = {
     "lungs removed": "the same probe on films with the lung fields filled in; 0.5 if the label lives only in the lungs",
     "lungs only": "the same probe on films with all but the lung fields filled in",
 }
-COLUMNS = ("whole films", "lungs removed", "lungs only")
+COLUMNS = ("whole films", *REGIONS)
 
 
 def audit_data(cfg: DictConfig, options: AuditOptions, output_dir: Path) -> dict[str, Any]:
@@ -57,7 +56,7 @@ def audit_data(cfg: DictConfig, options: AuditOptions, output_dir: Path) -> dict
     table = film_table(films, probs["whole films"])
     for name in COLUMNS[1:]:
         if name in probs:
-            table[f"p_{name.replace(' ', '_')}"] = probs[name]
+            table[p_column(name)] = probs[name]
     record = {"mode": "data", "subject": f"the data, probed on frozen {net.backbone_name} features",
               "backbone": net.backbone_name, "lungs": {"masks": {films.name: films.lung_source}, "fill": options.fill,
                                                        "grow": options.grow},
@@ -75,13 +74,10 @@ def label_probes(net: Any, films: Films, options: AuditOptions, device: Any, cfg
     out-of-fold p(COVID-19) under each."""
     labels = np.array([f.row["label"] for f in films.films])
     patients = films.patients
-    changes = {"whole films": lambda f: f.image}
-    if films.lung_source != "none":
-        changes["lungs removed"] = lambda f: without_region(f.image, f.lungs, options.fill, options.grow, options.blur)
-        changes["lungs only"] = lambda f: only_region(f.image, f.lungs, options.fill, options.grow, options.blur)
     records, probs = [], {}
-    for name, change in changes.items():
-        feats = features(net, [change(f) for f in films.films], device, cfg.batch_size)
+    for name in COLUMNS if films.lung_source != "none" else COLUMNS[:1]:
+        images = [f.image if name == COLUMNS[0] else intervened(f, name, options) for f in films.films]
+        feats = features(net, images, device, cfg.batch_size)
         probe = probe_auroc(feats, labels, patients, options.probe_folds, cfg.seed, cfg.bootstrap)
         value, ci = probe["auroc"], probe["ci95"]
         verdict = (verdicts.chance_auroc(value, ci) if name == "lungs removed" else
@@ -104,10 +100,8 @@ def data_examples(films: Films, probs: dict[str, np.ndarray], options: AuditOpti
     for target in (1, 0):
         for i in np.flatnonzero(films.targets == target)[: options.examples]:
             film = films.films[i]
-            images = {"whole films": film.image}
-            if film.lungs is not None:
-                images["lungs removed"] = without_region(film.image, film.lungs, options.fill, options.grow, options.blur)
-                images["lungs only"] = only_region(film.image, film.lungs, options.fill, options.grow, options.blur)
+            images = {COLUMNS[0]: film.image, **{name: intervened(film, name, options)
+                                                  for name in REGIONS if film.lungs is not None}}
             rows.append({"label": LABELS[target], "images": images, "lungs": film.lungs,
                          "p": {name: probs[name][i] for name in images if name in probs}})
     return rows

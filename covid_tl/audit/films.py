@@ -15,20 +15,21 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
 from covid_tl.cam.lungs import CamLungs, image_key
 from covid_tl.cam.images import same_aspect
 from covid_tl.cam.scores import on_grid
 from covid_tl.core.errors import ConfigError
+from covid_tl.audit.options import MASKS, AuditOptions
 from covid_tl.data.manifest import Manifest
+from covid_tl.engine.evaluation import outputs, predict
+from covid_tl.preprocess.interventions import only_region, without_region
 from covid_tl.preprocess.model_input import InputSpec, normalize, resize_square
 
 MaskLoader = Callable[[Mapping[str, Any]], "np.ndarray | None"]
-#: audit.lungs.masks: auto (the data's masks when every film of the set has one, else the
-#: segmenter on every film) | given (the data's only: a set lacking one is not audited for
-#: lungs) | segmenter (on every film).
-MASKS = ("auto", "given", "segmenter")
+#: The two lung interventions by the name of their test (covid_tl.preprocess.interventions).
+REGIONS = {"lungs removed": without_region, "lungs only": only_region}
 
 
 @dataclass
@@ -74,6 +75,22 @@ class Films:
         return np.array([str(f.row.get(name) or "") for f in self.films])
 
 
+def audit_sets(sets: Mapping[str, tuple[Manifest, Any]], masks: MaskLoader) -> list[AuditSet]:
+    """Named (manifest, XrayDataset) sets as the audit takes them, each with the preprocessing
+    its dataset reads films through (the checkpoint's data, or an external set's files)."""
+    return [AuditSet(name, manifest, dataset.prepare, masks) for name, (manifest, dataset) in sets.items()]
+
+
+def intervened(film: Film, name: str, options: AuditOptions) -> np.ndarray:
+    """The film as the model sees it under the lung intervention `name` (REGIONS)."""
+    return REGIONS[name](film.image, film.lungs, options.fill, options.grow, options.blur)
+
+
+def p_column(name: str) -> str:
+    """audit_films.csv's column of each film's p(COVID-19) under the test `name`."""
+    return f"p_{name.replace(' ', '_')}"
+
+
 def _given_on_grid(mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | None:
     """A data mask on the film's grid (one made at another size resized; one of another aspect,
     or an empty one, is no mask)."""
@@ -85,7 +102,7 @@ def _given_on_grid(mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarra
 def load_films(audit_set: AuditSet, masks: str, segmenter: CamLungs) -> Films:
     """Every film of the set, preprocessed, with its lung fields (see the module docstring)."""
     if masks not in MASKS:
-        raise ConfigError(f"unknown audit.lungs.masks {masks!r}; valid: {', '.join(MASKS)}")
+        raise ConfigError(f"unknown shortcuts.masks {masks!r}; valid: {', '.join(MASKS)}")
     rows = audit_set.manifest.frame.to_dict("records")
     originals, given = [], []
     for row in rows:
@@ -115,24 +132,20 @@ def model_inputs(images: Sequence[np.ndarray], spec: InputSpec) -> torch.Tensor:
                         for image in images])
 
 
-@torch.inference_mode()
-def _run(module: torch.nn.Module, inputs: torch.Tensor, device: torch.device, batch_size: int) -> torch.Tensor:
-    was_training = module.training
-    module.eval().to(device)
-    out = [module(x.to(device)).float().cpu() for (x,) in DataLoader(TensorDataset(inputs), batch_size=batch_size)]
-    module.train(was_training)
-    return torch.cat(out)
+def _inputs(images: Sequence[np.ndarray], spec: InputSpec) -> TensorDataset:
+    """The films as the (input, target) items engine.evaluation runs a model on (targets unused)."""
+    return TensorDataset(model_inputs(images, spec), torch.zeros(len(images)))
 
 
 def probabilities(net: torch.nn.Module, images: Sequence[np.ndarray], device: torch.device,
                   batch_size: int = 32) -> np.ndarray:
-    """p(COVID-19) of each film (the net's temperature applied, as every covid-tl probability)."""
+    """p(COVID-19) of each film, as engine.evaluation.predict gives every covid-tl probability."""
     if not len(images):
         return np.zeros(0)
-    return torch.sigmoid(_run(net, model_inputs(images, net.input_spec), device, batch_size)).numpy().astype(np.float64)
+    return predict(net, _inputs(images, net.input_spec), device, batch_size).astype(np.float64)
 
 
 def features(net: torch.nn.Module, images: Sequence[np.ndarray], device: torch.device,
              batch_size: int = 32) -> np.ndarray:
     """The backbone's pooled features of each film (what the head reads), (N, D)."""
-    return _run(net.features, model_inputs(images, net.input_spec), device, batch_size).numpy().astype(np.float64)
+    return outputs(net.features, _inputs(images, net.input_spec), device, batch_size).astype(np.float64)

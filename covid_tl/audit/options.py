@@ -10,8 +10,10 @@ from pydantic import Field
 from covid_tl.core.errors import ConfigError
 from covid_tl.preprocess.interventions import FILLS
 from covid_tl.preprocess.watermark import POSITIONS
-from covid_tl.audit.films import MASKS
-
+#: shortcuts.masks: auto (the data's masks when every film of the set has one, else the
+#: segmenter on every film) | given (the data's only: a set lacking one is not audited for
+#: lungs) | segmenter (on every film).
+MASKS = ("auto", "given", "segmenter")
 Masks = Literal[MASKS]  # type: ignore[valid-type]
 Fill = Literal[FILLS]  # type: ignore[valid-type]
 Position = Literal[POSITIONS]  # type: ignore[valid-type]

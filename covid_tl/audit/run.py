@@ -18,7 +18,7 @@ import torch
 
 from covid_tl.audit import checks
 from covid_tl.audit.figures import example_figure
-from covid_tl.audit.films import AuditSet, Films, load_films, probabilities
+from covid_tl.audit.films import REGIONS, AuditSet, Films, intervened, load_films, p_column, probabilities
 from covid_tl.audit.options import AuditOptions
 from covid_tl.cam.lungs import CamLungs
 from covid_tl.cam.options import CamOptions
@@ -26,7 +26,6 @@ from covid_tl.cam.sets import score_set
 from covid_tl.core.files import write_text_atomically
 from covid_tl.core.labels import LABELS
 from covid_tl.data.dataset import XrayDataset
-from covid_tl.preprocess.interventions import only_region, without_region
 from covid_tl.preprocess.watermark import paste_stamps
 from covid_tl.reporting.audit_table import audit_lines
 
@@ -66,14 +65,14 @@ def audit_model(net: torch.nn.Module, sets: Sequence[AuditSet], train: AuditSet 
             net, films, before, threshold, options, device, resamples, seed, batch_size))
         tests += records
         for name, p in probs.items():
-            table[f"p_{name.replace(' ', '_')}"] = p
+            table[p_column(name)] = p
         if banks is None:
             tests.append(checks.skipped("mark transplant", films.name, "no training films to cut marks from"))
         else:
             records, after = timed("mark transplant", lambda: checks.transplant_test(
                 net, films, before, banks, threshold, options, device, resamples, seed, batch_size))
             tests += records
-            table["p_mark_transplant"] = after
+            table[p_column("mark transplant")] = after
         if cam is not None and options.cams:
             tests += timed("heat on lungs", lambda: heat(net, audit_set, films, cam, segmenter, threshold, detector,
                                                          resamples, seed))
@@ -130,14 +129,12 @@ def model_examples(films: Films, frame: pd.DataFrame, banks: Any, options: Audit
         for i in np.flatnonzero(films.targets == target)[: options.examples]:
             film = films.films[i]
             images, p = {"as seen": film.image}, {"as seen": part.loc[i, "p_as_is"]}
-            if film.lungs is not None:
-                images["lungs removed"] = without_region(film.image, film.lungs, options.fill, options.grow, options.blur)
-                images["lungs only"] = only_region(film.image, film.lungs, options.fill, options.grow, options.blur)
-                p["lungs removed"], p["lungs only"] = part.loc[i, "p_lungs_removed"], part.loc[i, "p_lungs_only"]
-            if banks is not None and banks[1 - target][0] and not np.isnan(part.loc[i, "p_mark_transplant"]):
+            for name in REGIONS if film.lungs is not None else ():
+                images[name], p[name] = intervened(film, name, options), part.loc[i, p_column(name)]
+            if banks is not None and banks[1 - target][0] and not np.isnan(part.loc[i, p_column("mark transplant")]):
                 images[COLUMNS[3]] = paste_stamps(film.image, banks[1 - target][0], np.random.default_rng([seed, int(i)]),
                                                  n=options.marks, positions=options.positions)[0]
-                p[COLUMNS[3]] = part.loc[i, "p_mark_transplant"]
+                p[COLUMNS[3]] = part.loc[i, p_column("mark transplant")]
             rows.append({"label": LABELS[target], "images": images, "p": p, "lungs": film.lungs,
                          "set": films.name if several else None})
     return rows

@@ -32,13 +32,19 @@ log = logging.getLogger(__name__)
 
 
 @torch.inference_mode()
+def outputs(module: torch.nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 64) -> np.ndarray:
+    """What `module` gives for the input of every (input, target) item, in dataset order, run in
+    eval mode (its mode is given back)."""
+    was_training = module.training
+    module.eval().to(device)
+    out = [module(x.to(device)).float().cpu() for x, _ in DataLoader(dataset, batch_size=batch_size)]
+    module.train(was_training)
+    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
+
+
 def predict_logits(net: torch.nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 64) -> np.ndarray:
     """COVID-19 logit of every image (after the net's temperature), in dataset order."""
-    was_training = net.training
-    net.eval().to(device)
-    out = [net(x.to(device)).float().cpu() for x, _ in DataLoader(dataset, batch_size=batch_size)]
-    net.train(was_training)
-    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
+    return outputs(net, dataset, device, batch_size)
 
 
 def predict(net: torch.nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 64) -> np.ndarray:

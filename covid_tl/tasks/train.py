@@ -13,11 +13,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
-from covid_tl.audit.films import AuditSet
+from covid_tl.audit.films import AuditSet, audit_sets
 from covid_tl.audit.run import audit_model
 from covid_tl.cam.options import build_cam
 from covid_tl.cam.sets import given_masks, mark_detector
 from covid_tl.engine.build import build_datamodule, build_trainer, pick_device
+from covid_tl.engine.checkpoint_sets import data_sets
 from covid_tl.cam.callback import GradCAMCallback
 from covid_tl.reporting.console import print_data_summary, print_results
 from covid_tl.data.frozen_features import FeatureDataModule, fast_path_blocker
@@ -130,8 +131,7 @@ def shortcut_audit(model: CovidClassifier, datamodule: Any, cfg: DictConfig, run
     extra set, marks cut from the train split, into run_dir/audit; a failure is a warning and
     a line in the model card, never the run (its results are written already)."""
     masks = given_masks(datamodule.load_lung_mask, datamodule.sources)
-    sets = [AuditSet(name, datamodule.subset(name), datamodule.prepared, masks)
-            for name in ("test", *datamodule.extra_sets) if len(datamodule.subset(name))]
+    sets = audit_sets(data_sets(datamodule, None), masks)  # the test split and any extra set, as evaluate.py's
     train = AuditSet("train", datamodule.subset("train"), datamodule.prepared, masks)
     about = {"subject": Path(best).name if best else "the last weights", "checkpoint": best or None,
              "backbone": model.net.backbone_name, "run": provenance()}
