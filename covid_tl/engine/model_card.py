@@ -332,7 +332,8 @@ def audit_section(audit: Mapping[str, Any] | None) -> list[str]:
     where = ", ".join(f"{name} ({set_['n']} films)" for name, set_ in audit.get("sets", {}).items())
     return ["## Shortcut audit", "", f"The best checkpoint under each intervention, on {where}; lung fields: "
             + ", ".join(f"{k}: {v}" for k, v in audit.get("lungs", {}).get("masks", {}).items())
-            + ". Pictures and every film's probabilities: audit/audit.md.", "", *audit_lines(audit), ""]
+            + ". Films under each intervention: audit/audit_examples.png; every film's probability under each: "
+            "audit/audit_films.csv.", "", *audit_lines(audit), ""]
 
 
 def made_by(run: Mapping[str, Any]) -> str:
