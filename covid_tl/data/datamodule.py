@@ -102,6 +102,7 @@ class XrayDataModule(pl.LightningDataModule):
         num_folds: int | None = None,
         fold: int = 0,
         holdout_source: str | None = None,
+        fold_split: str = "test",
         balance: bool = False,
         extra_no_finding: int = 0,
         sample_seed: int = 0,
@@ -136,6 +137,7 @@ class XrayDataModule(pl.LightningDataModule):
         self.num_folds = num_folds
         self.fold = fold
         self.holdout_source = holdout_source
+        self.fold_split = fold_split
         self.balance = balance
         self.extra_no_finding = extra_no_finding
         self.sample_seed = sample_seed
@@ -158,7 +160,8 @@ class XrayDataModule(pl.LightningDataModule):
             return
         manifest, self.extra_sets = self._checked_selection(self._read_sources())
         self.split_names = assign_splits(
-            manifest, self.val_fraction, self.test_fraction, self.split_seed, self.num_folds, self.fold, self.holdout_source
+            manifest, self.val_fraction, self.test_fraction, self.split_seed, self.num_folds, self.fold,
+            self.holdout_source, self.fold_split,
         )
         self.manifest = manifest
         for split in ("train", "val"):

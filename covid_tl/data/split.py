@@ -5,11 +5,15 @@ leaks. So patients, not images, are assigned to splits, separately within each l
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
 from covid_tl.data.manifest import Manifest
 from covid_tl.core.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 SPLITS: tuple[str, str, str] = ("train", "val", "test")
 
@@ -72,6 +76,37 @@ def _folds_by_patient(manifest: Manifest, num_folds: int, seed: int) -> np.ndarr
     return manifest.frame["patient_id"].map(fold_of).to_numpy()
 
 
+#: What a fold is under k-fold CV (`data.fold_split`): the test split, or the validation split
+#: of a development set whose test split is carved first, as without folds.
+FOLD_SPLITS: tuple[str, str] = ("test", "val")
+
+
+def _held_out(manifest: Manifest, key: str, column: str, value: str) -> np.ndarray:
+    """Rows of every patient with a film whose `column` is `value`: the test split of a
+    leave-one-out run. A patient's other films go with it (no patient in two splits)."""
+    frame = manifest.frame
+    hit = (frame[column] == value).to_numpy()
+    if not hit.any():
+        raise ConfigError(f"data.{key}={value!r} matches no image; {column}s: {sorted(frame[column].astype(str).unique())}")
+    is_test = frame["patient_id"].isin(set(frame.loc[hit, "patient_id"])).to_numpy()
+    if is_test.all():
+        raise ConfigError(f"data.{key}={value!r} holds out every image: nothing is left to train on")
+    if (is_test & ~hit).any():
+        log.warning("data.%s=%s: %d image(s) of other %ss go to the test split with their patients",
+                    key, value, int((is_test & ~hit).sum()), column)
+    return is_test
+
+
+def _test_rows(manifest: Manifest, test_fraction: float, seed: int, num_folds: int | None, fold: int,
+               fold_split: str, holdout: tuple[str, str, str] | None) -> np.ndarray:
+    """Which rows are the test split: held out, one fold, or `test_fraction` of patients."""
+    if holdout is not None:
+        return _held_out(manifest, *holdout)
+    if num_folds is not None and fold_split == "test":
+        return _folds_by_patient(manifest, num_folds, seed) == fold
+    return split_by_patient(manifest, 0.0, test_fraction, seed) == "test"
+
+
 def assign_splits(
     manifest: Manifest,
     val_fraction: float,
@@ -80,32 +115,37 @@ def assign_splits(
     num_folds: int | None = None,
     fold: int = 0,
     holdout_source: str | None = None,
+    fold_split: str = "test",
 ) -> np.ndarray:
-    """Split names for every row under one of three schemes, all grouped by patient.
+    """Split names for every row, all grouped by patient: first the test split, then
+    train/val of the rest.
 
-    - fractions (default): train/val/test by `val_fraction` and `test_fraction`;
-    - k-fold CV (`num_folds`): fold `fold` is the test split and `val_fraction` of the
-      remaining patients validates, so `-m data.fold=0,1,2,3,4` is a whole CV;
-    - leave one source out (`holdout_source`): every image of that source is the test split.
+    - test: `test_fraction` of patients per label (default); fold `fold` of `num_folds`
+      (`fold_split=test`, so `-m data.fold=0,...,k-1` is a whole CV); or every image of a
+      held-out source (`holdout_source`; its patients' other films too);
+    - val: `val_fraction` of the remaining patients, or with `fold_split=val` fold `fold` of
+      the remaining patients dealt into `num_folds` (a k-fold ensemble's development folds:
+      the test split is the same for every fold).
     """
-    if num_folds is not None and holdout_source is not None:
-        raise ConfigError("choose k-fold (data.num_folds) or leave-one-source-out (data.holdout_source), not both")
-    if num_folds is None and holdout_source is None:
-        return split_by_patient(manifest, val_fraction, test_fraction, seed)
-    if holdout_source is not None:
-        is_test = (manifest.frame["source"] == holdout_source).to_numpy()
-        if not is_test.any():
-            sources = sorted(manifest.frame["source"].unique())
-            raise ConfigError(f"data.holdout_source={holdout_source!r} matches no image; sources: {sources}")
-        if is_test.all():
-            raise ConfigError(f"every image comes from {holdout_source!r}: nothing is left to train on")
-    else:
+    holdouts = [("holdout_source", "source", holdout_source)] if holdout_source is not None else []
+    if fold_split not in FOLD_SPLITS:
+        raise ConfigError(f"data.fold_split must be one of {list(FOLD_SPLITS)}, got {fold_split!r}")
+    if num_folds is not None:
+        if holdouts and fold_split == "test":
+            raise ConfigError(f"choose k-fold test splits (data.num_folds) or data.{holdouts[0][0]}, not both "
+                              "(data.fold_split=val deals the rest into validation folds)")
         if num_folds < 2:
             raise ConfigError(f"data.num_folds must be at least 2, got {num_folds}")
         if not 0 <= fold < num_folds:
             raise ConfigError(f"data.fold must be in 0..{num_folds - 1}, got {fold}")
-        is_test = _folds_by_patient(manifest, num_folds, seed) == fold
+    if num_folds is None and not holdouts:
+        return split_by_patient(manifest, val_fraction, test_fraction, seed)
+    is_test = _test_rows(manifest, test_fraction, seed, num_folds, fold, fold_split, holdouts[0] if holdouts else None)
     names = np.full(len(manifest), "test", dtype=object)
     rest = np.flatnonzero(~is_test)
-    names[rest] = split_by_patient(manifest.subset(rest), val_fraction, 0.0, seed)
+    if num_folds is not None and fold_split == "val":
+        in_fold = _folds_by_patient(manifest.subset(rest), num_folds, seed) == fold
+        names[rest] = np.where(in_fold, "val", "train")
+    else:
+        names[rest] = split_by_patient(manifest.subset(rest), val_fraction, 0.0, seed)
     return names

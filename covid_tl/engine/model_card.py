@@ -221,7 +221,10 @@ def data_section(summary: Mapping[str, Any], config: Mapping[str, Any]) -> list[
     lines += markdown_table(["split", "label", "source", "view", "images", "patients"],
                             [[r["split"], r["label"], r["source"], r["view"] or "-", r["images"], r["patients"]]
                              for r in summary["rows"]])
-    if data.get("num_folds"):
+    if data.get("num_folds") and data.get("fold_split", "test") == "val":
+        rule = (f"the test split as without folds; the other patients in {data['num_folds']} folds by patient, "
+                f"fold {data.get('fold', 0)} is the validation split")
+    elif data.get("num_folds"):
         rule = f"{data['num_folds']}-fold cross-validation by patient, fold {data.get('fold', 0)} is the test split"
     elif data.get("holdout_source"):
         rule = f"every image of source `{data['holdout_source']}` is the test split (a source the model never saw)"

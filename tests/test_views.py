@@ -1,0 +1,74 @@
+"""Both views in one dataset: folds of the development set, leave-view-out, view-balanced
+batches, per-view reporting (issue #22)."""
+import numpy as np
+import pytest
+
+from covid_tl.data.manifest import Manifest
+from covid_tl.data.split import _folds_by_patient, assign_splits, split_by_patient
+
+
+def films(n_patients: int = 40, seed: int = 0) -> Manifest:
+    """Patients of both labels with 1-3 films each; every third patient has an AP film too."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in range(n_patients):
+        label = "covid" if p % 3 == 0 else "no_finding"
+        views = ["PA"] * int(rng.integers(1, 3)) + (["AP"] if p % 3 == 1 else [])
+        for i, view in enumerate(views):
+            rows.append({"path": f"p{p}_{i}.png", "label": label, "patient_id": f"nih:{p}", "source": "nih", "view": view})
+    return Manifest.from_records(rows)
+
+
+def by_patient(manifest: Manifest, names) -> dict:
+    frame = manifest.frame.assign(split=names)
+    assert frame.groupby("patient_id")["split"].nunique().max() == 1  # no patient in two splits
+    return frame.groupby("patient_id")["split"].first().to_dict()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_validation_folds_keep_one_test_split_and_validate_every_other_patient_once(seed):
+    manifest = films()
+    no_folds = by_patient(manifest, split_by_patient(manifest, 0.0, 0.2, seed))
+    test = {p for p, s in no_folds.items() if s == "test"}
+    val_count = dict.fromkeys(no_folds, 0)
+    for fold in range(4):
+        split = by_patient(manifest, assign_splits(manifest, 0.15, 0.2, seed, num_folds=4, fold=fold, fold_split="val"))
+        assert {p for p, s in split.items() if s == "test"} == test  # the same test split for every fold
+        for p, s in split.items():
+            val_count[p] += s == "val"
+    assert all(val_count[p] == (0 if p in test else 1) for p in no_folds)
+    # 40 patients: 14 covid, 26 no-finding; 20% of each label tested (3 and 5), 32 dealt into 4 folds.
+    assert len(test) == 8 and sum(val_count.values()) == 32
+
+
+def test_validation_folds_are_stratified_by_label():
+    manifest = films()
+    split = by_patient(manifest, assign_splits(manifest, 0.15, 0.2, 0, num_folds=4, fold=0, fold_split="val"))
+    labels = manifest.frame.drop_duplicates("patient_id").set_index("patient_id")["label"]
+    val = labels[[p for p, s in split.items() if s == "val"]].value_counts().to_dict()
+    assert val == {"covid": 3, "no_finding": 6}  # 11 covid dealt 3,3,3,2; 21 no-finding 6,5,5,5
+
+
+def test_test_folds_are_unchanged_by_the_new_key():
+    manifest = films()
+    for fold in range(3):
+        default = assign_splits(manifest, 0.15, 0.2, 5, num_folds=3, fold=fold)
+        assert np.array_equal(default, assign_splits(manifest, 0.15, 0.2, 5, num_folds=3, fold=fold, fold_split="test"))
+        is_test = _folds_by_patient(manifest, 3, 5) == fold  # as before fold_split: the fold is the test split
+        rest = np.flatnonzero(~is_test)
+        assert np.array_equal(default == "test", is_test)
+        assert np.array_equal(default[rest], split_by_patient(manifest.subset(rest), 0.15, 0.0, 5))
+
+
+def test_fold_split_and_holdout_combine_only_as_validation_folds():
+    manifest = films()
+    other = Manifest(manifest.frame.assign(source=np.where(np.arange(len(manifest)) % 2, "nih", "cohen"),
+                                           patient_id=manifest.frame["patient_id"] + np.where(np.arange(len(manifest)) % 2, "", "c")))
+    with pytest.raises(ValueError, match="not both"):
+        assign_splits(other, 0.15, 0.2, 0, num_folds=3, fold=0, holdout_source="cohen")
+    names = assign_splits(other, 0.15, 0.2, 0, num_folds=3, fold=1, fold_split="val", holdout_source="cohen")
+    frame = other.frame.assign(split=names)
+    assert set(frame.loc[frame["split"] == "test", "source"]) == {"cohen"}
+    assert set(frame.loc[frame["split"] != "test", "source"]) == {"nih"} and set(names) == {"train", "val", "test"}
+    with pytest.raises(ValueError, match="fold_split must be one of"):
+        assign_splits(manifest, 0.15, 0.2, 0, num_folds=3, fold=0, fold_split="train")
