@@ -13,6 +13,7 @@ from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, LayerCAM, Score
 
 from covid_tl.core.errors import ConfigError
 from covid_tl.models.classifier import Classifier
+from covid_tl.models.ensemble import cam_nets
 
 METHODS = {
     "gradcam": GradCAM,
@@ -92,7 +93,7 @@ def compute_cams(
         raise ConfigError(f"unknown CAM method {method!r}; valid: {', '.join(METHODS)}")
     if target not in TARGETS:
         raise ConfigError(f"unknown CAM target {target!r}; valid: {', '.join(TARGETS)}")
-    module = target_layer(net, layer)
+    modules = [target_layer(member, layer) for member in cam_nets(net)]  # an ensemble: each member's layer
     was_training = net.training
     params = list(net.parameters())
     flags = [p.requires_grad for p in params]
@@ -104,7 +105,7 @@ def compute_cams(
         for p in net.parameters():
             p.requires_grad_(False)
         with torch.inference_mode(False), torch.enable_grad(), METHODS[method](
-            model=net, target_layers=[module], reshape_transform=ActivationGrid.of(net)
+            model=net, target_layers=modules, reshape_transform=ActivationGrid.of(cam_nets(net)[0])
         ) as cam:
             for start in range(0, len(images), batch_size):
                 # A fresh tensor: ones made under inference mode cannot enter autograd.

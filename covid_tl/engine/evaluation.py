@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
 from covid_tl.engine.build import build_datamodule
+from covid_tl.core.errors import ConfigError
 from covid_tl.core.labels import LABELS
 from covid_tl.data.manifest import Manifest
 from covid_tl.stats.calibration import (brier_score, expected_calibration_error, fit_temperature,
@@ -60,6 +61,10 @@ def requested_operating_point(requested: Any, run_cfg: DictConfig, model, device
     checkpoint's temperature."""
     if requested is None:
         return dict(model.operating_point)
+    if is_rule(requested) and model.operating_point.get("split") == "oof":
+        raise ConfigError(f"threshold={requested}: a fold ensemble's rule is chosen on its pooled out-of-fold "
+                          "predictions, which only training has; give a number, or null for its own "
+                          f"({model.operating_point['threshold']:.4f})")
     val = None
     if is_rule(requested):
         if datamodule is None:
@@ -83,22 +88,31 @@ def choose_operating_point(net: torch.nn.Module, val: tuple[Manifest, Dataset], 
     """{rule, threshold, temperature, split, n}: the temperature fitted on the validation logits
     (`calibrate`; else the net's own), then the threshold `rule` gives on the validation
     probabilities at that temperature. A number needs no validation images."""
-    rule = parse_threshold(rule)
-    point: dict[str, Any] = {"rule": rule, "threshold": rule, "temperature": float(getattr(net, "temperature", 1.0)),
-                             "split": None, "n": None}
-    if not (is_rule(rule) or calibrate):
-        return point
+    temperature = float(getattr(net, "temperature", 1.0))
+    if not (is_rule(parse_threshold(rule)) or calibrate):
+        return operating_point_of(None, None, rule, False, temperature)
     manifest, dataset = val
-    logits, targets = predict_logits(net, dataset, device, batch_size).astype(np.float64), manifest.targets
-    point.update(split="val", n=len(targets))
+    logits = predict_logits(net, dataset, device, batch_size).astype(np.float64)
+    return operating_point_of(logits, manifest.targets, rule, calibrate, temperature, "val")
+
+
+def operating_point_of(logits: np.ndarray | None, targets: np.ndarray | None, rule: Any, calibrate: bool,
+                       temperature: float = 1.0, split: str | None = None) -> dict[str, Any]:
+    """choose_operating_point on logits at hand (at `temperature` already): the validation
+    split's, or a fold ensemble's pooled out-of-fold ones (`split` names which)."""
+    rule = parse_threshold(rule)
+    point: dict[str, Any] = {"rule": rule, "threshold": rule, "temperature": temperature, "split": None, "n": None}
+    if logits is None or not (is_rule(rule) or calibrate):
+        return point
+    point.update(split=split, n=len(targets))
     if calibrate:
         fitted = fit_temperature(logits, targets)
-        point["val_nll"] = {"before": negative_log_likelihood(logits, targets),
-                            "after": negative_log_likelihood(logits, targets, fitted)}
+        point[f"{split}_nll"] = {"before": negative_log_likelihood(logits, targets),
+                                 "after": negative_log_likelihood(logits, targets, fitted)}
         point["temperature"] *= fitted
         logits = logits / fitted
     point["threshold"] = choose_threshold(rule, 1 / (1 + np.exp(-logits)), targets)
-    if is_rule(rule) and (warning := extreme_cut(rule, point["threshold"], "val", len(targets))):
+    if is_rule(rule) and (warning := extreme_cut(rule, point["threshold"], split, len(targets))):
         log.warning(warning)
     return point
 

@@ -151,6 +151,8 @@ def no_checkpoint_reason(config: Mapping[str, Any]) -> str:
 
 def tested_weights(results: Results) -> str:
     """Which weights every result is of: the best checkpoint, or those at the end of training."""
+    if ensemble := results.run.get("ensemble"):
+        return f"ensemble of {len(ensemble['members'])} members at epoch {ensemble['epoch']}"
     return "best checkpoint" if results.run.get("best_checkpoint") else "weights at the end of training"
 
 
@@ -165,7 +167,10 @@ def training_line(results: Results, config: Mapping[str, Any]) -> str:
         done = f"{run.get('epochs_trained', '?')} epoch(s) of at most {trainer.get('max_epochs')} (trainer.max_epochs)"
         done += "".join(f", {text.format(trainer[key])}" for key, text in SHORT_RUNS.items() if trainer.get(key))
     best = run.get("best_checkpoint")
-    kept = (f"best checkpoint `{best}` (epoch {run.get('best_epoch')}, {run.get('best_monitor')} "
+    if ensemble := run.get("ensemble"):
+        done = (f"{len(ensemble['members'])} fold members of at most {trainer.get('max_epochs')} epoch(s) each "
+                "(trainer.max_epochs)")
+    kept = f"the ensemble `{best}` (below)" if ensemble else (f"best checkpoint `{best}` (epoch {run.get('best_epoch')}, {run.get('best_monitor')} "
             f"{number(run.get('best_score'))})" if best else
             f"no best checkpoint ({no_checkpoint_reason(config)}): every result is of the weights at the end of training")
     algorithm = str(optimizer.get("_target_", "?")).rsplit(".", 1)[-1]
@@ -202,6 +207,10 @@ def threshold_origin(point: Mapping[str, Any], weights: str = "best checkpoint")
     scaled = (f" Probabilities are temperature-scaled (logits divided by {temperature:.3f}, fitted on the "
               f"{point.get('split')} split's negative log-likelihood)." if temperature != 1.0 else "")
     rule = point.get("rule")
+    if point.get("split") == "oof":
+        return (f"It was chosen by {rule} on the pooled out-of-fold predictions of the {point.get('n')} development "
+                "images, each scored by the member that never trained on it (oof_predictions.csv), and applied to the "
+                "members' mean probability." + scaled.replace("split's", "predictions'"))
     if rule is None or rule == point.get("threshold"):
         return "It is the number the run config set (`threshold`), not chosen on data." + scaled
     how = ("Youden's rule (`threshold=youden`: the highest sensitivity + specificity - 1)" if rule == "youden" else
@@ -221,7 +230,10 @@ def data_section(summary: Mapping[str, Any], config: Mapping[str, Any]) -> list[
     lines += markdown_table(["split", "label", "source", "view", "images", "patients"],
                             [[r["split"], r["label"], r["source"], r["view"] or "-", r["images"], r["patients"]]
                              for r in summary["rows"]])
-    if data.get("num_folds") and data.get("fold_split", "test") == "val":
+    if config.get("cv"):
+        rule = (f"{data.get('test_fraction')} of patients per label for test; the others (`dev`) in {config['cv']} "
+                "folds by patient and label, member i validating on fold i (splits.csv: `fold`)")
+    elif data.get("num_folds") and data.get("fold_split", "test") == "val":
         rule = (f"the test split as without folds; the other patients in {data['num_folds']} folds by patient, "
                 f"fold {data.get('fold', 0)} is the validation split")
     elif data.get("num_folds"):
@@ -252,6 +264,36 @@ def metrics_section(results: Results, weights: str = "best checkpoint") -> list[
             for name, block in results.sets.items() for source, r in block.get("per_source", {}).items()]
     lines += ["", "### Per source", "", "A rate is `-` where the source has no image of the class it needs.", ""]
     return lines + markdown_table(["set", "source", "n", *RATES, "auroc"], rows) + [""]
+
+
+def ensemble_section(results: Results, summary: Mapping[str, Any]) -> list[str]:
+    """A fold ensemble's members, the epoch and threshold chosen on their pooled out-of-fold
+    predictions beside what each fold alone would have chosen, and the views it trained on."""
+    ensemble = results.run.get("ensemble")
+    if not ensemble:
+        return []
+    point = results.operating_point or {}
+    own = {f["fold"]: f for f in point.get("per_fold", [])}
+    rows = [[m["fold"], (own.get(m["fold"]) or {}).get("n", "-"), m["epoch"], f"`{m['checkpoint']}`",
+             number((own.get(m["fold"]) or {}).get("threshold"))] for m in ensemble["members"]]
+    cuts = [f["threshold"] for f in point.get("per_fold", [])]
+    views = {}
+    for row in summary.get("rows", []):
+        if row["split"] == "dev":
+            views[(row["view"] or "-", row["label"])] = views.get((row["view"] or "-", row["label"]), 0) + row["images"]
+    lines = ["## Ensemble", "", f"{len(rows)} members (ensemble.json: their checkpoints and sha256 digests); a "
+             "film's probability is the members' mean. Each member trained on all development patients but one fold "
+             f"and was scored on that fold. Epoch {ensemble['epoch']} was chosen for every member on the pooled "
+             f"out-of-fold AUROC ({number(ensemble.get('pooled_oof_auroc'))}; optimistic by that choice: the test "
+             "split is the unbiased figure); the threshold on the same pooled predictions (ensemble.png).", ""]
+    lines += markdown_table(["fold", "val images", "epoch", "checkpoint", f"that fold's own {point.get('rule')} cut"], rows)
+    if cuts:
+        lines += ["", f"One fold's films alone would have put the cut anywhere from {min(cuts):.3f} to {max(cuts):.3f}; "
+                  f"the pooled cut is {point['threshold']:.3f}."]
+    if views:
+        lines += ["", "Trained and validated on (development images by view and label): " + ", ".join(
+            f"{view} {label} {n}" for (view, label), n in sorted(views.items())) + "."]
+    return lines + [""]
 
 
 def cam_section(cam: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -360,7 +402,8 @@ def model_card(results: Results, config: Mapping[str, Any], summary: Mapping[str
              "data_summary.json, splits.csv, .hydra/config.yaml in this folder.", "",
              "## Intended use", "", INTENDED_USE[0].upper() + INTENDED_USE[1:] + ".", ""]
     lines += model_section(results, config, input_spec, segmenter, choices or {})
-    lines += threshold_section(results, config) + data_section(summary, config) + metrics_section(results, weights)
+    lines += threshold_section(results, config) + ensemble_section(results, summary) + data_section(summary, config)
+    lines += metrics_section(results, weights)
     return "\n".join(lines + cam_section(results.cam) + audit_section(audit) + risks_section(summary, config))
 
 

@@ -13,6 +13,7 @@ from covid_tl.runtime.config_history import upgrade
 from covid_tl.core.errors import ConfigError
 from covid_tl.stats.operating_point import is_rule
 from covid_tl.models.classifier import build_classifier
+from covid_tl.models.ensemble import EnsembleNet, ensemble_file, read_ensemble
 from covid_tl.models.module import CovidClassifier
 from covid_tl.runtime.torch_files import TRAINING_ONLY, TRUST_CHECKPOINT, check_run_config, load_torch_file, reason
 
@@ -29,14 +30,19 @@ class CheckpointError(ConfigError):
     """A checkpoint path that cannot give back a covid-tl model; the message says why."""
 
 
-def load_run(ckpt_path: str | Path, trust: bool = False) -> tuple[DictConfig, CovidClassifier]:
-    """The run config recorded in the checkpoint and the model with its weights, in eval mode.
+def load_run(ckpt_path: str | Path, trust: bool = False, member: bool = False) -> tuple[DictConfig, CovidClassifier]:
+    """The run config recorded in the checkpoint and the model with its weights, in eval mode;
+    a fold ensemble (its ensemble.json, or the run dir holding one) as one model (load_ensemble).
+    `member`: a checkpoint read as an ensemble member, whose operating point is the ensemble's
+    (no warning that the file lacks its own).
 
     Weights only (see covid_tl.runtime.torch_files) unless `trust`: checkpoints are shared files, and
     so is the config they carry: unless `trust`, every `_target_` in it must name covid-tl's
     own code (torch_files.check_run_config) before Hydra sees it. The config that comes back
     holds no training-only block (nothing at inference builds an optimizer, a Trainer, callbacks
     or loggers) and caches where this run caches (inference_config)."""
+    if (listing := ensemble_file(ckpt_path)) is not None:
+        return load_ensemble(listing, trust)
     path = Path(ckpt_path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint file at {path}")
@@ -50,7 +56,7 @@ def load_run(ckpt_path: str | Path, trust: bool = False) -> tuple[DictConfig, Co
     config = inference_config(config)
     cfg = OmegaConf.create(config)
     net = build_classifier(cfg.backbone, keep_fc=cfg.get("freeze", {}).get("keep_fc"), load_pretrained=False)
-    model = CovidClassifier(net, optimizer=not_for_training, threshold=decision_threshold(checkpoint, path),
+    model = CovidClassifier(net, optimizer=not_for_training, threshold=decision_threshold(checkpoint, path, warn=not member),
                             config=config)
     try:
         model.load_state_dict(checkpoint["state_dict"])
@@ -60,6 +66,35 @@ def load_run(ckpt_path: str | Path, trust: bool = False) -> tuple[DictConfig, Co
     net.temperature = float(stored.get("temperature", 1.0))
     model.operating_point = {**stored, "threshold": model.threshold, "temperature": net.temperature}
     return cfg, model.eval()
+
+
+def load_ensemble(path: Path, trust: bool = False) -> tuple[DictConfig, CovidClassifier]:
+    """A fold ensemble's members (each loaded as load_run loads a checkpoint, after its digest
+    is checked) as one model at the ensemble's out-of-fold operating point. The config is the
+    first member's: members differ only in the fold they validated on (refused otherwise), and
+    all share the test split."""
+    try:
+        listing = read_ensemble(path)
+    except ConfigError as error:
+        raise CheckpointError(str(error)) from None
+    loaded = [load_run(member.checkpoint, trust, member=True) for member in listing.members]
+    first = OmegaConf.to_container(loaded[0][0], resolve=False)
+    for member, (cfg, _) in zip(listing.members[1:], loaded[1:]):
+        if _without_fold(OmegaConf.to_container(cfg, resolve=False)) != _without_fold(first):
+            raise CheckpointError(f"{path}: member {member.checkpoint} was trained with another config than "
+                                  f"{listing.members[0].checkpoint} (beyond its fold)")
+    point = listing.operating_point
+    net = EnsembleNet([model.net for _, model in loaded])
+    net.temperature = float(point.get("temperature", 1.0))
+    model = CovidClassifier(net, optimizer=not_for_training, threshold=float(point["threshold"]), config=first)
+    model.operating_point = {**point, "threshold": model.threshold, "temperature": net.temperature,
+                             "members": len(listing.members)}
+    return loaded[0][0], model.eval()
+
+
+def _without_fold(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A member's config less the fold it validated on (what members may differ in)."""
+    return {**config, "data": {k: v for k, v in (config.get("data") or {}).items() if k != "fold"}}
 
 
 def inference_config(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -83,7 +118,7 @@ def not_for_training(*args: Any, **kwargs: Any) -> None:
                           "ckpt_path=<file> resumes)")
 
 
-def decision_threshold(checkpoint: Mapping[str, Any], path: str | Path = "the checkpoint") -> float:
+def decision_threshold(checkpoint: Mapping[str, Any], path: str | Path = "the checkpoint", warn: bool = True) -> float:
     """The probability at or above which the checkpoint's model calls COVID-19 (`model.threshold`
     after load_run; predict, export and the model card read it from there): the operating point
     chosen after training when the checkpoint carries one, else the run config's number. A rule
@@ -92,8 +127,9 @@ def decision_threshold(checkpoint: Mapping[str, Any], path: str | Path = "the ch
         return float(checkpoint[OPERATING_POINT]["threshold"])
     threshold = checkpoint["hyper_parameters"]["config"]["threshold"]
     if is_rule(threshold):
-        log.warning("%s carries no operating point for threshold=%s (only the best checkpoint does): calling at 0.5; "
-                    "threshold=%s chooses it on the validation split", path, threshold, threshold)
+        if warn:
+            log.warning("%s carries no operating point for threshold=%s (only the best checkpoint does): calling at "
+                        "0.5; threshold=%s chooses it on the validation split", path, threshold, threshold)
         return 0.5
     return float(threshold)
 

@@ -23,7 +23,9 @@ def print_results(results: Results, run_dir: Path, console: Console | None = Non
     """Metrics per split (95% intervals in brackets) with calibration (ECE, Brier), the
     operating point, the test confusion matrix, the run dir."""
     console = console or _console()
-    table = Table(title="results (best checkpoint)")
+    ensemble = results.run.get("ensemble")
+    table = Table(title=f"results (the ensemble of {len(ensemble['members'])} members)" if ensemble else
+                  "results (best checkpoint)")
     table.add_column("split")
     table.add_column("n", justify="right")
     for name in (*METRICS, *CALIBRATION_METRICS):

@@ -206,3 +206,27 @@ def reliability_diagram(sets: Mapping[str, tuple[Sequence[Mapping[str, float]], 
     bottom.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def ensemble_figure(pooled: Mapping[int, float | None], folds: Mapping[int, Mapping[int, float | None]], chosen: int,
+                    point: Mapping[str, Any], path: Path) -> Figure:
+    """A fold ensemble's two choices: the epoch (pooled out-of-fold AUROC by epoch beside each
+    fold's own) and the threshold (each fold's own cut beside the pooled one)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for fold, curve in folds.items():
+        epochs = [e for e, a in curve.items() if a is not None]
+        left.plot(epochs, [curve[e] for e in epochs], lw=1, alpha=0.6, marker=".", label=f"fold {fold} alone")
+    epochs = [e for e, a in pooled.items() if a is not None]
+    left.plot(epochs, [pooled[e] for e in epochs], color="black", lw=2.5, marker="o", label="pooled out-of-fold")
+    left.axvline(chosen, color="black", ls="--", lw=1)
+    left.set(xlabel="epoch", ylabel="AUROC", title=f"epoch {chosen}: the highest pooled AUROC")
+    left.legend(fontsize=8, loc="lower right")
+    cuts = [(f["fold"], f["threshold"]) for f in point.get("per_fold", [])]
+    right.scatter([c[0] for c in cuts], [c[1] for c in cuts], color="tab:blue", zorder=3,
+                  label=f"each fold's own {point.get('rule')} cut")
+    right.axhline(point["threshold"], color="black", lw=2,
+                  label=f"pooled ({point.get('n')} films): {point['threshold']:.{cut_decimals(point['threshold'])}f}")
+    right.set(xlabel="fold", ylabel="threshold on p(COVID-19)", ylim=(0, 1), xticks=[c[0] for c in cuts],
+              title="operating point")
+    right.legend(fontsize=8, loc="upper right")
+    return _save(fig, path)

@@ -288,10 +288,27 @@ def _cause(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
+def check_cv(cfg: DictConfig) -> None:
+    """`cv=k` (a fold ensemble) owns the folds and the run: no other split scheme, no resume."""
+    cv = cfg.get("cv")
+    if cv is None:
+        return
+    if isinstance(cv, bool) or not isinstance(cv, int) or cv < 2:
+        raise ConfigError(f"cv must be a whole number of folds, at least 2 (or null), got {cv!r}")
+    data = cfg.get("data") or {}
+    taken = [key for key in ("num_folds", "holdout_source", "holdout_view") if data.get(key) is not None]
+    if taken:
+        raise ConfigError(f"cv={cv} deals the development patients into its own folds; drop data.{taken[0]}")
+    if cfg.get("ckpt_path") not in (None, "last"):
+        raise ConfigError(f"cv={cv} trains its members from the start; ckpt_path=last goes on in the run dir of one "
+                          "that stopped (finished members are kept, an unfinished one resumes from its last.ckpt)")
+
+
 def check_values(cfg: DictConfig) -> None:
     """Epochs, data loader counts, optimizer: values of the right type whose mistakes would
     otherwise end in a traceback after the splits are written."""
     check_epochs(cfg)
+    check_cv(cfg)
     if cfg.get("data") is not None and "_target_" in cfg.data:
         if "batch_size" in cfg.data:
             check_count(cfg, "data.batch_size", 1)

@@ -35,7 +35,7 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
 
 
 def _tensor(values: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(values))
+    return torch.from_numpy(np.array(values))  # a copy: pandas may hand over a read-only view
 
 
 def _both_classes(targets: np.ndarray) -> bool:

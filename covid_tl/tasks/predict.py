@@ -32,6 +32,7 @@ from covid_tl.reporting.grid import labelled
 from covid_tl.core.labels import LABELS
 from covid_tl.models.checkpoint import load_run
 from covid_tl.models.classifier import Classifier
+from covid_tl.models.ensemble import cam_nets
 from covid_tl.runtime.run_checks import check_script_config
 from covid_tl.engine.evaluation import requested_operating_point
 
@@ -77,7 +78,8 @@ def predict(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
     net = model.net
     cam = build_cam(cfg.cam) if cfg.cams else None
     if cam is not None:
-        target_layer(net, cam.layer)  # a layer the backbone lacks: refused before the first file
+        for member in cam_nets(net):  # a layer the backbone lacks: refused before the first file
+            target_layer(member, cam.layer)
     paths = image_files(cfg.images)
     output_dir.mkdir(parents=True, exist_ok=True)
     prepare = file_images(*build_preprocessing(run_cfg))

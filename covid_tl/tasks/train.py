@@ -7,6 +7,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
@@ -19,6 +21,8 @@ from covid_tl.cam.options import build_cam
 from covid_tl.cam.sets import given_masks, mark_detector
 from covid_tl.engine.build import build_datamodule, build_trainer, pick_device
 from covid_tl.engine.checkpoint_sets import data_sets
+from covid_tl.engine.ensemble import (choose_epoch, epoch_checkpoints, fold_curves, member_config, member_dir,
+                                      oof_manifest, out_of_fold, pooled_point)
 from covid_tl.cam.callback import GradCAMCallback
 from covid_tl.reporting.console import print_data_summary, print_results
 from covid_tl.data.frozen_features import FeatureDataModule, fast_path_blocker
@@ -30,7 +34,12 @@ from covid_tl.models.classifier import build_classifier
 from covid_tl.models.module import CovidClassifier
 from covid_tl.stats.operating_point import fixed_threshold
 from covid_tl.core.provenance import provenance
-from covid_tl.engine.evaluation import choose_operating_point, evaluate_sets, shift_summary
+from covid_tl.core.files import write_text_atomically
+from covid_tl.core.formatting import number
+from covid_tl.data.summary import data_summary
+from covid_tl.engine.evaluation import assess, checkpoint_data, choose_operating_point, evaluate_sets, shift_summary
+from covid_tl.models.ensemble import ENSEMBLE_FILE, EnsembleFile, Member, file_digest, write_ensemble
+from covid_tl.reporting.plots import ensemble_figure
 from covid_tl.reporting.results import Results, cam_rows, write_results
 from covid_tl.runtime.run_checks import instantiate_checked
 from covid_tl.runtime.tracking import log_results
@@ -47,7 +56,9 @@ warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 def train(cfg: DictConfig, run_dir: Path) -> Results | None:
     """Train as `cfg` says, writing everything into `run_dir`; returns results.json's record (None on
-    the processes of a multi-GPU run that do not write it)."""
+    the processes of a multi-GPU run that do not write it). `cv=k`: a fold ensemble (train_ensemble)."""
+    if cfg.get("cv"):
+        return train_ensemble(cfg, run_dir)
     run_started = time.perf_counter()
     run_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.seed, workers=True)
@@ -124,6 +135,79 @@ def train(cfg: DictConfig, run_dir: Path) -> Results | None:
     log_results(trainer.loggers, cfg, results, trainer.global_step, run_dir)
     print_results(results, run_dir)
     return results
+
+
+def train_ensemble(cfg: DictConfig, run_dir: Path) -> Results:
+    """cv=k: k members of one recipe, member i validating on fold i of the development patients
+    (the test split held out first, as without folds), each a whole train.py run under
+    members/fold_i; the epoch, and the operating point at it, chosen on all members' pooled
+    out-of-fold predictions; the ensemble (mean probability) written as ensemble.json, tested on
+    the test split, audited with `audit`. With ckpt_path=last (the run dir of one that stopped),
+    a member whose results.json exists is kept and an unfinished one resumes from its last.ckpt."""
+    started, k = time.perf_counter(), int(cfg.cv)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    folders = [member_dir(run_dir, fold) for fold in range(k)]
+    for fold, folder in enumerate(folders):
+        if (folder / "results.json").is_file():
+            log.info("member %d of %d: %s is complete, kept", fold + 1, k, folder)
+            continue
+        log.info("member %d of %d: trained without, and validated on, fold %d of the development patients",
+                 fold + 1, k, fold)
+        member = member_config(cfg, fold, folder)
+        if cfg.get("ckpt_path") == "last" and (folder / "checkpoints" / "last.ckpt").exists():
+            member.ckpt_path = "last"
+        train(member, folder)
+    device = pick_device(cfg.trainer.accelerator)
+    oof = out_of_fold(folders, device)
+    epoch, curve = choose_epoch(oof)
+    chosen = oof[oof.epoch == epoch].reset_index(drop=True)
+    point = pooled_point(chosen, cfg.threshold, cfg.calibrate)
+    log.info("epoch %d chosen on the pooled out-of-fold AUROC of %d films (%s); operating point %s -> %.4f "
+             "(each fold alone: %s)", epoch, len(chosen), number(curve[epoch]), point["rule"], point["threshold"],
+             ", ".join(f"{f['threshold']:.3f}" for f in point["per_fold"]))
+    members = [Member(epoch_checkpoints(folder)[epoch], "", fold, epoch) for fold, folder in enumerate(folders)]
+    for member in members:
+        member.sha256 = file_digest(member.checkpoint)
+    selection = {"epoch": epoch, "on": "pooled out-of-fold AUROC", "pooled_auroc_by_epoch": curve,
+                 "fold_auroc_by_epoch": fold_curves(oof)}
+    write_ensemble(run_dir / ENSEMBLE_FILE, EnsembleFile(members, point, selection))
+    run_cfg, model = load_run(run_dir / ENSEMBLE_FILE)  # the ensemble as every script reads it
+    datamodule = checkpoint_data(run_cfg, model.net.input_spec)
+    summary = write_fold_splits(datamodule, chosen, run_dir)
+    sets = evaluate_sets(model.net, data_sets(datamodule, None), run_dir, model.threshold, cfg.bootstrap, cfg.seed,
+                         device)
+    probabilities = 1 / (1 + np.exp(-chosen["logit"].to_numpy(np.float64) / point["temperature"]))
+    sets = {"oof": assess(oof_manifest(chosen), probabilities, point["threshold"], cfg.bootstrap, cfg.seed), **sets}
+    write_text_atomically(run_dir / "oof_predictions.csv", chosen.drop(columns=["target"]).assign(
+        prob_covid=probabilities).to_csv(index=False))
+    ensemble_figure(curve, selection["fold_auroc_by_epoch"], epoch, point, run_dir / "ensemble.png")
+    results = Results(sets=sets, operating_point=point, run={
+        "backbone": model.net.backbone_name, "ensemble": {
+            "members": [m.record(run_dir) for m in members], "epoch": epoch,
+            "pooled_oof_auroc": curve[epoch], "file": ENSEMBLE_FILE},
+        "best_checkpoint": ENSEMBLE_FILE, "seed": cfg.seed,
+        "wall_time_s": round(time.perf_counter() - started, 1), **provenance()})
+    write_results(run_dir, results)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    audit = shortcut_audit(model, datamodule, cfg, run_dir, str(run_dir / ENSEMBLE_FILE)) if cfg.audit else None
+    write_model_card(run_dir, results, config, summary, model.net.input_spec,
+                     getattr(datamodule.prepared.preprocess, "segment", None), audit)
+    print_results(results, run_dir)
+    return results
+
+
+def write_fold_splits(datamodule: Any, chosen: pd.DataFrame, run_dir: Path) -> dict[str, Any]:
+    """splits.csv and data_summary.json of the ensemble: the test split and extra sets as the
+    members had them, every development film as `dev` with the fold it was held out in."""
+    frame = datamodule.splits_frame()
+    fold_of = dict(zip(chosen["path"], chosen["fold"]))
+    dev = frame["split"].isin(["train", "val"])
+    frame.loc[dev, "split"] = "dev"
+    frame["fold"] = frame["path"].map(fold_of).astype("Int64")
+    frame.to_csv(run_dir / "splits.csv", index=False)
+    summary = data_summary(frame, skipped=len(datamodule.bad_rows))
+    print_data_summary(summary, run_dir)  # and data_summary.json
+    return summary
 
 
 def shortcut_audit(model: CovidClassifier, datamodule: Any, cfg: DictConfig, run_dir: Path, best: str) -> dict[str, Any]:
