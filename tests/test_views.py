@@ -72,3 +72,39 @@ def test_fold_split_and_holdout_combine_only_as_validation_folds():
     assert set(frame.loc[frame["split"] != "test", "source"]) == {"nih"} and set(names) == {"train", "val", "test"}
     with pytest.raises(ValueError, match="fold_split must be one of"):
         assign_splits(manifest, 0.15, 0.2, 0, num_folds=3, fold=0, fold_split="train")
+
+
+def two_views() -> Manifest:
+    """12 patients: 0-3 covid (0, 1 AP only; 2 PA and AP), 4-11 no-finding (4, 5 AP; 6 PA and AP)."""
+    rows = []
+    for p in range(12):
+        label = "covid" if p < 4 else "no_finding"
+        views = {0: ["AP"], 1: ["AP"], 2: ["PA", "AP"], 4: ["AP"], 5: ["AP"], 6: ["PA", "AP"]}.get(p, ["PA"])
+        rows += [{"path": f"{p}{v}.png", "label": label, "patient_id": f"x:{p}", "source": "x", "view": v} for v in views]
+    return Manifest.from_records(rows)
+
+
+def test_holdout_view_tests_on_every_film_of_that_view_and_their_patients():
+    manifest = two_views()
+    names = assign_splits(manifest, 0.25, 0.2, 0, holdout_view="AP")
+    split = by_patient(manifest, names)
+    # Every AP film is tested; patients 2 and 6 take their PA film with them (no patient in two splits).
+    assert sorted(p for p, s in split.items() if s == "test") == ["x:0", "x:1", "x:2", "x:4", "x:5", "x:6"]
+    frame = manifest.frame.assign(split=names)
+    assert set(frame.loc[frame["split"] != "test", "view"]) == {"PA"}
+    # The rest: covid patient 3 alone (kept for training), no-finding 7-11: round(0.25 * 5) = 1 to val.
+    assert frame.loc[frame["split"] != "test"].drop_duplicates("patient_id")["split"].value_counts().to_dict() == {"train": 5, "val": 1}
+
+
+def test_holdout_view_refuses_unknown_views_everything_held_out_and_a_held_out_source_too():
+    manifest = two_views()
+    with pytest.raises(ValueError, match=r"holdout_view='LL' matches no image; views: \['AP', 'PA'\]"):
+        assign_splits(manifest, 0.25, 0.2, 0, holdout_view="LL")
+    ap = manifest.subset(np.flatnonzero(manifest.frame["view"] == "AP"))
+    with pytest.raises(ValueError, match="nothing is left to train on"):
+        assign_splits(ap, 0.25, 0.2, 0, holdout_view="AP")
+    with pytest.raises(ValueError, match="holdout_source or data.holdout_view, not both"):
+        assign_splits(manifest, 0.25, 0.2, 0, holdout_source="x", holdout_view="AP")
+    # One code path: a held-out source is the same rule on the `source` column.
+    renamed = Manifest(manifest.frame.assign(source=manifest.frame["view"]))
+    assert np.array_equal(assign_splits(renamed, 0.25, 0.2, 0, holdout_source="AP"), assign_splits(manifest, 0.25, 0.2, 0, holdout_view="AP"))

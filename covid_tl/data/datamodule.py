@@ -103,6 +103,7 @@ class XrayDataModule(pl.LightningDataModule):
         fold: int = 0,
         holdout_source: str | None = None,
         fold_split: str = "test",
+        holdout_view: str | None = None,
         balance: bool = False,
         extra_no_finding: int = 0,
         sample_seed: int = 0,
@@ -138,6 +139,7 @@ class XrayDataModule(pl.LightningDataModule):
         self.fold = fold
         self.holdout_source = holdout_source
         self.fold_split = fold_split
+        self.holdout_view = holdout_view
         self.balance = balance
         self.extra_no_finding = extra_no_finding
         self.sample_seed = sample_seed
@@ -161,7 +163,7 @@ class XrayDataModule(pl.LightningDataModule):
         manifest, self.extra_sets = self._checked_selection(self._read_sources())
         self.split_names = assign_splits(
             manifest, self.val_fraction, self.test_fraction, self.split_seed, self.num_folds, self.fold,
-            self.holdout_source, self.fold_split,
+            self.holdout_source, self.fold_split, self.holdout_view,
         )
         self.manifest = manifest
         for split in ("train", "val"):
@@ -236,6 +238,11 @@ class XrayDataModule(pl.LightningDataModule):
             path.parent.mkdir(parents=True, exist_ok=True)
             save_bank(bank, path)
         return bank
+
+    @property
+    def held_out(self) -> tuple[str | None, str]:
+        """(value, column) a leave-one-out run tests on: (None, "source") without one."""
+        return (self.holdout_view, "view") if self.holdout_view is not None else (self.holdout_source, "source")
 
     @property
     def eval_sets(self) -> list[str]:

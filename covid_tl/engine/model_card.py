@@ -221,13 +221,17 @@ def data_section(summary: Mapping[str, Any], config: Mapping[str, Any]) -> list[
     lines += markdown_table(["split", "label", "source", "view", "images", "patients"],
                             [[r["split"], r["label"], r["source"], r["view"] or "-", r["images"], r["patients"]]
                              for r in summary["rows"]])
+    held = (f"every image of source `{data['holdout_source']}` is the test split (a source the model never saw)"
+            if data.get("holdout_source") else
+            f"every `{data['holdout_view']}` film is the test split, with its patients' other films (a view the model never saw)"
+            if data.get("holdout_view") else None)
     if data.get("num_folds") and data.get("fold_split", "test") == "val":
-        rule = (f"the test split as without folds; the other patients in {data['num_folds']} folds by patient, "
-                f"fold {data.get('fold', 0)} is the validation split")
+        rule = (f"{held or 'the test split as without folds'}; the other patients in {data['num_folds']} folds by "
+                f"patient, fold {data.get('fold', 0)} is the validation split")
     elif data.get("num_folds"):
         rule = f"{data['num_folds']}-fold cross-validation by patient, fold {data.get('fold', 0)} is the test split"
-    elif data.get("holdout_source"):
-        rule = f"every image of source `{data['holdout_source']}` is the test split (a source the model never saw)"
+    elif held:
+        rule = held
     else:
         rule = f"{data.get('val_fraction')} of patients for validation and {data.get('test_fraction')} for test, per label"
     return lines + ["", "## Splits", "", f"Grouped by patient (no patient in two splits), stratified by label: {rule}; "

@@ -59,7 +59,8 @@ def operating_point_line(point: dict[str, Any]) -> str:
 
 def shift_lines(shift: dict[str, Any]) -> str:
     """Specificity and sensitivity in distribution -> on the held-out source, a line each."""
-    lines = [f"source shift: {shift['in_distribution']} (in distribution) -> {shift['source']} (held out)"]
+    column = "view" if "view" in shift else "source"
+    lines = [f"{column} shift: {shift['in_distribution']} (in distribution) -> {shift[column]} (held out)"]
     for metric in ("specificity", "sensitivity"):
         m = shift[metric]
         drop = f" (drop {m['drop']:.3f})" if m["drop"] is not None else ""
