@@ -1,9 +1,14 @@
 """Both views in one dataset: folds of the development set, leave-view-out, view-balanced
 batches, per-view reporting (issue #22)."""
 import numpy as np
+import pandas as pd
 import pytest
 
+from conftest import XRAY_MINI, XRAY_VIEWS, composed, needs_xray_views
+from data_fixtures import image
 from covid_tl.data.manifest import Manifest
+from covid_tl.engine.build import build_datamodule
+from covid_tl.preprocess.model_input import InputSpec
 from covid_tl.data.split import _folds_by_patient, assign_splits, split_by_patient
 
 
@@ -108,3 +113,51 @@ def test_holdout_view_refuses_unknown_views_everything_held_out_and_a_held_out_s
     # One code path: a held-out source is the same rule on the `source` column.
     renamed = Manifest(manifest.frame.assign(source=manifest.frame["view"]))
     assert np.array_equal(assign_splits(renamed, 0.25, 0.2, 0, holdout_source="AP"), assign_splits(manifest, 0.25, 0.2, 0, holdout_view="AP"))
+
+
+def views_datamodule(mini, views, *overrides):
+    """data=xray_mini_views with its two manifests at `mini` and `views`, set up."""
+    cfg = composed("train", "data=xray_mini_views", f"data.path={mini}", f"data.sources.xray_views.path={views}", *overrides)
+    dm = build_datamodule(cfg, InputSpec(size=16))
+    dm.setup()
+    return dm
+
+
+def two_manifests(tmp_path):
+    """A PA manifest and an AP manifest of tiny films; patients nih:0 and nih:1 are in both."""
+    paths = []
+    for name, view, patients in (("pa", "PA", range(0, 12)), ("ap", "AP", range(-4, 2))):
+        rows = []
+        for p in patients:
+            path = image(tmp_path / name / f"{p}.png", seed=p + 10, size=16)
+            rows.append({"path": path.name, "label": "covid" if p % 2 else "no_finding", "patient_id": f"nih:{p}",
+                         "source": "nih", "view": view})
+        paths.append(tmp_path / name / "manifest.csv")
+        pd.DataFrame(rows).to_csv(paths[-1], index=False)
+    return paths
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_a_patient_in_both_manifests_is_in_one_split(tmp_path, seed):
+    dm = views_datamodule(*two_manifests(tmp_path), f"seed={seed}", "data.val_fraction=0.2", "data.test_fraction=0.2")
+    frame = dm.splits_frame()
+    assert len(frame) == 18 and set(frame["reader"]) == {"xray_mini", "xray_views"}
+    for patient in ("nih:0", "nih:1"):  # one id, two manifests: the same patient, not two
+        assert sorted(frame.loc[frame["patient_id"] == patient, "view"]) == ["AP", "PA"]
+    assert frame.groupby("patient_id")["split"].nunique().max() == 1
+
+
+@needs_xray_views
+def test_the_seven_patients_of_both_real_manifests_never_straddle_two_splits():
+    dm = views_datamodule(XRAY_MINI / "manifest.csv", XRAY_VIEWS / "manifest.csv")
+    frame = dm.manifest.frame
+    views = frame.groupby("patient_id")["view"].nunique()
+    shared = sorted(views.index[views == 2])
+    assert len(frame) == 174 + 196 and len(shared) == 7 and all(p.startswith("nih:") for p in shared)
+    schemes = [dict(seed=s) for s in range(5)] + [dict(seed=1, num_folds=5, fold=f, fold_split="val") for f in range(5)]
+    for scheme in schemes:
+        seed = scheme.pop("seed")
+        names = assign_splits(dm.manifest, 0.15, 0.15, seed, **scheme)
+        of_shared = frame.assign(split=names).query("patient_id in @shared")
+        assert of_shared.groupby("patient_id")["split"].nunique().max() == 1 and len(of_shared) >= 14
+        by_patient(dm.manifest, names)
