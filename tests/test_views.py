@@ -6,7 +6,9 @@ import pytest
 
 from conftest import XRAY_MINI, XRAY_VIEWS, composed, needs_xray_views
 from data_fixtures import image
+from covid_tl.data.datamodule import EpochWeightedDraw
 from covid_tl.data.manifest import Manifest
+from covid_tl.data.sampling import cell_balanced_weights
 from covid_tl.engine.build import build_datamodule
 from covid_tl.preprocess.model_input import InputSpec
 from covid_tl.data.split import _folds_by_patient, assign_splits, split_by_patient
@@ -161,3 +163,45 @@ def test_the_seven_patients_of_both_real_manifests_never_straddle_two_splits():
         of_shared = frame.assign(split=names).query("patient_id in @shared")
         assert of_shared.groupby("patient_id")["split"].nunique().max() == 1 and len(of_shared) >= 14
         by_patient(dm.manifest, names)
+
+
+def tiny_frame() -> pd.DataFrame:
+    """3 PA covid, 1 AP covid, 2 PA no-finding, 6 AP no-finding: covid is 75% of PA, 14% of AP."""
+    cells = [("covid", "PA")] * 3 + [("covid", "AP")] + [("no_finding", "PA")] * 2 + [("no_finding", "AP")] * 6
+    return pd.DataFrame(cells, columns=["label", "view"])
+
+
+def test_each_label_view_cell_weighs_a_quarter():
+    frame = tiny_frame()
+    weights = cell_balanced_weights(frame)
+    # 4 cells: each film weighs 1 / (4 x its cell's size).
+    assert np.allclose(weights, [1 / 12] * 3 + [1 / 4] + [1 / 8] * 2 + [1 / 24] * 6)
+    assert np.allclose(frame.assign(w=weights).groupby(["label", "view"])["w"].sum(), 0.25)
+
+
+def test_view_balanced_draws_make_half_of_each_view_covid():
+    frame = tiny_frame()
+    sampler = EpochWeightedDraw(cell_balanced_weights(frame), seed=3)
+    drawn = []
+    for epoch in range(2000):
+        sampler.set_epoch(epoch)
+        rows = list(sampler)
+        assert len(rows) == len(frame)  # one split's worth per epoch
+        drawn += rows
+    draws = frame.iloc[drawn]
+    covid_share = (draws["label"] == "covid").groupby(draws["view"]).mean()
+    assert covid_share.between(0.48, 0.52).all(), covid_share  # 24,000 draws: sd of each share ~0.005
+    sampler.set_epoch(7)
+    again = EpochWeightedDraw(cell_balanced_weights(frame), seed=3)
+    again.set_epoch(7)
+    assert list(sampler) == list(again)  # by (seed, epoch) alone
+
+
+def test_balance_views_gives_the_train_loader_the_weighted_draw(tmp_path):
+    dm = views_datamodule(*two_manifests(tmp_path), "data.balance_views=true", "data.val_fraction=0.2", "data.test_fraction=0.2")
+    sampler = dm.train_dataloader().sampler
+    train = dm.subset("train").frame
+    assert isinstance(sampler, EpochWeightedDraw) and len(sampler) == len(train)
+    cells = train.assign(p=sampler.p).groupby(["label", "view"])["p"].sum()
+    assert np.allclose(cells, 1 / len(cells))
+    assert not isinstance(dm.val_dataloader().sampler, EpochWeightedDraw)

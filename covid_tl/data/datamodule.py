@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from covid_tl.data.dataset import PreparedImages, WatermarkTransplant, XrayDataset
 from covid_tl.data.manifest import Manifest
-from covid_tl.data.sampling import balance_no_finding
+from covid_tl.data.sampling import balance_no_finding, cell_balanced_weights
 from covid_tl.data.split import SPLITS, assign_splits
 from covid_tl.data.summary import data_summary
 from covid_tl.data.images import MAX_MEGAPIXELS, ImageReadError
@@ -67,6 +67,25 @@ class EpochShuffle(Sampler[int]):
         return self.size
 
 
+class EpochWeightedDraw(Sampler[int]):
+    """`len(weights)` rows drawn with replacement by `weights`, depending only on (seed, epoch)
+    like EpochShuffle (a resumed run draws what an uninterrupted one would)."""
+
+    def __init__(self, weights: np.ndarray, seed: int) -> None:
+        self.p = np.asarray(weights, dtype=np.float64) / np.sum(weights)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        return iter(rng.choice(len(self.p), size=len(self.p), replace=True, p=self.p).tolist())
+
+    def __len__(self) -> int:
+        return len(self.p)
+
+
 class ReadsFiles:
     """Whether a row's image is a file (picklable, for DataLoader workers)."""
 
@@ -105,6 +124,7 @@ class XrayDataModule(pl.LightningDataModule):
         fold_split: str = "test",
         holdout_view: str | None = None,
         balance: bool = False,
+        balance_views: bool = False,
         extra_no_finding: int = 0,
         sample_seed: int = 0,
         on_bad: str = "raise",
@@ -141,6 +161,7 @@ class XrayDataModule(pl.LightningDataModule):
         self.fold_split = fold_split
         self.holdout_view = holdout_view
         self.balance = balance
+        self.balance_views = balance_views
         self.extra_no_finding = extra_no_finding
         self.sample_seed = sample_seed
         self.on_bad = on_bad
@@ -291,12 +312,19 @@ class XrayDataModule(pl.LightningDataModule):
         return XrayDataset(self.subset(name), self.prepared, self.input_spec,
                            self.augmentation if train else None, self.watermark if train else None)
 
+    def train_sampler(self, name: str = "train") -> Sampler[int]:
+        """Every film once per epoch in a seeded order, or with `balance_views` a seeded draw of
+        as many films in which each (label, view) cell present weighs the same."""
+        if not self.balance_views:
+            return EpochShuffle(len(self.subset(name)), self.split_seed)
+        return EpochWeightedDraw(cell_balanced_weights(self.subset(name).frame), self.split_seed)
+
     def dataloader(self, name: str, train: bool = False) -> DataLoader:
         dataset = self.dataset(name, train)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            sampler=EpochShuffle(len(dataset), self.split_seed) if train else None,
+            sampler=self.train_sampler(name) if train else None,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
