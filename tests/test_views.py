@@ -205,3 +205,39 @@ def test_balance_views_gives_the_train_loader_the_weighted_draw(tmp_path):
     cells = train.assign(p=sampler.p).groupby(["label", "view"])["p"].sum()
     assert np.allclose(cells, 1 / len(cells))
     assert not isinstance(dm.val_dataloader().sampler, EpochWeightedDraw)
+
+
+def test_per_view_metrics_in_results_card_console_and_summary_are_the_hand_worked_ones(tmp_path):
+    from rich.console import Console
+
+    from covid_tl.data.summary import data_summary
+    from covid_tl.engine.evaluation import assess, shift_summary
+    from covid_tl.engine.model_card import metrics_section
+    from covid_tl.reporting.console import breakdown_table, shift_lines
+    from covid_tl.reporting.results import Results
+
+    # PA: covid 0.9, 0.4 | no-finding 0.2, 0.6.  AP: covid 0.8 | no-finding 0.7, 0.1, 0.3.
+    cells = [("covid", "PA", 0.9), ("covid", "PA", 0.4), ("no_finding", "PA", 0.2), ("no_finding", "PA", 0.6),
+             ("covid", "AP", 0.8), ("no_finding", "AP", 0.7), ("no_finding", "AP", 0.1), ("no_finding", "AP", 0.3)]
+    manifest = Manifest.from_records({"path": f"{i}.png", "label": label, "patient_id": str(i), "source": "nih", "view": view}
+                                     for i, (label, view, _) in enumerate(cells))
+    result = assess(manifest, np.array([p for *_, p in cells]), 0.5, resamples=20, seed=0)
+    pa, ap = result["per_view"]["PA"], result["per_view"]["AP"]
+    # PA at 0.5: covid 1 of 2 called, no-finding 1 of 2 cleared; AUROC: pairs (0.9>0.2, 0.9>0.6, 0.4>0.2, 0.4<0.6) = 3/4.
+    assert (pa["n"], pa["sensitivity"], pa["specificity"], pa["accuracy"], pa["auroc"]) == (4, 0.5, 0.5, 0.5, 0.75)
+    # AP: covid 1 of 1, no-finding 2 of 3 cleared (0.7 called); AUROC: 0.8 above all three = 1.
+    assert (ap["n"], ap["sensitivity"], ap["specificity"], ap["accuracy"], ap["auroc"]) == (4, 1.0, 2 / 3, 0.75, 1.0)
+
+    card = "\n".join(metrics_section(Results(sets={"test": {**result, "bootstrap_ci95": {}}})))
+    assert "### Per view" in card and "| test | AP | 4 | 1.000 | 0.667 | 0.750 | 1.000 |" in card
+    console = Console(width=200, record=True)
+    console.print(breakdown_table(result))
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in console.export_text().splitlines()]
+    assert ["view", "AP", "4", "1.000", "0.667", "0.750", "1.000"] in rows 
+    # All 8: covid 2 of 3 called, no-finding 3 of 5 cleared, AUROC 13 of 15 pairs.
+    assert ["source", "nih", "8", "0.667", "0.600", "0.625", "0.867"] in rows
+    shift = shift_summary({"val": result["per_view"]["PA"], "test": ap}, "AP", "view")
+    assert shift["view"] == "AP" and shift_lines(shift).startswith("view shift: val (in distribution) -> AP (held out)")
+
+    summary = data_summary(manifest.frame.assign(split="test"))
+    assert summary["images_per_split_label_and_view"] == {"test": {"covid": {"AP": 1, "PA": 2}, "no_finding": {"AP": 3, "PA": 2}}}

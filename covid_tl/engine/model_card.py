@@ -252,10 +252,13 @@ def metrics_section(results: Results, weights: str = "best checkpoint") -> list[
         lines += ["", "Test confusion matrix (rows: true class, columns: predicted class):", ""]
         lines += markdown_table(["", *matrix["labels"]],
                                 [[label, *row] for label, row in zip(matrix["labels"], matrix["matrix"])])
-    rows = [[name, source, r["n"], *(r[m] for m in (*RATES, "auroc"))]
-            for name, block in results.sets.items() for source, r in block.get("per_source", {}).items()]
-    lines += ["", "### Per source", "", "A rate is `-` where the source has no image of the class it needs.", ""]
-    return lines + markdown_table(["set", "source", "n", *RATES, "auroc"], rows) + [""]
+    for column in ("source", "view"):
+        rows = [[name, value, r["n"], *(r[m] for m in (*RATES, "auroc"))]
+                for name, block in results.sets.items() for value, r in block.get(f"per_{column}", {}).items()]
+        if column == "source" or rows:  # views where the manifest records them
+            lines += ["", f"### Per {column}", "", f"A rate is `-` where the {column} has no image of the class it needs.", ""]
+            lines += markdown_table(["set", column, "n", *RATES, "auroc"], rows)
+    return lines + [""]
 
 
 def cam_section(cam: Sequence[Mapping[str, Any]]) -> list[str]:

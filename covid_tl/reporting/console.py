@@ -45,9 +45,21 @@ def print_results(results: Results, run_dir: Path, console: Console | None = Non
         for label, row in zip(labels, cm["matrix"]):
             matrix.add_row(label, *(str(v) for v in row))
         console.print(matrix)
+        console.print(breakdown_table(results.sets["test"]))
     if results.shift:
         console.print(shift_lines(results.shift))
     console.print(f"run dir: {run_dir}")
+
+
+def breakdown_table(block: dict[str, Any]) -> Table:
+    """One set's rates per source and per view: a shortcut often shows as one of them failing."""
+    table = Table(title="test per source and per view")
+    for name in ("by", "value", "n", *METRICS):
+        table.add_column(name, justify="right" if name not in ("by", "value") else "left")
+    for column in ("source", "view"):
+        for value, r in block.get(f"per_{column}", {}).items():
+            table.add_row(column, value, str(r["n"]), *(number(r[m]) for m in METRICS))
+    return table
 
 
 def operating_point_line(point: dict[str, Any]) -> str:
