@@ -241,3 +241,14 @@ def test_per_view_metrics_in_results_card_console_and_summary_are_the_hand_worke
 
     summary = data_summary(manifest.frame.assign(split="test"))
     assert summary["images_per_split_label_and_view"] == {"test": {"covid": {"AP": 1, "PA": 2}, "no_finding": {"AP": 3, "PA": 2}}}
+
+
+def test_the_card_states_view_balanced_draws_and_a_held_out_view():
+    from covid_tl.engine.model_card import data_section
+
+    summary = {"rows": [], "images": 0, "patients": 0, "skipped": 0}
+    card = "\n".join(data_section(summary, {"data": {"balance_views": True, "holdout_view": "AP", "split_seed": 1}}))
+    assert "each label x view cell weighs the same" in card and "every `AP` film is the test split" in card
+    card = "\n".join(data_section(summary, {"data": {"num_folds": 5, "fold": 2, "fold_split": "val", "split_seed": 1}}))
+    assert "the other patients in 5 folds by patient, fold 2 is the validation split" in card
+    assert "weighs the same" not in "\n".join(data_section(summary, {"data": {}}))

@@ -234,8 +234,10 @@ def data_section(summary: Mapping[str, Any], config: Mapping[str, Any]) -> list[
         rule = held
     else:
         rule = f"{data.get('val_fraction')} of patients for validation and {data.get('test_fraction')} for test, per label"
+    draws = (" Training batches are drawn (with replacement, seeded) so that each label x view cell weighs the same "
+             "(`data.balance_views`): the view cannot predict the label in them." if data.get("balance_views") else "")
     return lines + ["", "## Splits", "", f"Grouped by patient (no patient in two splits), stratified by label: {rule}; "
-                    f"split seed {data.get('split_seed')}. splits.csv lists every image's split.", ""]
+                    f"split seed {data.get('split_seed')}. splits.csv lists every image's split.{draws}", ""]
 
 
 def metrics_section(results: Results, weights: str = "best checkpoint") -> list[str]:
