@@ -197,6 +197,12 @@ needs_xray_mini = pytest.mark.skipif(
     not (XRAY_MINI / "manifest.csv").is_file(),
     reason=f"xray-mini not found at {XRAY_MINI} (set COVID_TL_XRAY_MINI to its folder)",
 )
+XRAY_VIEWS = Path(os.environ.get("COVID_TL_XRAY_VIEWS", XRAY_MINI.parent / "xray-views"))
+needs_xray_views = pytest.mark.skipif(
+    not (XRAY_MINI / "manifest.csv").is_file() or not (XRAY_VIEWS / "manifest.csv").is_file(),
+    reason=f"xray-mini and xray-views not both found at {XRAY_MINI} and {XRAY_VIEWS} "
+           "(set COVID_TL_XRAY_MINI and COVID_TL_XRAY_VIEWS to their folders)",
+)
 
 
 def mask_iou(pred: np.ndarray, truth: np.ndarray) -> float:

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from covid_tl.data.dataset import PreparedImages, WatermarkTransplant, XrayDataset
 from covid_tl.data.manifest import Manifest
-from covid_tl.data.sampling import balance_no_finding
+from covid_tl.data.sampling import balance_no_finding, cell_balanced_weights
 from covid_tl.data.split import SPLITS, assign_splits
 from covid_tl.data.summary import data_summary
 from covid_tl.data.images import MAX_MEGAPIXELS, ImageReadError
@@ -67,6 +67,25 @@ class EpochShuffle(Sampler[int]):
         return self.size
 
 
+class EpochWeightedDraw(Sampler[int]):
+    """`len(weights)` rows drawn with replacement by `weights`, depending only on (seed, epoch)
+    like EpochShuffle (a resumed run draws what an uninterrupted one would)."""
+
+    def __init__(self, weights: np.ndarray, seed: int) -> None:
+        self.p = np.asarray(weights, dtype=np.float64) / np.sum(weights)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        return iter(rng.choice(len(self.p), size=len(self.p), replace=True, p=self.p).tolist())
+
+    def __len__(self) -> int:
+        return len(self.p)
+
+
 class ReadsFiles:
     """Whether a row's image is a file (picklable, for DataLoader workers)."""
 
@@ -103,7 +122,9 @@ class XrayDataModule(pl.LightningDataModule):
         fold: int = 0,
         holdout_source: str | None = None,
         fold_split: str = "test",
+        holdout_view: str | None = None,
         balance: bool = False,
+        balance_views: bool = False,
         extra_no_finding: int = 0,
         sample_seed: int = 0,
         on_bad: str = "raise",
@@ -138,7 +159,9 @@ class XrayDataModule(pl.LightningDataModule):
         self.fold = fold
         self.holdout_source = holdout_source
         self.fold_split = fold_split
+        self.holdout_view = holdout_view
         self.balance = balance
+        self.balance_views = balance_views
         self.extra_no_finding = extra_no_finding
         self.sample_seed = sample_seed
         self.on_bad = on_bad
@@ -161,7 +184,7 @@ class XrayDataModule(pl.LightningDataModule):
         manifest, self.extra_sets = self._checked_selection(self._read_sources())
         self.split_names = assign_splits(
             manifest, self.val_fraction, self.test_fraction, self.split_seed, self.num_folds, self.fold,
-            self.holdout_source, self.fold_split,
+            self.holdout_source, self.fold_split, self.holdout_view,
         )
         self.manifest = manifest
         for split in ("train", "val"):
@@ -238,6 +261,11 @@ class XrayDataModule(pl.LightningDataModule):
         return bank
 
     @property
+    def held_out(self) -> tuple[str | None, str]:
+        """(value, column) a leave-one-out run tests on: (None, "source") without one."""
+        return (self.holdout_view, "view") if self.holdout_view is not None else (self.holdout_source, "source")
+
+    @property
     def eval_sets(self) -> list[str]:
         """Names of everything that can be evaluated: the splits, then extra sets."""
         return [*SPLITS, *self.extra_sets]
@@ -284,12 +312,19 @@ class XrayDataModule(pl.LightningDataModule):
         return XrayDataset(self.subset(name), self.prepared, self.input_spec,
                            self.augmentation if train else None, self.watermark if train else None)
 
+    def train_sampler(self, name: str = "train") -> Sampler[int]:
+        """Every film once per epoch in a seeded order, or with `balance_views` a seeded draw of
+        as many films in which each (label, view) cell present weighs the same."""
+        if not self.balance_views:
+            return EpochShuffle(len(self.subset(name)), self.split_seed)
+        return EpochWeightedDraw(cell_balanced_weights(self.subset(name).frame), self.split_seed)
+
     def dataloader(self, name: str, train: bool = False) -> DataLoader:
         dataset = self.dataset(name, train)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            sampler=EpochShuffle(len(dataset), self.split_seed) if train else None,
+            sampler=self.train_sampler(name) if train else None,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from covid_tl.data.datamodule import EpochShuffle, XrayDataModule
+from covid_tl.data.datamodule import XrayDataModule
 from covid_tl.core.files import write_atomically
 from covid_tl.preprocess.cache import config_digest
 
@@ -115,7 +115,7 @@ class FeatureDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, train: bool = False) -> DataLoader:
         data = self.dataset(split)
-        sampler = EpochShuffle(len(data), self.images.split_seed) if train else None
+        sampler = self.images.train_sampler(split) if train else None  # its rows are the split's, in order
         return DataLoader(data, batch_size=self.images.batch_size, sampler=sampler)
 
     def train_dataloader(self) -> DataLoader:

@@ -1,11 +1,13 @@
 """The study's class balance: as many no-finding images as COVID-19 images, plus an extra
-no-finding set held out for a specificity check on images the model never trained on.
+no-finding set held out for a specificity check on images the model never trained on; and
+weights that balance training draws over (label, view) cells.
 """
 from __future__ import annotations
 
 import logging
 
 import numpy as np
+import pandas as pd
 
 from covid_tl.data.manifest import Manifest
 
@@ -42,3 +44,15 @@ def balance_no_finding(manifest: Manifest, extra: int, seed: int) -> tuple[Manif
         log.warning("extra no-finding set holds %d images, fewer than the %d asked for", len(held), extra)
     keep = np.sort(np.concatenate([np.flatnonzero(is_covid), np.array(main, dtype=np.int64)]))
     return manifest.subset(keep), manifest.subset(np.array(held, dtype=np.int64))
+
+
+def cell_balanced_weights(frame: pd.DataFrame, columns: tuple[str, ...] = ("label", "view")) -> np.ndarray:
+    """A draw probability per row so that every cell (each combination of the columns' values
+    present) carries the same total: 1 / (cells x rows in its cell). Over (label, view) the view
+    says nothing of the label in what the model trains on (half of each view's draws are
+    COVID-19), where in the data one class may be mostly AP films."""
+    if frame.empty:
+        return np.zeros(0)
+    codes = frame[list(columns)].fillna("").astype(str).groupby(list(columns)).ngroup().to_numpy()
+    counts = np.bincount(codes)
+    return 1.0 / (len(counts) * counts[codes])

@@ -116,18 +116,22 @@ def assign_splits(
     fold: int = 0,
     holdout_source: str | None = None,
     fold_split: str = "test",
+    holdout_view: str | None = None,
 ) -> np.ndarray:
     """Split names for every row, all grouped by patient: first the test split, then
     train/val of the rest.
 
     - test: `test_fraction` of patients per label (default); fold `fold` of `num_folds`
       (`fold_split=test`, so `-m data.fold=0,...,k-1` is a whole CV); or every image of a
-      held-out source (`holdout_source`; its patients' other films too);
+      held-out source or view (`holdout_source`, `holdout_view`; their patients' other films too);
     - val: `val_fraction` of the remaining patients, or with `fold_split=val` fold `fold` of
       the remaining patients dealt into `num_folds` (a k-fold ensemble's development folds:
       the test split is the same for every fold).
     """
-    holdouts = [("holdout_source", "source", holdout_source)] if holdout_source is not None else []
+    holdouts = [(k, c, v) for k, c, v in (("holdout_source", "source", holdout_source),
+                                          ("holdout_view", "view", holdout_view)) if v is not None]
+    if len(holdouts) > 1:
+        raise ConfigError("choose data.holdout_source or data.holdout_view, not both")
     if fold_split not in FOLD_SPLITS:
         raise ConfigError(f"data.fold_split must be one of {list(FOLD_SPLITS)}, got {fold_split!r}")
     if num_folds is not None:

@@ -1,4 +1,5 @@
-"""What the run trains and tests on: images and patients per split x label x source x view."""
+"""What the run trains and tests on: images and patients per split x label x source x view, and
+per split x label x view (where one class is mostly AP films, the view can stand in for it)."""
 from __future__ import annotations
 
 from typing import Any
@@ -21,5 +22,9 @@ def data_summary(frame: pd.DataFrame, skipped: int = 0) -> dict[str, Any]:
         split: {label: int(n) for label, n in g["label"].value_counts().sort_index().items()}
         for split, g in frame.groupby("split", sort=True, observed=True)
     }
-    return {"rows": rows, "images_per_split_and_label": totals, "images": int(len(frame)),
+    views: dict[str, dict[str, dict[str, int]]] = {}
+    for (split, label, view), n in frame.groupby(["split", "label", "view"], sort=True, observed=True).size().items():
+        views.setdefault(split, {}).setdefault(label, {})[view or "-"] = int(n)
+    return {"rows": rows, "images_per_split_and_label": totals, "images_per_split_label_and_view": views,
+            "images": int(len(frame)),
             "patients": int(frame["patient_id"].nunique()), "skipped": skipped}

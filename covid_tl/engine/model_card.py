@@ -230,20 +230,26 @@ def data_section(summary: Mapping[str, Any], config: Mapping[str, Any]) -> list[
     lines += markdown_table(["split", "label", "source", "view", "images", "patients"],
                             [[r["split"], r["label"], r["source"], r["view"] or "-", r["images"], r["patients"]]
                              for r in summary["rows"]])
+    held = (f"every image of source `{data['holdout_source']}` is the test split (a source the model never saw)"
+            if data.get("holdout_source") else
+            f"every `{data['holdout_view']}` film is the test split, with its patients' other films (a view the model never saw)"
+            if data.get("holdout_view") else None)
     if config.get("cv"):
         rule = (f"{data.get('test_fraction')} of patients per label for test; the others (`dev`) in {config['cv']} "
                 "folds by patient and label, member i validating on fold i (splits.csv: `fold`)")
     elif data.get("num_folds") and data.get("fold_split", "test") == "val":
-        rule = (f"the test split as without folds; the other patients in {data['num_folds']} folds by patient, "
-                f"fold {data.get('fold', 0)} is the validation split")
+        rule = (f"{held or 'the test split as without folds'}; the other patients in {data['num_folds']} folds by "
+                f"patient, fold {data.get('fold', 0)} is the validation split")
     elif data.get("num_folds"):
         rule = f"{data['num_folds']}-fold cross-validation by patient, fold {data.get('fold', 0)} is the test split"
-    elif data.get("holdout_source"):
-        rule = f"every image of source `{data['holdout_source']}` is the test split (a source the model never saw)"
+    elif held:
+        rule = held
     else:
         rule = f"{data.get('val_fraction')} of patients for validation and {data.get('test_fraction')} for test, per label"
+    draws = (" Training batches are drawn (with replacement, seeded) so that each label x view cell weighs the same "
+             "(`data.balance_views`): the view cannot predict the label in them." if data.get("balance_views") else "")
     return lines + ["", "## Splits", "", f"Grouped by patient (no patient in two splits), stratified by label: {rule}; "
-                    f"split seed {data.get('split_seed')}. splits.csv lists every image's split.", ""]
+                    f"split seed {data.get('split_seed')}. splits.csv lists every image's split.{draws}", ""]
 
 
 def metrics_section(results: Results, weights: str = "best checkpoint") -> list[str]:
@@ -260,10 +266,13 @@ def metrics_section(results: Results, weights: str = "best checkpoint") -> list[
         lines += ["", "Test confusion matrix (rows: true class, columns: predicted class):", ""]
         lines += markdown_table(["", *matrix["labels"]],
                                 [[label, *row] for label, row in zip(matrix["labels"], matrix["matrix"])])
-    rows = [[name, source, r["n"], *(r[m] for m in (*RATES, "auroc"))]
-            for name, block in results.sets.items() for source, r in block.get("per_source", {}).items()]
-    lines += ["", "### Per source", "", "A rate is `-` where the source has no image of the class it needs.", ""]
-    return lines + markdown_table(["set", "source", "n", *RATES, "auroc"], rows) + [""]
+    for column in ("source", "view"):
+        rows = [[name, value, r["n"], *(r[m] for m in (*RATES, "auroc"))]
+                for name, block in results.sets.items() for value, r in block.get(f"per_{column}", {}).items()]
+        if column == "source" or rows:  # views where the manifest records them
+            lines += ["", f"### Per {column}", "", f"A rate is `-` where the {column} has no image of the class it needs.", ""]
+            lines += markdown_table(["set", column, "n", *RATES, "auroc"], rows)
+    return lines + [""]
 
 
 def ensemble_section(results: Results, summary: Mapping[str, Any]) -> list[str]:

@@ -47,9 +47,21 @@ def print_results(results: Results, run_dir: Path, console: Console | None = Non
         for label, row in zip(labels, cm["matrix"]):
             matrix.add_row(label, *(str(v) for v in row))
         console.print(matrix)
+        console.print(breakdown_table(results.sets["test"]))
     if results.shift:
         console.print(shift_lines(results.shift))
     console.print(f"run dir: {run_dir}")
+
+
+def breakdown_table(block: dict[str, Any]) -> Table:
+    """One set's rates per source and per view: a shortcut often shows as one of them failing."""
+    table = Table(title="test per source and per view")
+    for name in ("by", "value", "n", *METRICS):
+        table.add_column(name, justify="right" if name not in ("by", "value") else "left")
+    for column in ("source", "view"):
+        for value, r in block.get(f"per_{column}", {}).items():
+            table.add_row(column, value, str(r["n"]), *(number(r[m]) for m in METRICS))
+    return table
 
 
 def operating_point_line(point: dict[str, Any]) -> str:
@@ -61,7 +73,8 @@ def operating_point_line(point: dict[str, Any]) -> str:
 
 def shift_lines(shift: dict[str, Any]) -> str:
     """Specificity and sensitivity in distribution -> on the held-out source, a line each."""
-    lines = [f"source shift: {shift['in_distribution']} (in distribution) -> {shift['source']} (held out)"]
+    column = "view" if "view" in shift else "source"
+    lines = [f"{column} shift: {shift['in_distribution']} (in distribution) -> {shift[column]} (held out)"]
     for metric in ("specificity", "sensitivity"):
         m = shift[metric]
         drop = f" (drop {m['drop']:.3f})" if m["drop"] is not None else ""

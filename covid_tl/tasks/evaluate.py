@@ -35,7 +35,7 @@ def _evaluate(cfg: DictConfig, output_dir: Path) -> Results:
     if cfg.cams:  # Grad-CAM of every image: cams.csv, and each set's `cams` block
         record_cams(blocks, model.net, sets, cfg, run_cfg, datamodule, model.threshold, output_dir)
     results = Results(sets=blocks, operating_point=found.point,
-                      shift=shift_summary(blocks, datamodule.holdout_source),  # with splits=[val,test]
+                      shift=shift_summary(blocks, *datamodule.held_out),  # with splits=[val,test]
                       run={"checkpoint": str(cfg.ckpt_path), "backbone": run_cfg.backbone.name, **provenance()})
     write_results(output_dir, results)
     print_results(results, output_dir)

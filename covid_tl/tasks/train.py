@@ -117,7 +117,7 @@ def train(cfg: DictConfig, run_dir: Path) -> Results | None:
     report_lung_fallbacks(datamodule)
     cam = next((c for c in trainer.callbacks if isinstance(c, GradCAMCallback)), None)
     record = best_epoch(trainer, best)
-    results = Results(sets=sets, operating_point=point, shift=shift_summary(sets, datamodule.holdout_source),
+    results = Results(sets=sets, operating_point=point, shift=shift_summary(sets, *datamodule.held_out),
                       cam=cam_rows(cam.scores if cam else {}, record["best_epoch"]), run={
         "backbone": net.backbone_name,
         "best_checkpoint": str(Path(best).relative_to(run_dir)) if best and Path(best).is_relative_to(run_dir) else best or None,
