@@ -183,15 +183,16 @@ def evaluate_sets(
     return results
 
 
-def shift_summary(results: Mapping[str, Any], held_out: str | None, column: str = "source") -> dict[str, Any] | None:
+def shift_summary(results: Mapping[str, Any], held_out: str | None, column: str = "source",
+                  in_distribution: str = "val") -> dict[str, Any] | None:
     """With a held-out source or view (`data.holdout_source`, `data.holdout_view`: `column`),
     each metric in distribution (val: unseen patients of what was trained on) beside the same
     metric on the held-out films (test), and the drop from one to the other; None without a
-    held-out value or one of the splits."""
-    if held_out is None or "val" not in results or "test" not in results:
+    held-out value or one of the splits. A fold ensemble's in-distribution set is `oof`."""
+    if held_out is None or in_distribution not in results or "test" not in results:
         return None
-    ours, theirs = results["val"], results["test"]
-    block: dict[str, Any] = {column: held_out, "in_distribution": "val", "shifted": "test",
+    ours, theirs = results[in_distribution], results["test"]
+    block: dict[str, Any] = {column: held_out, "in_distribution": in_distribution, "shifted": "test",
                              "n": {"in_distribution": ours["n"], "shifted": theirs["n"]}}
     for metric in METRICS:
         a, b = ours[metric], theirs[metric]

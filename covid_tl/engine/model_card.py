@@ -235,8 +235,9 @@ def data_section(summary: Mapping[str, Any], config: Mapping[str, Any]) -> list[
             f"every `{data['holdout_view']}` film is the test split, with its patients' other films (a view the model never saw)"
             if data.get("holdout_view") else None)
     if config.get("cv"):
-        rule = (f"{data.get('test_fraction')} of patients per label for test; the others (`dev`) in {config['cv']} "
-                "folds by patient and label, member i validating on fold i (splits.csv: `fold`)")
+        test = held or f"{data.get('test_fraction')} of patients per label for test"
+        rule = (f"{test}; the others (`dev`) in {config['cv']} folds by patient and label, member i validating on "
+                "fold i (splits.csv: `fold`)")
     elif data.get("num_folds") and data.get("fold_split", "test") == "val":
         rule = (f"{held or 'the test split as without folds'}; the other patients in {data['num_folds']} folds by "
                 f"patient, fold {data.get('fold', 0)} is the validation split")
@@ -283,19 +284,28 @@ def ensemble_section(results: Results, summary: Mapping[str, Any]) -> list[str]:
         return []
     point = results.operating_point or {}
     own = {f["fold"]: f for f in point.get("per_fold", [])}
-    rows = [[m["fold"], (own.get(m["fold"]) or {}).get("n", "-"), m["epoch"], f"`{m['checkpoint']}`",
-             number((own.get(m["fold"]) or {}).get("threshold"))] for m in ensemble["members"]]
+    rows = []
+    for member in ensemble["members"]:
+        alone = own.get(member["fold"]) or {}
+        rates = alone.get("test") or {}
+        rows.append([member["fold"], alone.get("n", "-"), member["epoch"], f"`{member['checkpoint']}`",
+                     number(alone.get("threshold")), number(rates.get("sensitivity")), number(rates.get("specificity"))])
+    if "test" in results.sets:
+        rows.append(["pooled", point.get("n"), ensemble["epoch"], f"`{ensemble.get('file', 'ensemble.json')}`",
+                     number(point.get("threshold")), number(results.sets["test"]["sensitivity"]),
+                     number(results.sets["test"]["specificity"])])
     cuts = [f["threshold"] for f in point.get("per_fold", [])]
     views = {}
     for row in summary.get("rows", []):
         if row["split"] == "dev":
             views[(row["view"] or "-", row["label"])] = views.get((row["view"] or "-", row["label"]), 0) + row["images"]
-    lines = ["## Ensemble", "", f"{len(rows)} members (ensemble.json: their checkpoints and sha256 digests); a "
+    lines = ["## Ensemble", "", f"{len(ensemble['members'])} members (ensemble.json: their checkpoints and sha256 digests); a "
              "film's probability is the members' mean. Each member trained on all development patients but one fold "
              f"and was scored on that fold. Epoch {ensemble['epoch']} was chosen for every member on the pooled "
              f"out-of-fold AUROC ({number(ensemble.get('pooled_oof_auroc'))}; optimistic by that choice: the test "
              "split is the unbiased figure); the threshold on the same pooled predictions (ensemble.png).", ""]
-    lines += markdown_table(["fold", "val images", "epoch", "checkpoint", f"that fold's own {point.get('rule')} cut"], rows)
+    lines += markdown_table(["fold", "val images", "epoch", "checkpoint", f"that fold's own {point.get('rule')} cut",
+                             "test sensitivity at it", "test specificity at it"], rows)
     if cuts:
         lines += ["", f"One fold's films alone would have put the cut anywhere from {min(cuts):.3f} to {max(cuts):.3f}; "
                   f"the pooled cut is {point['threshold']:.3f}."]

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from covid_tl.core.labels import DISPLAY  # noqa: E402
 from covid_tl.stats.metrics import wilson_interval  # noqa: E402
@@ -220,7 +221,8 @@ def ensemble_figure(pooled: Mapping[int, float | None], folds: Mapping[int, Mapp
     left.plot(epochs, [pooled[e] for e in epochs], color="black", lw=2.5, marker="o", label="pooled out-of-fold")
     left.axvline(chosen, color="black", ls="--", lw=1)
     left.set(xlabel="epoch", ylabel="AUROC", title=f"epoch {chosen}: the highest pooled AUROC")
-    left.legend(fontsize=8, loc="lower right")
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
+    left.legend(fontsize=8, loc="best", framealpha=0.6)
     cuts = [(f["fold"], f["threshold"]) for f in point.get("per_fold", [])]
     right.scatter([c[0] for c in cuts], [c[1] for c in cuts], color="tab:blue", zorder=3,
                   label=f"each fold's own {point.get('rule')} cut")

@@ -289,16 +289,16 @@ def _cause(error: BaseException) -> str:
 
 
 def check_cv(cfg: DictConfig) -> None:
-    """`cv=k` (a fold ensemble) owns the folds and the run: no other split scheme, no resume."""
+    """`cv=k` (a fold ensemble) deals its own folds (a held-out source or view stays the test
+    split) and trains its members from the start unless it goes on with ckpt_path=last."""
     cv = cfg.get("cv")
     if cv is None:
         return
     if isinstance(cv, bool) or not isinstance(cv, int) or cv < 2:
         raise ConfigError(f"cv must be a whole number of folds, at least 2 (or null), got {cv!r}")
     data = cfg.get("data") or {}
-    taken = [key for key in ("num_folds", "holdout_source", "holdout_view") if data.get(key) is not None]
-    if taken:
-        raise ConfigError(f"cv={cv} deals the development patients into its own folds; drop data.{taken[0]}")
+    if data.get("num_folds") is not None:
+        raise ConfigError(f"cv={cv} deals the development patients into its own folds; drop data.num_folds")
     if cfg.get("ckpt_path") not in (None, "last"):
         raise ConfigError(f"cv={cv} trains its members from the start; ckpt_path=last goes on in the run dir of one "
                           "that stopped (finished members are kept, an unfinished one resumes from its last.ckpt)")

@@ -36,6 +36,7 @@ from covid_tl.stats.operating_point import fixed_threshold
 from covid_tl.core.provenance import provenance
 from covid_tl.core.files import write_text_atomically
 from covid_tl.core.formatting import number
+from covid_tl.core.labels import LABELS
 from covid_tl.data.summary import data_summary
 from covid_tl.engine.evaluation import assess, checkpoint_data, choose_operating_point, evaluate_sets, shift_summary
 from covid_tl.models.ensemble import ENSEMBLE_FILE, EnsembleFile, Member, file_digest, write_ensemble
@@ -144,19 +145,9 @@ def train_ensemble(cfg: DictConfig, run_dir: Path) -> Results:
     out-of-fold predictions; the ensemble (mean probability) written as ensemble.json, tested on
     the test split, audited with `audit`. With ckpt_path=last (the run dir of one that stopped),
     a member whose results.json exists is kept and an unfinished one resumes from its last.ckpt."""
-    started, k = time.perf_counter(), int(cfg.cv)
+    started = time.perf_counter()
     run_dir.mkdir(parents=True, exist_ok=True)
-    folders = [member_dir(run_dir, fold) for fold in range(k)]
-    for fold, folder in enumerate(folders):
-        if (folder / "results.json").is_file():
-            log.info("member %d of %d: %s is complete, kept", fold + 1, k, folder)
-            continue
-        log.info("member %d of %d: trained without, and validated on, fold %d of the development patients",
-                 fold + 1, k, fold)
-        member = member_config(cfg, fold, folder)
-        if cfg.get("ckpt_path") == "last" and (folder / "checkpoints" / "last.ckpt").exists():
-            member.ckpt_path = "last"
-        train(member, folder)
+    folders = train_members(cfg, run_dir)
     device = pick_device(cfg.trainer.accelerator)
     oof = out_of_fold(folders, device)
     epoch, curve = choose_epoch(oof)
@@ -176,24 +167,60 @@ def train_ensemble(cfg: DictConfig, run_dir: Path) -> Results:
     summary = write_fold_splits(datamodule, chosen, run_dir)
     sets = evaluate_sets(model.net, data_sets(datamodule, None), run_dir, model.threshold, cfg.bootstrap, cfg.seed,
                          device)
-    probabilities = 1 / (1 + np.exp(-chosen["logit"].to_numpy(np.float64) / point["temperature"]))
-    sets = {"oof": assess(oof_manifest(chosen), probabilities, point["threshold"], cfg.bootstrap, cfg.seed), **sets}
-    write_text_atomically(run_dir / "oof_predictions.csv", chosen.drop(columns=["target"]).assign(
-        prob_covid=probabilities).to_csv(index=False))
+    sets = {"oof": pooled_assessment(chosen, point, run_dir, cfg), **sets}
+    fold_cut_test_rates(point, run_dir)
     ensemble_figure(curve, selection["fold_auroc_by_epoch"], epoch, point, run_dir / "ensemble.png")
-    results = Results(sets=sets, operating_point=point, run={
-        "backbone": model.net.backbone_name, "ensemble": {
-            "members": [m.record(run_dir) for m in members], "epoch": epoch,
-            "pooled_oof_auroc": curve[epoch], "file": ENSEMBLE_FILE},
-        "best_checkpoint": ENSEMBLE_FILE, "seed": cfg.seed,
-        "wall_time_s": round(time.perf_counter() - started, 1), **provenance()})
+    results = Results(sets=sets, operating_point=point, shift=shift_summary(sets, *datamodule.held_out, "oof"), run={
+        "backbone": model.net.backbone_name, "best_checkpoint": ENSEMBLE_FILE,
+        "ensemble": {"members": [m.record(run_dir) for m in members], "epoch": epoch,
+                     "pooled_oof_auroc": curve[epoch], "file": ENSEMBLE_FILE},
+        "seed": cfg.seed, "wall_time_s": round(time.perf_counter() - started, 1), **provenance()})
     write_results(run_dir, results)
-    config = OmegaConf.to_container(cfg, resolve=True)
     audit = shortcut_audit(model, datamodule, cfg, run_dir, str(run_dir / ENSEMBLE_FILE)) if cfg.audit else None
-    write_model_card(run_dir, results, config, summary, model.net.input_spec,
+    write_model_card(run_dir, results, OmegaConf.to_container(cfg, resolve=True), summary, model.net.input_spec,
                      getattr(datamodule.prepared.preprocess, "segment", None), audit)
     print_results(results, run_dir)
     return results
+
+
+def train_members(cfg: DictConfig, run_dir: Path) -> list[Path]:
+    """Each member's run (member_config) into members/fold_i; a finished one (its results.json
+    written) is kept under ckpt_path=last, an unfinished one resumes from its last.ckpt."""
+    k = int(cfg.cv)
+    folders = [member_dir(run_dir, fold) for fold in range(k)]
+    for fold, folder in enumerate(folders):
+        if cfg.get("ckpt_path") == "last" and (folder / "results.json").is_file():
+            log.info("member %d of %d: %s is complete, kept", fold + 1, k, folder)
+            continue
+        log.info("member %d of %d: trained without, and validated on, fold %d of the development patients",
+                 fold + 1, k, fold)
+        member = member_config(cfg, fold, folder)
+        if cfg.get("ckpt_path") == "last" and (folder / "checkpoints" / "last.ckpt").exists():
+            member.ckpt_path = "last"
+        train(member, folder)
+    return folders
+
+
+def pooled_assessment(chosen: pd.DataFrame, point: dict[str, Any], run_dir: Path, cfg: DictConfig) -> dict[str, Any]:
+    """The pooled out-of-fold films' figures at the pooled operating point (optimistic: the cut
+    was chosen on them), and oof_predictions.csv."""
+    probabilities = 1 / (1 + np.exp(-chosen["logit"].to_numpy(np.float64) / point["temperature"]))
+    frame = chosen.drop(columns=["target"]).assign(prob_covid=probabilities)
+    write_text_atomically(run_dir / "oof_predictions.csv", frame.to_csv(index=False))
+    return assess(oof_manifest(chosen), probabilities, point["threshold"], cfg.bootstrap, cfg.seed)
+
+
+def fold_cut_test_rates(point: dict[str, Any], run_dir: Path) -> None:
+    """Into each `per_fold` entry: the ensemble's test sensitivity and specificity had that fold's
+    own cut been used (from predictions.csv): what a cut from one fold's films does."""
+    predictions = pd.read_csv(run_dir / "predictions.csv") if (run_dir / "predictions.csv").is_file() else None
+    if predictions is None or "test" not in set(predictions["set"]):
+        return
+    test = predictions[predictions["set"] == "test"]
+    covid, p = (test["label"] == LABELS[1]).to_numpy(), test["prob_covid"].to_numpy()
+    for entry in point["per_fold"]:
+        entry["test"] = {"sensitivity": float(np.mean(p[covid] >= entry["threshold"])) if covid.any() else None,
+                         "specificity": float(np.mean(p[~covid] < entry["threshold"])) if (~covid).any() else None}
 
 
 def write_fold_splits(datamodule: Any, chosen: pd.DataFrame, run_dir: Path) -> dict[str, Any]:
