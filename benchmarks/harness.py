@@ -179,8 +179,8 @@ def audit_numbers(record: dict, where: str | None = None) -> dict:
     """The audit figures every benchmark reports, from one set of the audit (`where`; default
     its first, the test split): lungs-removed and lungs-only AUROC, and the share of no-finding
     films called COVID-19 once COVID-19 marks are pasted on (`flips_to_covid`); with the probe
-    over all sets, `source_probe`: how well the model's features tell the sources of no-finding
-    films apart. Each None where the test was skipped."""
+    over all sets, `source_probe` and `view_probe`: how well the model's features tell the sources
+    (views) of no-finding films apart. Each None where the test was skipped."""
     from covid_tl.core.labels import LABELS
 
     first = where or next(iter(record.get("sets") or {}), None)
@@ -193,7 +193,8 @@ def audit_numbers(record: dict, where: str | None = None) -> dict:
     numbers = {"set": first}
     for key, found in (("lungs_removed", row("lungs removed")), ("lungs_only", row("lungs only")),
                        ("flips_to_covid", row("mark transplant", f"{LABELS[0]} -> {LABELS[1]}")),
-                       ("source_probe", row(f"source probe ({LABELS[0]})", among=done))):
+                       ("source_probe", row(f"source probe ({LABELS[0]})", among=done)),
+                       ("view_probe", row(f"view probe ({LABELS[0]})", among=done))):
         numbers[key], numbers[f"{key}_ci95"] = found.get("value"), found.get("ci95")
     return numbers
 

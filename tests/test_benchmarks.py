@@ -40,11 +40,14 @@ def test_audit_numbers_read_the_first_set_and_none_where_skipped():
         {"test": "lungs only", "set": "test", "skipped": "one class"},
         {"test": "mark transplant", "set": "test", "metric": "covid -> no_finding", "value": 0.5, "ci95": [0.0, 1.0]},
         {"test": "mark transplant", "set": "test", "metric": "no_finding -> covid", "value": 0.25, "ci95": [0.0, 0.5]},
-        {"test": "source probe (no_finding)", "set": "test+views", "metric": "AUROC", "value": 0.7, "ci95": [0.6, 0.8]}]}
+        {"test": "source probe (no_finding)", "set": "test+views", "metric": "AUROC", "value": 0.7, "ci95": [0.6, 0.8]},
+        {"test": "view probe (covid)", "set": "test+views", "metric": "AUROC", "value": 0.4, "ci95": [0.2, 0.6]},
+        {"test": "view probe (no_finding)", "set": "test+views", "metric": "AUROC", "value": 0.95, "ci95": [0.9, 1.0]}]}
     numbers = audit_numbers(record)
     assert numbers == {"set": "test", "lungs_removed": 0.6, "lungs_removed_ci95": [0.4, 0.8], "lungs_only": None,
                        "lungs_only_ci95": None, "flips_to_covid": 0.25, "flips_to_covid_ci95": [0.0, 0.5],
-                       "source_probe": 0.7, "source_probe_ci95": [0.6, 0.8]}  # the probe spans every set
+                       "source_probe": 0.7, "source_probe_ci95": [0.6, 0.8],  # the probes span every set
+                       "view_probe": 0.95, "view_probe_ci95": [0.9, 1.0]}  # of no-finding films, not COVID-19's
     views = audit_numbers(record, "views")
     assert (views["set"], views["lungs_removed"], views["flips_to_covid"], views["source_probe"]) == ("views", 0.9, None, 0.7)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import needs_xray_mini
+from conftest import needs_xray_mini, needs_xray_views
 from test_benchmarks import benchmark
 
 
@@ -73,3 +73,16 @@ def test_audit_tiny_times_every_step_of_each_audit():
         (views,) = set(sets) - {"test"}  # the external set, named from its CSV
         assert "xray-views" in views and sets["test"]["n"] == test_films
         assert sets[views]["n"] == 16  # --tiny: 8 films of each label
+
+
+@needs_xray_mini
+@needs_xray_views
+@pytest.mark.slow  # a 2-member ensemble of the small CNN, 1 epoch, on xray-mini + xray-views
+def test_ensembles_tiny_reports_the_out_of_fold_cut_among_the_folds_own():
+    (run,) = benchmark("ensembles").main(["--tiny"])["tiny"].values()
+    assert 0 <= run["oof_auroc"] <= 1 and run["epoch"] == 0
+    assert run["oof_auroc_ci95"][0] <= run["oof_auroc"] <= run["oof_auroc_ci95"][1]
+    low, high = run["fold_cuts"]
+    assert 0 <= low <= high <= 1 and 0 <= run["threshold"] <= 1
+    for view in ("AP", "PA"):  # both views in the test split, each with both labels
+        assert 0 <= run[f"{view}_sens"] <= 1 and 0 <= run[f"{view}_spec"] <= 1

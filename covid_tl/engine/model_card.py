@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from covid_tl.models.ensemble import ENSEMBLE_FILE
 from covid_tl.reporting.audit_table import audit_lines
 from covid_tl.core.formatting import markdown_table, number
 from covid_tl.core.labels import LABELS, POSITIVE
@@ -394,7 +395,8 @@ def audit_section(audit: Mapping[str, Any] | None) -> list[str]:
         return ["## Shortcut audit", "", f"`audit=true` failed ({audit['failed']}); everything else in this folder is "
                 "complete. `python audit.py ckpt_path=<this run's best checkpoint>` runs it again.", ""]
     where = ", ".join(f"{name} ({set_['n']} films)" for name, set_ in audit.get("sets", {}).items())
-    return ["## Shortcut audit", "", f"The best checkpoint under each intervention, on {where}; lung fields: "
+    subject = "The ensemble" if audit.get("subject") == ENSEMBLE_FILE else "The best checkpoint"
+    return ["## Shortcut audit", "", f"{subject} under each intervention, on {where}; lung fields: "
             + ", ".join(f"{k}: {v}" for k, v in audit.get("lungs", {}).get("masks", {}).items())
             + ". Films under each intervention: audit/audit_examples.png; every film's probability under each: "
             "audit/audit_films.csv.", "", *audit_lines(audit), ""]

@@ -86,7 +86,8 @@ def explain(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
     shown = [item.shown for item in items]
     lines, colours = captions([row["label"] for row in rows], probabilities, threshold)
     where = f", {cfg.split} split" if not cfg.images else ""
-    title = cam_title(cam.method, cam.layer or net.cam_layer, cam.target, f"{where} ({Path(str(cfg.ckpt_path)).name})")
+    title = cam_title(cam.method, cam.layer or net.cam_layer, cam.target,
+                      f"{where} ({Path(str(cfg.ckpt_path)).name}{members_note(net)})")
     picture, overlays = cam_grid(shown, cams, lines, cam.overlay, cam.alpha, cam.tile, title=title, colours=colours,
                                  key=caption_key(threshold, lung_legend(items)),
                                  lungs=[shown_lungs(item) for item in items])
@@ -103,3 +104,9 @@ def explain(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
     summary = mean_scores(scores, labels)
     (output_dir / "cam_scores.json").write_text(json.dumps(summary, indent=2) + "\n")
     return table
+
+
+def members_note(net) -> str:
+    """', mean of N members' for a fold ensemble (its CAM is the members' mean), else ''."""
+    members = getattr(net, "members", None)
+    return f", mean of {len(members)} members" if members is not None else ""
