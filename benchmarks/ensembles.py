@@ -91,6 +91,8 @@ def summary_cell(key: str, rows: list[dict[str, Any]]) -> str:
     values = [r[key] for r in rows if r[key] is not None]
     if not values:
         return "-"
+    if key in ("epoch", "wall_s"):
+        return f"{np.mean(values):.0f} ± {np.std(values, ddof=1):.0f}" if len(values) > 1 else f"{values[0]:.0f}"
     return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}" if len(values) > 1 else number(values[0])
 
 
@@ -160,3 +162,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.out:
         args.out.write_text(text + "\n")
     return rows
+
+
+if __name__ == "__main__":
+    main()
