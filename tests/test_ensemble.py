@@ -109,6 +109,7 @@ def test_evaluate_on_the_ensemble_gives_the_runs_test_figures(ensemble, tmp_path
     for key in ("n", "auroc", "sensitivity", "specificity"):
         assert again.sets["test"][key] == results.sets["test"][key]
     assert again.threshold == results.threshold
+    assert again.run["members"] == FOLDS and f"the ensemble of {FOLDS} members" in proc.stdout
 
 
 def test_a_member_changed_after_the_ensemble_was_written_is_refused(ensemble, tmp_path):

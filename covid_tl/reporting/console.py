@@ -23,9 +23,8 @@ def print_results(results: Results, run_dir: Path, console: Console | None = Non
     """Metrics per split (95% intervals in brackets) with calibration (ECE, Brier), the
     operating point, the test confusion matrix, the run dir."""
     console = console or _console()
-    ensemble = results.run.get("ensemble")
-    table = Table(title=f"results (the ensemble of {len(ensemble['members'])} members)" if ensemble else
-                  "results (best checkpoint)")
+    members = len((results.run.get("ensemble") or {}).get("members", [])) or results.run.get("members")
+    table = Table(title=f"results (the ensemble of {members} members)" if members else "results (best checkpoint)")
     table.add_column("split")
     table.add_column("n", justify="right")
     for name in (*METRICS, *CALIBRATION_METRICS):

@@ -36,7 +36,14 @@ def _evaluate(cfg: DictConfig, output_dir: Path) -> Results:
         record_cams(blocks, model.net, sets, cfg, run_cfg, datamodule, model.threshold, output_dir)
     results = Results(sets=blocks, operating_point=found.point,
                       shift=shift_summary(blocks, *datamodule.held_out),  # with splits=[val,test]
-                      run={"checkpoint": str(cfg.ckpt_path), "backbone": run_cfg.backbone.name, **provenance()})
+                      run={"checkpoint": str(cfg.ckpt_path), "backbone": run_cfg.backbone.name, **provenance(),
+                           **members_of(model)})
     write_results(output_dir, results)
     print_results(results, output_dir)
     return results
+
+
+def members_of(model) -> dict[str, int]:
+    """{"members": k} for a fold ensemble (its run record says what was evaluated), else {}."""
+    members = model.operating_point.get("members")
+    return {"members": members} if members else {}
