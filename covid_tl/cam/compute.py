@@ -74,6 +74,12 @@ def target_layer(net: Classifier, layer: str | None = None) -> torch.nn.Module:
         raise ConfigError(f"backbone {net.backbone_name} has no layer {name!r} for CAMs") from None
 
 
+def target_layers(net: torch.nn.Module, layer: str | None = None) -> list[torch.nn.Module]:
+    """target_layer of the net, or of each member of a fold ensemble (pytorch-grad-cam averages
+    the per-layer maps, each scaled to [0, 1]: the members' mean CAM)."""
+    return [target_layer(member, layer) for member in cam_nets(net)]
+
+
 def compute_cams(
     net: Classifier,
     images: torch.Tensor,
@@ -93,7 +99,7 @@ def compute_cams(
         raise ConfigError(f"unknown CAM method {method!r}; valid: {', '.join(METHODS)}")
     if target not in TARGETS:
         raise ConfigError(f"unknown CAM target {target!r}; valid: {', '.join(TARGETS)}")
-    modules = [target_layer(member, layer) for member in cam_nets(net)]  # an ensemble: each member's layer
+    modules = target_layers(net, layer)
     was_training = net.training
     params = list(net.parameters())
     flags = [p.requires_grad for p in params]

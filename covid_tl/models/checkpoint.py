@@ -87,8 +87,7 @@ def load_ensemble(path: Path, trust: bool = False) -> tuple[DictConfig, CovidCla
     net = EnsembleNet([model.net for _, model in loaded])
     net.temperature = float(point.get("temperature", 1.0))
     model = CovidClassifier(net, optimizer=not_for_training, threshold=float(point["threshold"]), config=first)
-    model.operating_point = {**point, "threshold": model.threshold, "temperature": net.temperature,
-                             "members": len(listing.members)}
+    model.operating_point = {**point, "threshold": model.threshold, "temperature": net.temperature}
     return loaded[0][0], model.eval()
 
 

@@ -77,6 +77,12 @@ class EnsembleNet(nn.Module):
         return torch.logit(probabilities.clamp(EPSILON, 1 - EPSILON))
 
 
+def member_count(net: nn.Module) -> int | None:
+    """How many members a fold ensemble averages; None for one classifier."""
+    members = getattr(net, "members", None)
+    return len(members) if isinstance(members, nn.ModuleList) else None
+
+
 def cam_nets(net: nn.Module) -> list[nn.Module]:
     """The classifiers whose layers a CAM is taken at: an ensemble's members (pytorch-grad-cam
     scales each layer's map to [0, 1] and averages them: the mean CAM of the members), else the

@@ -23,7 +23,7 @@ def print_results(results: Results, run_dir: Path, console: Console | None = Non
     """Metrics per split (95% intervals in brackets) with calibration (ECE, Brier), the
     operating point, the test confusion matrix, the run dir."""
     console = console or _console()
-    members = len((results.run.get("ensemble") or {}).get("members", [])) or results.run.get("members")
+    members = results.run.get("members")  # a fold ensemble's, as train.py and evaluate.py record it
     table = Table(title=f"results (the ensemble of {members} members)" if members else "results (best checkpoint)")
     table.add_column("split")
     table.add_column("n", justify="right")

@@ -11,6 +11,7 @@ from covid_tl.data.validate import BadInputError
 from covid_tl.runtime.run_checks import check_script_config
 from covid_tl.engine.checkpoint_sets import checkpoint_sets
 from covid_tl.engine.evaluation import evaluate_sets, shift_summary
+from covid_tl.models.ensemble import member_count
 from covid_tl.core.provenance import provenance
 from covid_tl.reporting.results import Results, write_results
 
@@ -34,16 +35,12 @@ def _evaluate(cfg: DictConfig, output_dir: Path) -> Results:
         blocks[name]["overlap"] = overlap
     if cfg.cams:  # Grad-CAM of every image: cams.csv, and each set's `cams` block
         record_cams(blocks, model.net, sets, cfg, run_cfg, datamodule, model.threshold, output_dir)
+    run = {"checkpoint": str(cfg.ckpt_path), "backbone": run_cfg.backbone.name, **provenance()}
+    if members := member_count(model.net):  # a fold ensemble, recorded as train.py records it
+        run["members"] = members
     results = Results(sets=blocks, operating_point=found.point,
-                      shift=shift_summary(blocks, *datamodule.held_out),  # with splits=[val,test]
-                      run={"checkpoint": str(cfg.ckpt_path), "backbone": run_cfg.backbone.name, **provenance(),
-                           **members_of(model)})
+                      shift=shift_summary(blocks, *datamodule.held_out), run=run)  # shift: with splits=[val,test]
     write_results(output_dir, results)
     print_results(results, output_dir)
     return results
 
-
-def members_of(model) -> dict[str, int]:
-    """{"members": k} for a fold ensemble (its run record says what was evaluated), else {}."""
-    members = model.operating_point.get("members")
-    return {"members": members} if members else {}

@@ -14,6 +14,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from covid_tl.models.checkpoint import load_run
+from covid_tl.models.ensemble import member_count
 from covid_tl.data.dataset import PreparedImages
 from covid_tl.data.images import MAX_MEGAPIXELS, image_files, read_xray
 from covid_tl.data.validate import readable_files
@@ -87,7 +88,7 @@ def explain(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
     lines, colours = captions([row["label"] for row in rows], probabilities, threshold)
     where = f", {cfg.split} split" if not cfg.images else ""
     title = cam_title(cam.method, cam.layer or net.cam_layer, cam.target,
-                      f"{where} ({Path(str(cfg.ckpt_path)).name}{members_note(net)})")
+                      f"{where} ({Path(str(cfg.ckpt_path)).name}{members_note(member_count(net))})")
     picture, overlays = cam_grid(shown, cams, lines, cam.overlay, cam.alpha, cam.tile, title=title, colours=colours,
                                  key=caption_key(threshold, lung_legend(items)),
                                  lungs=[shown_lungs(item) for item in items])
@@ -106,7 +107,6 @@ def explain(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
     return table
 
 
-def members_note(net) -> str:
+def members_note(members: int | None) -> str:
     """', mean of N members' for a fold ensemble (its CAM is the members' mean), else ''."""
-    members = getattr(net, "members", None)
-    return f", mean of {len(members)} members" if members is not None else ""
+    return f", mean of {members} members" if members else ""

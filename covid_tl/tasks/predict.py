@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from covid_tl.engine.build import build_preprocessing, pick_device
 from covid_tl.cam.callback import describe
-from covid_tl.cam.compute import compute_cams, target_layer
+from covid_tl.cam.compute import compute_cams, target_layers
 from covid_tl.cam.options import CamOptions, build_cam
 from covid_tl.cam.overlay import overlay
 from covid_tl.data.dataset import ImageFiles, file_images
@@ -32,7 +32,6 @@ from covid_tl.reporting.grid import labelled
 from covid_tl.core.labels import LABELS
 from covid_tl.models.checkpoint import load_run
 from covid_tl.models.classifier import Classifier
-from covid_tl.models.ensemble import cam_nets
 from covid_tl.runtime.run_checks import check_script_config
 from covid_tl.engine.evaluation import requested_operating_point
 
@@ -78,8 +77,7 @@ def predict(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
     net = model.net
     cam = build_cam(cfg.cam) if cfg.cams else None
     if cam is not None:
-        for member in cam_nets(net):  # a layer the backbone lacks: refused before the first file
-            target_layer(member, cam.layer)
+        target_layers(net, cam.layer)  # a layer the backbone lacks: refused before the first file
     paths = image_files(cfg.images)
     output_dir.mkdir(parents=True, exist_ok=True)
     prepare = file_images(*build_preprocessing(run_cfg))

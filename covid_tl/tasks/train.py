@@ -171,7 +171,7 @@ def train_ensemble(cfg: DictConfig, run_dir: Path) -> Results:
     fold_cut_test_rates(point, run_dir)
     ensemble_figure(curve, selection["fold_auroc_by_epoch"], epoch, point, run_dir / "ensemble.png")
     results = Results(sets=sets, operating_point=point, shift=shift_summary(sets, *datamodule.held_out, "oof"), run={
-        "backbone": model.net.backbone_name, "best_checkpoint": ENSEMBLE_FILE,
+        "backbone": model.net.backbone_name, "best_checkpoint": ENSEMBLE_FILE, "members": len(members),
         "ensemble": {"members": [m.record(run_dir) for m in members], "epoch": epoch,
                      "pooled_oof_auroc": curve[epoch], "file": ENSEMBLE_FILE},
         "seed": cfg.seed, "wall_time_s": round(time.perf_counter() - started, 1), **provenance()})
