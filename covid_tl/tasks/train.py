@@ -32,6 +32,7 @@ from covid_tl.models.checkpoint import load_run, saved_epoch, store_operating_po
 from covid_tl.models.resume import adopt_checkpoint
 from covid_tl.models.classifier import build_classifier
 from covid_tl.models.module import CovidClassifier
+from covid_tl.stats.metrics import summarize
 from covid_tl.stats.operating_point import fixed_threshold
 from covid_tl.core.provenance import provenance
 from covid_tl.core.files import write_text_atomically
@@ -156,9 +157,8 @@ def train_ensemble(cfg: DictConfig, run_dir: Path) -> Results:
     log.info("epoch %d chosen on the pooled out-of-fold AUROC of %d films (%s); operating point %s -> %.4f "
              "(each fold alone: %s)", epoch, len(chosen), number(curve[epoch]), point["rule"], point["threshold"],
              ", ".join(f"{f['threshold']:.3f}" for f in point["per_fold"]))
-    members = [Member(epoch_checkpoints(folder)[epoch], "", fold, epoch) for fold, folder in enumerate(folders)]
-    for member in members:
-        member.sha256 = file_digest(member.checkpoint)
+    chosen_files = [epoch_checkpoints(folder)[epoch] for folder in folders]
+    members = [Member(path, file_digest(path), fold, epoch) for fold, path in enumerate(chosen_files)]
     selection = {"epoch": epoch, "on": "pooled out-of-fold AUROC", "pooled_auroc_by_epoch": curve,
                  "fold_auroc_by_epoch": fold_curves(oof)}
     write_ensemble(run_dir / ENSEMBLE_FILE, EnsembleFile(members, point, selection))
@@ -217,10 +217,10 @@ def fold_cut_test_rates(point: dict[str, Any], run_dir: Path) -> None:
     if predictions is None or "test" not in set(predictions["set"]):
         return
     test = predictions[predictions["set"] == "test"]
-    covid, p = (test["label"] == LABELS[1]).to_numpy(), test["prob_covid"].to_numpy()
+    targets, p = (test["label"] == LABELS[1]).to_numpy(), test["prob_covid"].to_numpy()
     for entry in point["per_fold"]:
-        entry["test"] = {"sensitivity": float(np.mean(p[covid] >= entry["threshold"])) if covid.any() else None,
-                         "specificity": float(np.mean(p[~covid] < entry["threshold"])) if (~covid).any() else None}
+        rates = summarize(targets, p, entry["threshold"])
+        entry["test"] = {"sensitivity": rates["sensitivity"], "specificity": rates["specificity"]}
 
 
 def write_fold_splits(datamodule: Any, chosen: pd.DataFrame, run_dir: Path) -> dict[str, Any]:
