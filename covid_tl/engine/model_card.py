@@ -171,7 +171,8 @@ def training_line(results: Results, config: Mapping[str, Any]) -> str:
     if ensemble := run.get("ensemble"):
         done = (f"{len(ensemble['members'])} fold members of at most {trainer.get('max_epochs')} epoch(s) each "
                 "(trainer.max_epochs)")
-    kept = f"the ensemble `{best}` (below)" if ensemble else (f"best checkpoint `{best}` (epoch {run.get('best_epoch')}, {run.get('best_monitor')} "
+    kept = (f"the ensemble `{best}` (below)" if ensemble else
+            f"best checkpoint `{best}` (epoch {run.get('best_epoch')}, {run.get('best_monitor')} "
             f"{number(run.get('best_score'))})" if best else
             f"no best checkpoint ({no_checkpoint_reason(config)}): every result is of the weights at the end of training")
     algorithm = str(optimizer.get("_target_", "?")).rsplit(".", 1)[-1]
@@ -296,10 +297,7 @@ def ensemble_section(results: Results, summary: Mapping[str, Any]) -> list[str]:
                      number(point.get("threshold")), number(results.sets["test"]["sensitivity"]),
                      number(results.sets["test"]["specificity"])])
     cuts = [f["threshold"] for f in point.get("per_fold", [])]
-    views = {}
-    for row in summary.get("rows", []):
-        if row["split"] == "dev":
-            views[(row["view"] or "-", row["label"])] = views.get((row["view"] or "-", row["label"]), 0) + row["images"]
+    views = summary.get("images_per_split_label_and_view", {}).get("dev", {})  # label -> view -> images
     lines = ["## Ensemble", "", f"{len(ensemble['members'])} members (ensemble.json: their checkpoints and sha256 digests); a "
              "film's probability is the members' mean. Each member trained on all development patients but one fold "
              f"and was scored on that fold. Epoch {ensemble['epoch']} was chosen for every member on the pooled "
@@ -310,9 +308,10 @@ def ensemble_section(results: Results, summary: Mapping[str, Any]) -> list[str]:
     if cuts:
         lines += ["", f"One fold's films alone would have put the cut anywhere from {min(cuts):.3f} to {max(cuts):.3f}; "
                   f"the pooled cut is {point['threshold']:.3f}."]
-    if views:
-        lines += ["", "Trained and validated on (development images by view and label): " + ", ".join(
-            f"{view} {label} {n}" for (view, label), n in sorted(views.items())) + "."]
+    cells = sorted((view, label, n) for label, by_view in views.items() for view, n in by_view.items())
+    if cells:
+        lines += ["", "Trained and validated on (development images by view and label): "
+                  + ", ".join(f"{view} {label} {n}" for view, label, n in cells) + "."]
     return lines + [""]
 
 
