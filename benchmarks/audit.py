@@ -6,8 +6,8 @@ that an audit's cost can be planned (train.py audit=true adds it to every run).
 Trains one model of the recipe on xray-mini (`--runs DIR`: into DIR/<recipe>/, read instead when
 its results.json is there; default a temporary folder), then times three audits, every test
 included (Grad-CAM heat too): `audit.py` on its checkpoint's test split; again with
-`external=[<xray-views manifest>]` when ../shared/data/xray-views/manifest.csv is beside the
-repository (else skipped, saying so); and `audit.py mode=data data=xray_mini` on the recipe's
+`external=[<xray-views manifest>]` when xray-views is found ($COVID_TL_XRAY_VIEWS, else
+../shared/data/xray-views beside the repository; else skipped, saying so); and `audit.py mode=data data=xray_mini` on the recipe's
 backbone, no model. Prints a markdown table: audit, step, seconds, films (audit.json's `seconds`;
 films: those of its sets, or the training films searched for marks for the mark bank).
 `--tiny`: the small CNN for 1 epoch, bootstrap=20, 8 films of each label of xray-views, in a
@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from covid_tl.core.labels import LABELS
-from harness import ROOT, TINY_XRAY_MINI, audit, machine, train, xray_mini_data, xray_mini_or_skip
+from harness import TINY_XRAY_MINI, audit, machine, train, xray_mini_data, xray_mini_or_skip, xray_views
 
 BASE = ["logger=none", "callbacks.grad_cam=null"]
 RECIPES = {
@@ -34,12 +34,6 @@ BACKBONES = {"today": ["backbone=efficientnet_lite0", "backbone.weights=imagenet
              "robust": ["backbone=efficientnet_lite0", "backbone.weights=imagenet_offline"],
              "tiny": ["backbone=simple_cnn", "backbone.input_size=32"]}  # mode=data: the recipe's frozen backbone
 TINY_EXTERNAL_FILMS = 8  # --tiny: films of each label taken from xray-views
-
-
-def views_manifest() -> Path | None:
-    """xray-views' manifest beside the repository (../shared/data/xray-views), or None."""
-    path = ROOT.parent / "shared" / "data" / "xray-views" / "manifest.csv"
-    return path if path.is_file() else None
 
 
 def cut_manifest(manifest: Path, per_label: int, out: Path) -> Path:
@@ -102,9 +96,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     reuse=True)
         print(f"{name}: test AUROC {run.results.set('test')['auroc']:.3f}, {run.results.set('test')['n']} test films "
               f"({'read' if run.fit_s is None else f'trained in {run.wall_s:.0f} s'})", flush=True)
-        external = views_manifest()
+        external = views / "manifest.csv" if (views := xray_views()) else None
         if external is None:
-            print("external audit skipped: no xray-views manifest at ../shared/data/xray-views/manifest.csv")
+            print("external audit skipped: no xray-views manifest (set COVID_TL_XRAY_VIEWS to its folder)")
         elif args.tiny:
             external = cut_manifest(external, TINY_EXTERNAL_FILMS, Path(tmp) / "external" / "xray-views.csv")
         records = audits(run.directory / run.results.run["best_checkpoint"], xray_mini_data(root),

@@ -17,7 +17,7 @@ a message when xray-mini or xray-views is absent.
 from __future__ import annotations
 
 import argparse
-import os
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from covid_tl.core.formatting import number
-from harness import ROOT, TINY_XRAY_MINI, audit_numbers, machine, train, xray_mini_or_skip
+from harness import TINY_XRAY_MINI, audit_numbers, machine, train, xray_mini_or_skip, xray_views
 
 RECIPES = {
     "robust_v2": ["experiment=robust_v2"],
@@ -34,12 +34,6 @@ RECIPES = {
 }
 AUDITED = ["audit=true", "shortcuts.cams=false"]
 BASE = ["data=xray_mini_views", "logger=none", "callbacks.grad_cam=null"]
-
-
-def xray_views() -> Path | None:
-    """xray-views' folder ($COVID_TL_XRAY_VIEWS, else ../shared/data/xray-views), or None."""
-    folder = Path(os.environ.get("COVID_TL_XRAY_VIEWS", ROOT.parent / "shared" / "data" / "xray-views"))
-    return folder if (folder / "manifest.csv").is_file() else None
 
 
 def data_overrides(mini: Path, views: Path) -> list[str]:
@@ -63,8 +57,6 @@ def row(run_dir: Path, results) -> dict[str, Any]:
 
 
 def _audit(run_dir: Path) -> dict:
-    import json
-
     return json.loads((run_dir / "audit" / "audit.json").read_text())
 
 

@@ -36,11 +36,21 @@ TINY = ["data.sources.synthetic.n_patients=24", "data.sources.synthetic.image_si
 TINY_XRAY_MINI = ["backbone=simple_cnn", "backbone.input_size=32", "trainer.max_epochs=1", "bootstrap=20"]
 
 
-def xray_mini() -> Path | None:
-    """The xray-mini folder ($COVID_TL_XRAY_MINI, else ../shared/data/xray-mini beside the
-    repository), or None when it holds no manifest."""
-    folder = Path(os.environ.get("COVID_TL_XRAY_MINI", ROOT.parent / "shared" / "data" / "xray-mini"))
+def shared_data(name: str, variable: str) -> Path | None:
+    """A shared data folder ($`variable`, else ../shared/data/`name` beside the repository), or
+    None when it holds no manifest."""
+    folder = Path(os.environ.get(variable, ROOT.parent / "shared" / "data" / name))
     return folder if (folder / "manifest.csv").is_file() else None
+
+
+def xray_mini() -> Path | None:
+    """The xray-mini folder ($COVID_TL_XRAY_MINI), or None."""
+    return shared_data("xray-mini", "COVID_TL_XRAY_MINI")
+
+
+def xray_views() -> Path | None:
+    """The xray-views folder ($COVID_TL_XRAY_VIEWS), or None."""
+    return shared_data("xray-views", "COVID_TL_XRAY_VIEWS")
 
 
 def xray_mini_or_skip() -> Path | None:
