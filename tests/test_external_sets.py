@@ -3,14 +3,13 @@ the CSV's path and line, and the patients it shares with the checkpoint's traini
 from __future__ import annotations
 
 import logging
-import os
 import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import TINY, XRAY_MINI, composed, untrained_checkpoint_file
+from conftest import TINY, XRAY_MINI, XRAY_VIEWS, composed, needs_xray_views, untrained_checkpoint_file
 from data_fixtures import image
 from covid_tl.data.external import external_names, patient_overlap
 from covid_tl.data.manifest import Manifest
@@ -18,9 +17,6 @@ from covid_tl.data.validate import BadInputError
 from covid_tl.core.errors import ConfigError
 from covid_tl.reporting.results import read_results
 from covid_tl.tasks.evaluate import evaluate
-
-XRAY_VIEWS = Path(os.environ.get("COVID_TL_XRAY_VIEWS", XRAY_MINI.parent / "xray-views"))
-
 
 def manifest(csv: Path, n: int, missing: tuple[int, ...] = (), source: str = "cohen") -> Path:
     """A manifest of `n` tiny films (alternating labels, one patient each) on lines 2..n+1; the
@@ -128,9 +124,7 @@ def test_overlap_counts_patients_of_train_and_val_and_their_images(caplog):
     assert "external:x.csv shares 3 of its 5 patients (4 of its 6 images)" in caplog.text
 
 
-@pytest.mark.skipif(not (XRAY_MINI / "manifest.csv").is_file() or not (XRAY_VIEWS / "manifest.csv").is_file(),
-                    reason=f"xray-mini and xray-views not both found at {XRAY_MINI} and {XRAY_VIEWS} "
-                           "(set COVID_TL_XRAY_MINI and COVID_TL_XRAY_VIEWS to their folders)")
+@needs_xray_views
 def test_xray_views_and_xray_mini_each_get_their_row_and_their_overlap(tmp_path_factory, caplog):
     """A checkpoint of xray-mini: xray-views (196 AP films) shares 7 NIH patients with xray-mini
     (its README); xray-mini itself shares every patient outside the test split."""
