@@ -74,8 +74,9 @@ def test_grad_cam_added_to_another_task_is_one_line(config_name, overrides):
     ("cam.method=saliency", "cam.method='saliency' does not fit CamOptions's method (Literal['gradcam', 'gradcam++',"),
     ("threshold=2", "threshold must be a probability in [0, 1]"),
     ("threshold=true", "threshold must be a probability in [0, 1]"),
-    ("threshold=foo", "threshold must be a probability in [0, 1], youden, or sens@X"),
+    ("threshold=foo", "threshold must be a probability in [0, 1], youden, sens@X or spec@X"),
     ("threshold=sens@1.5", "threshold=sens@1.5: the sensitivity after sens@ must be a number in (0, 1]"),
+    ("threshold=spec@1.5", "threshold=spec@1.5: the specificity after spec@ must be a number in (0, 1]"),
     ("calibrate=maybe", "calibrate='maybe' does not fit RunOptions's calibrate (bool)"),
     ("seed=abc", "seed='abc' does not fit RunOptions's seed (int)"),  # not data.split_seed, which copies it
     ("seed=1.5", "seed=1.5 does not fit RunOptions's seed (int)"),

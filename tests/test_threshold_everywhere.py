@@ -46,6 +46,24 @@ def test_with_a_rule_each_validation_epoch_is_called_at_the_cut_the_rule_gives_o
     assert values == pytest.approx({"sensitivity": 2 / 3, "specificity": 1.0, "accuracy": 5 / 6, "auroc": 8 / 9})
 
 
+def test_a_spec_rule_chooses_each_validation_epochs_cut_as_sens_and_youden_do():
+    # specificity at the cuts 0.45 0.35 0.3 0.2 0.1: 1 1 2/3 2/3 1/3; 2/3 down to 0.2, midway to 0.1
+    model = module("spec@0.6")
+    model.val_metrics.update(torch.tensor(PROBS), torch.tensor(TARGETS))
+    assert model.validation_cut() == (pytest.approx(0.15), "spec@0.6")
+    values = model.val_metrics.compute()
+    assert values == pytest.approx({"sensitivity": 1.0, "specificity": 2 / 3, "accuracy": 5 / 6, "auroc": 8 / 9})
+
+
+def test_the_model_card_says_how_a_spec_rule_chose_the_threshold():
+    from covid_tl.engine.model_card import threshold_origin
+
+    text = threshold_origin({"rule": "spec@0.9", "threshold": 0.42, "split": "val", "n": 20})
+    assert "`threshold=spec@0.9` (the lowest threshold whose specificity reaches 0.9)" in text
+    assert "(the highest threshold whose sensitivity reaches 0.95)" in threshold_origin(
+        {"rule": "sens@0.95", "threshold": 0.42, "split": "val", "n": 20})
+
+
 def test_with_a_number_the_epoch_is_called_at_that_number_and_says_so():
     model = module(0.5)
     model.val_metrics.update(torch.tensor(PROBS), torch.tensor(TARGETS))

@@ -216,6 +216,8 @@ def threshold_origin(point: Mapping[str, Any], weights: str = "best checkpoint")
     if rule is None or rule == point.get("threshold"):
         return "It is the number the run config set (`threshold`), not chosen on data." + scaled
     how = ("Youden's rule (`threshold=youden`: the highest sensitivity + specificity - 1)" if rule == "youden" else
+           f"`threshold={rule}` (the lowest threshold whose specificity reaches {rule.split('@')[1]})"
+           if rule.startswith("spec@") else
            f"`threshold={rule}` (the highest threshold whose sensitivity reaches {rule.split('@')[1]})")
     return (f"It was chosen after training with the {weights} by {how} on the "
             f"{point.get('split')} split's {point.get('n')} images (listed in splits.csv), midway between the lowest of "

@@ -121,7 +121,7 @@ def decision_threshold(checkpoint: Mapping[str, Any], path: str | Path = "the ch
     """The probability at or above which the checkpoint's model calls COVID-19 (`model.threshold`
     after load_run; predict, export and the model card read it from there): the operating point
     chosen after training when the checkpoint carries one, else the run config's number. A rule
-    (youden, sens@X) without an operating point (a checkpoint other than the best) calls at 0.5."""
+    (youden, sens@X, spec@X) without an operating point (a checkpoint other than the best) calls at 0.5."""
     if OPERATING_POINT in checkpoint:
         return float(checkpoint[OPERATING_POINT]["threshold"])
     threshold = checkpoint["hyper_parameters"]["config"]["threshold"]

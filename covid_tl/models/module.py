@@ -205,14 +205,14 @@ class CovidClassifier(pl.LightningModule):
 
 
 def run_rule(config: dict[str, Any] | None) -> str | None:
-    """The run's threshold rule (`youden`, `sens@X`) from its config; None for a number."""
+    """The run's threshold rule (`youden`, `sens@X`, `spec@X`) from its config; None for a number."""
     value = (config or {}).get("threshold")
     return value if value is not None and is_rule(value) else None
 
 
 class EpochCalls(Metric):
     """A split's predictions over one epoch (gathered across processes) and their rates at a cut
-    known only once they are all in: the cut `rule` (youden, sens@X) gives on them, else
+    known only once they are all in: the cut `rule` (youden, sens@X, spec@X) gives on them, else
     `threshold`. compute() gives METRICS by metrics.summarize, the definitions of results.json
     (COVID-19 at p >= cut; a rate the split cannot define is left out); `cut` then holds the cut
     they were called at, `summary` the rest (confusion matrix)."""

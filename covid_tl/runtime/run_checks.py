@@ -193,7 +193,7 @@ def _misfit(annotation: Any, value: Any) -> str | None:
 
 
 def check_threshold(threshold: Any) -> None:
-    """A probability in [0, 1], youden or sens@X (covid_tl.stats.operating_point); null where allowed
+    """A probability in [0, 1], youden, sens@X or spec@X (covid_tl.stats.operating_point); null where allowed
     is the caller's to skip."""
     parse_threshold(threshold)
 

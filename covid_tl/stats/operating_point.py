@@ -1,9 +1,10 @@
 """The operating point: the probability of COVID-19 at or above which an image is called COVID-19.
 
 `threshold` is a probability in [0, 1], `youden` (the cut that maximises sensitivity +
-specificity - 1 on validation) or `sens@X` (the highest cut whose validation sensitivity is at
-least X). A rule is applied once, on the validation split, after training; the number it gives
-is what the checkpoint, results.json and every later call use.
+specificity - 1 on validation), `sens@X` (the highest cut whose validation sensitivity is at
+least X) or `spec@X` (the lowest cut whose validation specificity is at least X: the most
+sensitive cut that still meets it). A rule is applied once, on the validation split, after
+training; the number it gives is what the checkpoint, results.json and every later call use.
 """
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from sklearn.metrics import roc_curve
 from covid_tl.core.errors import ConfigError
 
 YOUDEN = "youden"
-_SENS = re.compile(r"^sens@(.+)$")
-RULES_HELP = "a probability in [0, 1], youden, or sens@X (X: the validation sensitivity to reach, in (0, 1])"
+_RATE = re.compile(r"^(sens|spec)@(.+)$")
+_RATE_NAMES = {"sens": "sensitivity", "spec": "specificity"}
+RULES_HELP = ("a probability in [0, 1], youden, sens@X or spec@X (X: the validation sensitivity or specificity "
+              "to reach, in (0, 1])")
 
 
 def parse_threshold(value: Any) -> float | str:
@@ -27,24 +30,25 @@ def parse_threshold(value: Any) -> float | str:
             return float(value)
     elif value == YOUDEN:
         return value
-    elif isinstance(value, str) and _SENS.match(value):
-        target = _target_sensitivity(value)
-        if target is None:
-            raise ConfigError(f"threshold={value}: the sensitivity after sens@ must be a number in (0, 1]")
+    elif isinstance(value, str) and (match := _RATE.match(value)):
+        if _target_rate(value) is None:
+            raise ConfigError(f"threshold={value}: the {_RATE_NAMES[match.group(1)]} after {match.group(1)}@ must be "
+                              "a number in (0, 1]")
         return value
     raise ConfigError(f"threshold must be {RULES_HELP}; got {value!r}")
 
 
-def _target_sensitivity(rule: str) -> float | None:
+def _target_rate(rule: str) -> float | None:
+    """X of `sens@X` or `spec@X` when it is a number in (0, 1], else None."""
     try:
-        target = float(_SENS.match(rule).group(1))
+        target = float(_RATE.match(rule).group(2))
     except ValueError:
         return None
     return target if 0 < target <= 1 else None
 
 
 def is_rule(value: Any) -> bool:
-    """True for `youden` and `sens@X`: a threshold that has to be chosen on data."""
+    """True for `youden`, `sens@X` and `spec@X`: a threshold that has to be chosen on data."""
     return isinstance(parse_threshold(value), str)
 
 
@@ -61,6 +65,8 @@ def choose_threshold(rule: Any, probabilities: np.ndarray, targets: np.ndarray) 
     A rule picks one of the probabilities as the lowest still called COVID-19; the cut is
     placed midway between it and the next lower probability (0 below the lowest), so the same
     images are called as at the chosen probability but the cut is not one of the data's values.
+    `spec@X` calls nothing COVID-19 when only that reaches X (a no-finding image has the highest
+    probability, or ties with it): its cut is then midway between the highest probability and 1.
     """
     parsed = parse_threshold(rule)
     if not isinstance(parsed, str):
@@ -74,8 +80,13 @@ def choose_threshold(rule: Any, probabilities: np.ndarray, targets: np.ndarray) 
     if parsed == YOUDEN:
         youden = (tpr - fpr)[1:]
         chosen = 1 + int(np.argmax(youden >= youden.max() - 1e-12))  # the highest cut among ties
+    elif parsed.startswith("sens@"):
+        chosen = 1 + int(np.argmax(tpr[1:] >= _target_rate(parsed) - 1e-12))
     else:
-        chosen = 1 + int(np.argmax(tpr[1:] >= _target_sensitivity(parsed) - 1e-12))
+        # specificity (1 - fpr) only falls as cuts fall: the last cut that still reaches X.
+        chosen = int(np.flatnonzero(1 - fpr >= _target_rate(parsed) - 1e-12)[-1])
+        if chosen == 0:  # only +inf reaches X: call nothing COVID-19
+            return float((cuts[1] + 1) / 2)
     below = cuts[chosen + 1] if chosen + 1 < len(cuts) else 0.0
     return float((cuts[chosen] + below) / 2)
 
