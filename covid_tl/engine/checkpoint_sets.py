@@ -18,7 +18,7 @@ from covid_tl.data.external import external_names, external_set, patient_overlap
 from covid_tl.data.images import MAX_MEGAPIXELS
 from covid_tl.data.validate import write_bad_rows
 from covid_tl.engine.build import pick_device
-from covid_tl.engine.evaluation import ImageSets, checkpoint_data, requested_operating_point
+from covid_tl.engine.evaluation import ImageSets, checkpoint_data, script_operating_point
 from covid_tl.models.checkpoint import load_run
 from covid_tl.models.module import CovidClassifier
 from covid_tl.stats.operating_point import is_rule
@@ -55,7 +55,7 @@ def checkpoint_sets(cfg: DictConfig, output_dir: Path, need_own: bool = False) -
     own = None
     if need_own or not other_data or external or (cfg.get("threshold") is not None and is_rule(cfg.threshold)):
         own = checkpoint_data(run_cfg, model.net.input_spec)
-    point = requested_operating_point(cfg.get("threshold"), run_cfg, model, device, cfg.batch_size, own)
+    point = script_operating_point(cfg, run_cfg, model, device, own)
     datamodule = own
     if other_data:  # other data, the checkpoint's preprocessing and input spec
         run_cfg.data = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=False))

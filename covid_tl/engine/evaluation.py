@@ -20,6 +20,7 @@ from covid_tl.engine.build import build_datamodule
 from covid_tl.core.errors import ConfigError
 from covid_tl.core.labels import LABELS
 from covid_tl.data.manifest import Manifest
+from covid_tl.models.site_profile import site_operating_point
 from covid_tl.stats.calibration import (brier_score, expected_calibration_error, fit_temperature,
                                   negative_log_likelihood, reliability_bins)
 from covid_tl.stats.metrics import METRICS, bootstrap_intervals, roc_points, summarize
@@ -51,6 +52,23 @@ def predict_logits(net: torch.nn.Module, dataset: Dataset, device: torch.device,
 def predict(net: torch.nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 64) -> np.ndarray:
     """COVID-19 probability of every image, in dataset order."""
     return torch.sigmoid(torch.from_numpy(predict_logits(net, dataset, device, batch_size))).numpy()
+
+
+def script_operating_point(cfg: DictConfig, run_cfg: DictConfig, model, device: torch.device,
+                           datamodule=None) -> dict[str, Any]:
+    """The operating point a script's `threshold=` or `site=<profile>` asks for (never both),
+    which `model` then uses: a site profile's threshold and temperature (refused when it was
+    made for another model file), else requested_operating_point."""
+    site, threshold = cfg.get("site"), cfg.get("threshold")
+    if site is None:
+        return requested_operating_point(threshold, run_cfg, model, device, cfg.batch_size, datamodule)
+    if threshold is not None:
+        raise ConfigError(f"site={site} and threshold={threshold} both set the operating point: give one")
+    point = site_operating_point(site, cfg.ckpt_path)
+    model.net.temperature = point["temperature"]
+    model.use_threshold(point["threshold"])
+    model.operating_point = point
+    return {**point, "requested": True}
 
 
 def requested_operating_point(requested: Any, run_cfg: DictConfig, model, device: torch.device,

@@ -64,9 +64,12 @@ def breakdown_table(block: dict[str, Any]) -> Table:
 
 
 def operating_point_line(point: dict[str, Any]) -> str:
-    """`threshold 0.3125 (youden on val, 26 images), temperature 1.00`."""
-    where = f" on {point['split']}" + (f", {point['n']} images" if point.get("n") else "") if point.get("split") else ""
-    rule = "" if point["rule"] == point["threshold"] else f" ({point['rule']}{where})"
+    """`threshold 0.3125 (youden on val, 26 images), temperature 1.00`; a site profile's
+    `(youden on site hospital_c, 8 images)`, or `(label-free on site ...)`."""
+    split = f"{point['split']} {point['site']}" if point.get("site") else point.get("split")
+    where = f" on {split}" + (f", {point['n']} images" if point.get("n") else "") if split else ""
+    how = "label-free" if point.get("method") == "label_free" else point["rule"]
+    rule = "" if point["rule"] == point["threshold"] and not point.get("site") else f" ({how}{where})"
     return f"threshold {point['threshold']:.4g}{rule}, temperature {point.get('temperature', 1.0):.3g}"
 
 
@@ -98,3 +101,26 @@ def print_data_summary(summary: dict[str, Any], run_dir: Path) -> None:
     """Print the data summary and save it as data_summary.json in the run dir."""
     (run_dir / "data_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print_summary(summary, _console())
+
+
+def print_site(record: dict[str, Any], profile: Path, console: Console | None = None) -> None:
+    """A site profile's rates, each row at the cut it names, then the profile's path."""
+    console = console or _console()
+    table = Table(title=f"site {record['site']}: {operating_point_line(record['operating_point'])}")
+    for column in ("films", "at", "n", "sensitivity", "specificity", "auroc"):
+        table.add_column(column, justify="right" if column in ("n",) else "left")
+    for name, block in record["rates"].items():
+        table.add_row(name.replace("_", " "), block["at"], str(block["n"]),
+                      *(number(block[m], block.get(f"{m}_ci95")) for m in ("sensitivity", "specificity")),
+                      number(block["auroc"]))
+    console.print(table)
+    if record.get("cut_ci95"):
+        console.print(f"the cut re-chosen on bootstrap resamples of the labelled films: {record['cut_ci95'][0]:.3f} to "
+                      f"{record['cut_ci95'][1]:.3f} (95%)")
+    for n, block in (record.get("how_many_films") or {}).get("per_n", {}).items():
+        q = {m: block[m]["quantiles"] for m in ("sensitivity", "specificity")}
+        if all(q.values()):
+            console.print(f"n={n} per class: sensitivity {q['sensitivity']['0.5']:.2f} [{q['sensitivity']['0.05']:.2f}, "
+                          f"{q['sensitivity']['0.95']:.2f}], specificity {q['specificity']['0.5']:.2f} "
+                          f"[{q['specificity']['0.05']:.2f}, {q['specificity']['0.95']:.2f}] (median [5-95%] of draws)")
+    console.print(f"profile: {profile}")

@@ -30,7 +30,7 @@ from covid_tl.cam.options import build_cam
 from covid_tl.cam.sets import mark_detector
 from covid_tl.engine.build import build_datamodule, build_preprocessing, pick_device
 from covid_tl.runtime.run_checks import check_script_config
-from covid_tl.engine.evaluation import requested_operating_point
+from covid_tl.engine.evaluation import script_operating_point
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def explain(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
     check_script_config(cfg)  # required values and counts, before the checkpoint is read
     run_cfg, model = load_run(cfg.ckpt_path, cfg.trust_checkpoint)
     # A rule (threshold=youden) is chosen on the checkpoint's own validation split, whatever data= says.
-    threshold = requested_operating_point(cfg.get("threshold"), run_cfg, model, pick_device("auto"))["threshold"]
+    threshold = script_operating_point(cfg, run_cfg, model, pick_device("auto"))["threshold"]
     if cfg.get("data") is not None:  # a split of other data, with the checkpoint's preprocessing
         run_cfg.data = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=False))
     net = model.net

@@ -33,7 +33,7 @@ from covid_tl.core.labels import LABELS
 from covid_tl.models.checkpoint import load_run
 from covid_tl.models.classifier import Classifier
 from covid_tl.runtime.run_checks import check_script_config
-from covid_tl.engine.evaluation import requested_operating_point
+from covid_tl.engine.evaluation import script_operating_point
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def predict(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
     check_script_config(cfg)  # required values and counts, before the checkpoint is read
     run_cfg, model = load_run(cfg.ckpt_path, cfg.trust_checkpoint)
     device = pick_device(cfg.device)
-    threshold = requested_operating_point(cfg.get("threshold"), run_cfg, model, device, cfg.batch_size)["threshold"]
+    threshold = script_operating_point(cfg, run_cfg, model, device)["threshold"]
     net = model.net
     cam = build_cam(cfg.cam) if cfg.cams else None
     if cam is not None:
