@@ -299,6 +299,12 @@ class XrayDataModule(pl.LightningDataModule):
             write_bad_rows(self.bad_rows, run_dir)
         return summary
 
+    def films(self) -> tuple[Manifest, XrayDataset]:
+        """Every usable film of the sources, checked as setup checks them (what was left out in
+        `bad_rows`) and not split: a set a trained model is run on whole (calibrate_site.py)."""
+        manifest, _ = self._checked_selection(self._read_sources())
+        return manifest, XrayDataset(manifest, self.prepared, self.input_spec)
+
     def load_image(self, row: Mapping[str, Any]) -> np.ndarray:
         return self.sources[row["reader"]].load_image(row)
 

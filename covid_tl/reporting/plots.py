@@ -232,3 +232,35 @@ def ensemble_figure(pooled: Mapping[int, float | None], folds: Mapping[int, Mapp
               title="operating point")
     right.legend(fontsize=8, loc="upper right")
     return _save(fig, path)
+
+
+def how_many_films_figure(curve: Mapping[int, Mapping[str, np.ndarray]], lines: Mapping[str, Mapping[str, float]],
+                          path: Path, title: str) -> Figure:
+    """What n labelled films per class buy at a new site: per n, the spread over draws of the
+    sensitivity and specificity a cut chosen on n + n films gives on the site's other films
+    (median, 25-75% and 5-95% of draws), beside fixed cuts' rates on all its films (`lines`:
+    label -> {sensitivity, specificity}, e.g. the model's own cut, a label-free one)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    ns = sorted(curve)
+    styles = ["--", ":", "-."]
+    for ax, metric in zip(axes, ("sensitivity", "specificity")):
+        values = [np.asarray(curve[n][metric], dtype=float) for n in ns]
+        values = [v[~np.isnan(v)] for v in values]
+        if ns:
+            low, q1, median, q3, high = (np.array([np.quantile(v, q) for v in values]) for q in (0.05, 0.25, 0.5, 0.75, 0.95))
+            ax.fill_between(ns, low, high, color="tab:blue", alpha=0.15, label="5-95% of draws")
+            ax.fill_between(ns, q1, q3, color="tab:blue", alpha=0.3, label="25-75% of draws")
+            ax.plot(ns, median, color="tab:blue", marker="o", lw=2, label="median, cut from n + n site films")
+        for (label, rates), style in zip(lines.items(), styles):
+            if rates.get(metric) is not None:
+                ax.axhline(rates[metric], color="black", ls=style, lw=1.2, label=label)
+        ax.set(xscale="log", xlabel="labelled films per class (n)", title=f"{metric} on the site's other films",
+               ylim=(-0.02, 1.02))
+        ax.set_xticks(ns or [1])
+        ax.set_xticklabels([str(n) for n in ns] or ["-"])
+        ax.minorticks_off()
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("rate")
+    axes[1].legend(fontsize=8, loc="lower right", framealpha=0.8)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)

@@ -27,8 +27,8 @@ STRICT = ConfigDict(strict=True, arbitrary_types_allowed=True)
 HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 
 
-#: Counts of the inference scripts' configs (evaluate, explain, predict) and their least value.
-SCRIPT_COUNTS = {"batch_size": 1, "num_workers": 0, "n": 1, "bootstrap": 0}
+#: Counts of the inference scripts' configs (evaluate, explain, predict, calibrate_site) and their least value.
+SCRIPT_COUNTS = {"batch_size": 1, "num_workers": 0, "n": 1, "bootstrap": 0, "resamples": 1}
 
 
 def check_script_config(cfg: DictConfig) -> None:
