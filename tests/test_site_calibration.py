@@ -223,6 +223,11 @@ def test_evaluate_and_predict_with_site_reproduce_the_profiles_threshold_and_rat
     assert len(predicted) == len(films)
     for path, call in zip(films.path, films.call_site_cut):
         assert predicted.loc[str(path), "predicted"] == call
+    proc = run_script("explain.py", f"ckpt_path={model}", f"site={profile}", f"images={tmp_path / 'hospital' / 'films'}",
+                      "n=4", f"hydra.run.dir={tmp_path / 'explain'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cams = pd.read_csv(tmp_path / "explain" / "cams.csv")
+    assert list(cams.predicted) == ["covid" if p >= point["threshold"] else "no_finding" for p in cams.prob_covid]
     proc = run_script("evaluate.py", f"ckpt_path={model}", f"site={profile}", "threshold=0.5",
                       f"hydra.run.dir={tmp_path / 'both'}")
     assert proc.returncode != 0 and "both set the operating point" in proc.stderr.strip().splitlines()[-1]

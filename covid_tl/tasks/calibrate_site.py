@@ -181,6 +181,7 @@ def labelled_cut(probabilities: np.ndarray, manifest: Manifest, model_point: dic
     if len(held_out):
         blocks["held_out_site_cut"] = rates(site_p, manifest, held_out, point["threshold"], at_site, cfg)
         blocks["held_out_model_cut"] = rates(probabilities, manifest, held_out, model_point["threshold"], at_model, cfg)
+    blocks["all_model_cut"] = rates(probabilities, manifest, everything, model_point["threshold"], at_model, cfg)
     cuts = [choose_threshold(rule, site_p[chosen][r], targets[chosen][r])
             for r in patient_resamples(len(chosen), ids[chosen], cfg.resamples, cfg.seed)
             if len(set(targets[chosen][r])) == 2]
@@ -290,9 +291,7 @@ def figure(curve: dict, record: dict, path: Path) -> None:
                     record["how_many_films"]["per_n"] or "any n asked")
         return
     blocks = record["rates"]
-    model, films = ((blocks["all_model_cut"], "all films") if "all_model_cut" in blocks else
-                    (blocks.get("held_out_model_cut"), "the same held-out films"))
-    lines = {f"model's own cut {record['model']['operating_point']['threshold']:.3g} ({films})": model} if model else {}
+    lines = {f"model's own cut {record['model']['operating_point']['threshold']:.3g} (all films)": blocks["all_model_cut"]}
     if "all_site_cut" in blocks:
         lines[f"label-free cut {record['operating_point']['threshold']:.3g} (all films)"] = blocks["all_site_cut"]
     how = record["how_many_films"]

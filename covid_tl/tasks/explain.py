@@ -51,7 +51,8 @@ def explain(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
     check_script_config(cfg)  # required values and counts, before the checkpoint is read
     run_cfg, model = load_run(cfg.ckpt_path, cfg.trust_checkpoint)
     # A rule (threshold=youden) is chosen on the checkpoint's own validation split, whatever data= says.
-    threshold = script_operating_point(cfg, run_cfg, model, pick_device("auto"))["threshold"]
+    point = script_operating_point(cfg, run_cfg, model, pick_device("auto"))
+    threshold = point["threshold"]
     if cfg.get("data") is not None:  # a split of other data, with the checkpoint's preprocessing
         run_cfg.data = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=False))
     net = model.net
@@ -88,7 +89,8 @@ def explain(cfg: DictConfig, output_dir: Path) -> pd.DataFrame:
     lines, colours = captions([row["label"] for row in rows], probabilities, threshold)
     where = f", {cfg.split} split" if not cfg.images else ""
     title = cam_title(cam.method, cam.layer or net.cam_layer, cam.target,
-                      f"{where} ({Path(str(cfg.ckpt_path)).name}{members_note(member_count(net))})")
+                      f"{where} ({Path(str(cfg.ckpt_path)).name}{members_note(member_count(net))}"
+                      + (f", cut of site {point['site']}" if point.get("site") else "") + ")")
     picture, overlays = cam_grid(shown, cams, lines, cam.overlay, cam.alpha, cam.tile, title=title, colours=colours,
                                  key=caption_key(threshold, lung_legend(items)),
                                  lungs=[shown_lungs(item) for item in items])
