@@ -185,6 +185,16 @@ def audit(overrides: Sequence[str], run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "audit.json").read_text())
 
 
+def calibrate_site(overrides: Sequence[str], run_dir: Path) -> dict:
+    """`python calibrate_site.py <overrides> hydra.run.dir=<run_dir>`: its site_profile.json, read back."""
+    from covid_tl.tasks.calibrate_site import calibrate_site as calibrate_task
+
+    cfg = composed("calibrate_site", overrides, run_dir)
+    with _quiet(Path(run_dir)):
+        calibrate_task(cfg, Path(run_dir))
+    return json.loads((Path(run_dir) / "site_profile.json").read_text())
+
+
 def audit_numbers(record: dict, where: str | None = None) -> dict:
     """The audit figures every benchmark reports, from one set of the audit (`where`; default
     its first, the test split): lungs-removed and lungs-only AUROC, and the share of no-finding

@@ -109,6 +109,16 @@ def test_source_shift_tiny_reports_the_held_out_hospital():
             assert figures["drop"] == pytest.approx(figures["in_distribution"] - figures["shifted"])
 
 
+def test_site_calibration_tiny_reports_each_cut_on_hospital_c():
+    """The label-free cut calls the share of C's films it matched; today's cut is the model's own."""
+    (row,) = benchmark("site_calibration").main(["--tiny"])
+    assert row["model"] == "seed 1" and 0 <= row["em_prevalence"] <= 1 and row["prevalence"] == pytest.approx(0.5, abs=0.15)
+    for cut in ("today", "drawn", "free", "em"):
+        assert all(rate is None or 0 <= rate <= 1 for rate in row[cut])
+    assert 0 < row["free_cut"] < 1 and 0 < row["drawn_cut"] < 1
+    assert set(row["wrong"]) == {0.25}  # label-free at a given prevalence too
+
+
 @pytest.mark.slow  # a two-epoch run on small phantoms with the Grad-CAM callback
 def test_cam_callback_tiny_times_the_callback_inside_each_epoch():
     out = benchmark("cam_callback").main(["--tiny"])
