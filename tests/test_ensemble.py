@@ -188,3 +188,13 @@ def test_a_member_writes_only_in_its_own_folder(tmp_path):
     assert str(tmp_path / "members" / "fold_2" / "checkpoints") in text and "${hydra:" not in OmegaConf.to_yaml(member)
     assert (member.data.num_folds, member.data.fold, member.data.fold_split) == (4, 2, "val")
     assert member.cv is None and member.callbacks.model_checkpoint.save_top_k == -1
+
+
+def test_calibrate_site_refuses_to_fit_a_temperature_to_an_ensembles_mean(ensemble, tmp_path):
+    """An ensemble's temperature divides each member's logit, so one fitted to the logit of
+    their mean on a site's films would not give back the probabilities it was fitted on."""
+    run_dir, _ = ensemble
+    proc = run_script("calibrate_site.py", f"ckpt_path={run_dir}", "site=x", "data=synthetic", "calibrate=true",
+                      f"hydra.run.dir={tmp_path / 'site'}")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: calibrate=true: a fold ensemble's temperature")
