@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         profiles = calibrations(model, site, out, args.labelled, args.prevalences, overrides)
         rows.append(row(name, profiles, args.labelled, args.prevalences))
     text = (table(rows, args.labelled, args.prevalences) + f"\n\nsite {args.site}; {machine()}; today: the model's own cut; "
-            f"{args.labelled}+{args.labelled}: one seeded draw of films by patient, its rates on C's other films, and "
+            f"{args.labelled}+{args.labelled}: one seeded draw of films by patient, its rates on the site's other films, and "
             "the median [5-95%] over draws; label-free: score matching at the reference films' prevalence; every rate "
             "on the site's films.\n")
     print(text)
