@@ -12,7 +12,8 @@ import pytest
 
 from conftest import composed, read_results, run_script, untrained_checkpoint_file
 from covid_tl.core.errors import ConfigError
-from covid_tl.engine.model_card import EVERY_RATE, site_card
+from covid_tl.engine.model_card import EVERY_RATE
+from covid_tl.engine.site_card import site_card
 from covid_tl.models.site_profile import read_profile, site_operating_point
 from covid_tl.stats.site import cut_between, draw_labelled, em_prevalence, how_many_films, matched_cut
 

@@ -29,7 +29,7 @@ from covid_tl.data.manifest import Manifest
 from covid_tl.data.validate import write_bad_rows
 from covid_tl.engine.build import build_datamodule, pick_device
 from covid_tl.engine.evaluation import checkpoint_data, operating_point_of, predict
-from covid_tl.engine.model_card import site_card
+from covid_tl.engine.site_card import site_card
 from covid_tl.models.checkpoint import load_run
 from covid_tl.models.ensemble import ensemble_file, member_count
 from covid_tl.models.site_profile import PROFILE_FILE, SITE, model_digest, model_file, write_profile
