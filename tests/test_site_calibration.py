@@ -91,6 +91,15 @@ def calibrate(tmp_path, ckpt, *overrides):
     return calibrate_site(cfg, out), out
 
 
+def test_a_training_film_is_found_under_another_name_by_its_bytes(tmp_path):
+    from covid_tl.tasks.calibrate_site import same_files
+
+    for name, content in (("train.png", b"abcd"), ("copy.png", b"abcd"), ("other.png", b"abce"), ("long.png", b"abcde")):
+        (tmp_path / name).write_bytes(content)
+    files = [str(tmp_path / n) for n in ("copy.png", "other.png", "long.png")]
+    assert same_files(files, [str(tmp_path / "train.png")]) == [str(tmp_path / "copy.png")]  # same size, other bytes: no
+
+
 def youden_by_hand(probabilities, targets):
     """Each distinct probability v as the lowest called: sensitivity + specificity - 1 at p >= v;
     the best (the highest v among ties), its cut midway to the next lower probability (0 below)."""
@@ -160,6 +169,20 @@ def test_profiles_are_data_bound_to_their_model(model, tmp_path):
         read_profile(profile)
 
 
+@pytest.mark.parametrize("overrides, message", [
+    ([], "give the site's films once"),
+    (["data=synthetic", "images=x"], "give the site's films once"),
+    (["images=x"], "give labelled=0"),
+    (["images=x", "labelled=0", "curve=[0]"], "whole numbers >= 1"),
+    (["data=synthetic", "labelled=-1"], "labelled=-1"),
+    (["data=synthetic", "rule=0.3"], "give a rule"),
+])
+def test_options_are_refused_in_one_line_before_the_model_is_read(tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message) as error:
+        calibrate(tmp_path, tmp_path / "no model here", *overrides)
+    assert "\n" not in str(error.value)
+
+
 class Ran:
     """A pickle that would leave a file behind if anything unpickled it."""
 
@@ -181,6 +204,8 @@ def test_the_site_card_names_the_one_exception_to_the_training_threshold():
     assert EVERY_RATE not in card and "except those of the section on site `c`" in card
     assert "## Operating point at site `c`" in card and "**0.3**" in card
     assert "| held out site cut | site cut (youden cut 0.300) | 12 |" in card
+    unlabelled = {**record, "rates": {}, "films": {"n": 30, "images": "scans/*", "n_per_class": None}}
+    assert "30 unlabelled files (`images=scans/*`): no rate can be measured" in site_card("", unlabelled)
 
 
 def write_phantom_site(folder):
@@ -229,6 +254,12 @@ def test_evaluate_and_predict_with_site_reproduce_the_profiles_threshold_and_rat
     assert proc.returncode == 0, proc.stderr[-3000:]
     cams = pd.read_csv(tmp_path / "explain" / "cams.csv")
     assert list(cams.predicted) == ["covid" if p >= point["threshold"] else "no_finding" for p in cams.prob_covid]
+    free, free_out = calibrate(tmp_path / "files", model, f"images={tmp_path / 'hospital' / 'films'}", "labelled=0")
+    files = pd.read_csv(free_out / "site_films.csv")
+    assert len(files) == len(films) and set(files.role) == {"unlabelled"} and free["rates"] == {}
+    assert (files.prob_covid >= free["operating_point"]["threshold"]).sum() == round(
+        free["label_free"]["share_called"] * len(files))
+    assert free["films"]["n_per_class"] is None and not (free_out / "how_many_films.png").exists()
     proc = run_script("evaluate.py", f"ckpt_path={model}", f"site={profile}", "threshold=0.5",
                       f"hydra.run.dir={tmp_path / 'both'}")
     assert proc.returncode != 0 and "both set the operating point" in proc.stderr.strip().splitlines()[-1]

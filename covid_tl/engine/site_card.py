@@ -37,13 +37,11 @@ def site_section(record: Mapping[str, Any]) -> list[str]:
              f"From site_profile.json (calibrate_site.py, {record.get('created', '?')}), made for this model file "
              f"(sha256 {str(model.get('sha256'))[:12]}); `site=<profile>` gives it to evaluate.py, predict.py and "
              f"explain.py. At this site an image is called {POSITIVE} when its probability is at or above "
-             f"**{point['threshold']:.4g}**, chosen {how}.{scaled} {films.get('n')} films of "
-             f"{films.get('patients')} patients ({', '.join(f'{k} {v}' for k, v in (films.get('n_per_class') or {}).items())}). "
-             "Each row below names the cut its rates are at.", ""]
+             f"**{point['threshold']:.4g}**, chosen {how}.{scaled} {site_films(films)}", ""]
     rows = [[name.replace("_", " "), block["at"], block["n"], *(number(block[m], block.get(f"{m}_ci95")) for m in RATES[:2]),
              number(block["auroc"], (block.get("bootstrap_ci95") or {}).get("auroc"))]
             for name, block in record["rates"].items()]
-    lines += markdown_table(["films", "at", "n", *RATES[:2], "auroc"], rows)
+    lines += markdown_table(["films", "at", "n", *RATES[:2], "auroc"], rows) if rows else []
     per_n = (record.get("how_many_films") or {}).get("per_n") or {}
     if per_n:
         def middle(block: Mapping[str, Any]) -> str:
@@ -56,6 +54,15 @@ def site_section(record: Mapping[str, Any]) -> list[str]:
                                 [[n, middle(c["sensitivity"]), middle(c["specificity"]), middle(c["cut"])]
                                  for n, c in per_n.items()])
     return lines + [""]
+
+
+def site_films(films: Mapping[str, Any]) -> str:
+    """The site's films in a sentence: labelled ones by class and patients, or unlabelled files."""
+    if films.get("n_per_class") is None:
+        return (f"{films.get('n')} unlabelled files (`images={films.get('images')}`): no rate can be measured at this "
+                "site until some of its films are labelled.")
+    classes = ", ".join(f"{k} {v}" for k, v in films["n_per_class"].items())
+    return f"{films.get('n')} films of {films.get('patients')} patients ({classes}). Each row below names the cut its rates are at."
 
 
 def site_card(card: str, record: Mapping[str, Any]) -> str:

@@ -106,6 +106,11 @@ def print_data_summary(summary: dict[str, Any], run_dir: Path) -> None:
 def print_site(record: dict[str, Any], profile: Path, console: Console | None = None) -> None:
     """A site profile's rates, each row at the cut it names, then the profile's path."""
     console = console or _console()
+    if not record["rates"]:
+        console.print(f"site {record['site']}: {operating_point_line(record['operating_point'])}; its files have no "
+                      "labels, so no rate is measured")
+        console.print(f"profile: {profile}")
+        return
     table = Table(title=f"site {record['site']}: {operating_point_line(record['operating_point'])}")
     for column in ("films", "at", "n", "sensitivity", "specificity", "auroc"):
         table.add_column(column, justify="right" if column in ("n",) else "left")

@@ -25,13 +25,15 @@ from covid_tl.core.errors import ConfigError
 from covid_tl.core.files import write_text_atomically
 from covid_tl.core.labels import LABELS
 from covid_tl.core.provenance import provenance
+from covid_tl.data.dataset import ImageFiles, file_images
+from covid_tl.data.images import MAX_MEGAPIXELS, image_files
 from covid_tl.data.manifest import Manifest
-from covid_tl.data.validate import write_bad_rows
-from covid_tl.engine.build import build_datamodule, pick_device
+from covid_tl.data.validate import readable_files, write_bad_rows
+from covid_tl.engine.build import build_datamodule, build_preprocessing, pick_device
 from covid_tl.engine.evaluation import checkpoint_data, operating_point_of, predict
 from covid_tl.engine.site_card import site_card
 from covid_tl.models.checkpoint import load_run
-from covid_tl.models.ensemble import ensemble_file, member_count
+from covid_tl.models.ensemble import ensemble_file, file_digest, member_count
 from covid_tl.models.site_profile import PROFILE_FILE, SITE, model_digest, model_file, write_profile
 from covid_tl.reporting.console import print_site
 from covid_tl.reporting.plots import how_many_films_figure
@@ -54,9 +56,6 @@ def calibrate_site(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     """Writes site_profile.json, site_films.csv, how_many_films.png, held_out.csv (files the
     site's manifest lists, for evaluate's `external=`) and model_card.md; returns the profile."""
     check_script_config(cfg)
-    if cfg.get("data") is None:
-        raise ConfigError("missing required value: add data=... (the site's films: data=manifest data.path=<csv>, or a "
-                          "data config such as data=synthetic_shift source=hospital_c)")
     rule = site_options(cfg)
     run_cfg, model = load_run(cfg.ckpt_path, cfg.trust_checkpoint)
     if cfg.calibrate and member_count(model.net):
@@ -65,11 +64,15 @@ def calibrate_site(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
                           "(calibrate=false)")
     device = pick_device(cfg.device)
     own = checkpoint_data(run_cfg, model.net.input_spec)
-    manifest, dataset, bad = site_films(cfg, run_cfg, model.net.input_spec)
     output_dir.mkdir(parents=True, exist_ok=True)
-    if len(bad):
-        write_bad_rows(bad, output_dir)
-    refuse_seen(manifest, own, cfg.site)
+    if cfg.get("images"):  # unlabelled files: label-free only
+        manifest, (frame, dataset) = None, site_files(cfg, run_cfg, model.net.input_spec, own, output_dir)
+    else:
+        manifest, dataset, bad = site_films(cfg, run_cfg, model.net.input_spec)
+        frame = manifest.frame
+        if len(bad):
+            write_bad_rows(bad, output_dir)
+        refuse_seen(manifest, own, cfg.site)
     model_point = dict(model.operating_point)
     probabilities = predict(model.net, dataset, device, cfg.batch_size).astype(np.float64)
     if cfg.labelled == 0:
@@ -78,10 +81,11 @@ def calibrate_site(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     else:
         point, rates, extra = labelled_cut(probabilities, manifest, model_point, rule, cfg)
     site_probabilities = at_temperature(probabilities, model_point["temperature"], point["temperature"])
-    curve = how_many_films(probabilities, manifest.targets, patients(manifest), rule, cfg.curve, cfg.resamples, cfg.seed)
-    record = profile_record(cfg, model, point, model_point, manifest, rates, extra, curve, rule)
+    curve = ({} if manifest is None else
+             how_many_films(probabilities, manifest.targets, patients(manifest), rule, cfg.curve, cfg.resamples, cfg.seed))
+    record = profile_record(cfg, model, point, model_point, manifest, len(frame), rates, extra, curve, rule)
     profile = write_profile(output_dir / PROFILE_FILE, record)
-    write_films(output_dir, manifest, probabilities, site_probabilities, point, model_point, extra.get("labelled_rows"),
+    write_films(output_dir, frame, probabilities, site_probabilities, point, model_point, extra.get("labelled_rows"),
                 extra.get("held_out"))
     figure(curve, record, output_dir / "how_many_films.png")
     card_of(cfg.ckpt_path, record, output_dir)
@@ -91,8 +95,14 @@ def calibrate_site(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
 
 def site_options(cfg: DictConfig) -> str:
     """The rule (youden, sens@X, spec@X: a fixed number chooses nothing on the site's films),
-    after `labelled` and `curve` are checked, each in one line."""
+    after the site's films (`data` or `images`), `labelled` and `curve` are checked, each in one line."""
     labelled, curve = cfg.labelled, cfg.curve
+    if (cfg.get("data") is None) == (not cfg.get("images")):
+        raise ConfigError("give the site's films once: data=... (labelled: data=manifest data.path=<csv>, or a data "
+                          "config such as data=synthetic_shift source=hospital_c) or images=<folder or glob> (no labels)")
+    if cfg.get("images") and labelled != 0:
+        raise ConfigError(f"images= are files without labels: give labelled=0 (label-free), not labelled={labelled}; a "
+                          "cut from labelled films needs them in a manifest (data=manifest data.path=<csv>)")
     if labelled is not None and not (isinstance(labelled, int) and not isinstance(labelled, bool) and labelled >= 0):
         raise ConfigError(f"labelled={labelled}: give the films per class whose labels choose the cut (a whole number, "
                           "0 for none), or null for every film")
@@ -120,9 +130,44 @@ def site_films(cfg: DictConfig, run_cfg: DictConfig, input_spec: Any) -> tuple[M
         manifest = manifest.subset(keep)
         dataset = type(dataset)(manifest, datamodule.prepared, input_spec)
     counts = manifest.counts()
-    if min(counts.values()) == 0:
-        raise ConfigError(f"the site's films hold one class only ({counts}): a cut needs films of both")
+    if cfg.labelled != 0 and min(counts.values()) == 0:
+        raise ConfigError(f"the site's films hold one class only ({counts}): a cut from labels needs films of both "
+                          "(labelled=0 chooses one without them)")
     return manifest, dataset, datamodule.bad_rows
+
+
+def site_files(cfg: DictConfig, run_cfg: DictConfig, input_spec: Any, own: Any,
+               output_dir: Path) -> tuple[pd.DataFrame, ImageFiles]:
+    """Unlabelled image files (`images=`, as predict.py takes them: unreadable ones to
+    bad_rows.csv), refused in one line when any holds the bytes of a film of the model's train
+    or val split. Files carry no patient ids: other films of those patients cannot be told apart."""
+    prepare = file_images(*build_preprocessing(run_cfg))
+    rows = readable_files(image_files(cfg.images), prepare.check, cfg.images, output_dir,
+                          run_cfg.data.get("max_megapixels", MAX_MEGAPIXELS))
+    seen = [str(p) for split in ("train", "val") for p in own.subset(split).frame["path"] if os.path.isfile(str(p))]
+    shared = same_files([row["path"] for row in rows], seen)
+    if shared:
+        raise ConfigError(f"site {cfg.site}: {len(shared)} of its {len(rows)} files are films of the model's train or val "
+                          f"split (e.g. {shared[0]}): a site's cut needs films the model never trained or was chosen on")
+    log.warning("images=: files carry no patient ids, so only the files themselves were checked against the model's "
+                "train and val splits, not other films of their patients")
+    return pd.DataFrame({"path": [row["path"] for row in rows]}), ImageFiles(rows, prepare, input_spec)
+
+
+def same_files(files: list[str], others: list[str]) -> list[str]:
+    """The files whose bytes are those of one of `others` (a copy under another name too):
+    sha256 compared where the sizes match, so most files are never read."""
+    sizes: dict[int, list[str]] = {}
+    for other in others:
+        sizes.setdefault(os.path.getsize(other), []).append(other)
+    digests: dict[str, set[str]] = {}
+
+    def known(size: int) -> set[str]:
+        if size not in digests:
+            digests[size] = {file_digest(Path(other)) for other in sizes.get(size, [])}
+        return digests[size]
+
+    return [f for f in files if os.path.getsize(f) in sizes and file_digest(Path(f)) in known(os.path.getsize(f))]
 
 
 def refuse_seen(manifest: Manifest, own: Any, site: str) -> None:
@@ -209,9 +254,10 @@ def reference_scores(ckpt_path: str, model: Any, own: Any, device: Any, batch_si
             "targets": own.subset("val").targets}
 
 
-def label_free(probabilities: np.ndarray, manifest: Manifest, reference: dict, model_point: dict, cfg: DictConfig):
+def label_free(probabilities: np.ndarray, manifest: Manifest | None, reference: dict, model_point: dict,
+               cfg: DictConfig):
     """The model's own cut carried to the site without its labels (stats.site.matched_cut);
-    the labels, where the manifest has them, only report how it did."""
+    the labels, where a manifest has them (None: unlabelled files), only report how it did."""
     trained = float(reference["probabilities"].mean())
     em = em_prevalence(probabilities, trained)
     share = float(reference["targets"].mean())
@@ -222,25 +268,27 @@ def label_free(probabilities: np.ndarray, manifest: Manifest, reference: dict, m
     matched = matched_cut(probabilities, reference["probabilities"], reference["targets"], model_point["threshold"],
                           float(prevalence))
     point = {"rule": model_point.get("rule"), "threshold": matched["threshold"], "temperature": model_point["temperature"],
-             "split": SITE, "n": len(manifest), "method": "label_free", "site": cfg.site}
-    everything = np.arange(len(manifest))
+             "split": SITE, "n": len(probabilities), "method": "label_free", "site": cfg.site}
+    everything = np.arange(len(probabilities))
     at_site = f"site cut ({describe_cut(matched['threshold'])}, label-free)"
-    blocks = {"all_site_cut": rates(probabilities, manifest, everything, matched["threshold"], at_site, cfg),
-              "all_model_cut": rates(probabilities, manifest, everything, model_point["threshold"],
-                                     model_cut_name(model_point), cfg)}
+    blocks = {} if manifest is None else {
+        "all_site_cut": rates(probabilities, manifest, everything, matched["threshold"], at_site, cfg),
+        "all_model_cut": rates(probabilities, manifest, everything, model_point["threshold"], model_cut_name(model_point),
+                               cfg)}
     extra = {"label_free": {**matched, "method": "match", "assumes": LABEL_FREE_ASSUMES, "reference": reference["name"],
                             "reference_n": len(reference["targets"]),
                             "prevalence_from": "given" if isinstance(cfg.prevalence, (int, float)) else
                             ("em" if cfg.prevalence == "em" else f"the {reference['name']} films' share"),
                             "em_prevalence": em, "trained_prevalence": trained,
-                            "site_prevalence_from_labels": float(manifest.targets.mean())}}
+                            "site_prevalence_from_labels": None if manifest is None else float(manifest.targets.mean())}}
     return point, blocks, extra
 
 
-def profile_record(cfg: DictConfig, model: Any, point: dict, model_point: dict, manifest: Manifest, blocks: dict,
-                   extra: dict, curve: dict, rule: str) -> dict[str, Any]:
+def profile_record(cfg: DictConfig, model: Any, point: dict, model_point: dict, manifest: Manifest | None, n: int,
+                   blocks: dict, extra: dict, curve: dict, rule: str) -> dict[str, Any]:
     """The profile's fields (models.site_profile checks them when writing)."""
-    counts = manifest.counts()
+    labelled = manifest is not None
+    data = OmegaConf.to_container(cfg.data, resolve=False).get("path") if labelled else None
     record = {
         "site": str(cfg.site),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -248,8 +296,9 @@ def profile_record(cfg: DictConfig, model: Any, point: dict, model_point: dict, 
                   "sha256": model_digest(cfg.ckpt_path), "members": member_count(model.net),
                   "operating_point": {k: v for k, v in model_point.items() if k != "per_fold"}},
         "operating_point": point,
-        "films": {"data": OmegaConf.to_container(cfg.data, resolve=False).get("path"), "source": cfg.source,
-                  "n": len(manifest), "n_per_class": counts, "patients": int(len(set(patients(manifest)))),
+        "films": {"data": data, "images": cfg.get("images"), "source": cfg.source, "n": n,
+                  "n_per_class": manifest.counts() if labelled else None,
+                  "patients": int(len(set(patients(manifest)))) if labelled else None,
                   "labelled_per_class": cfg.labelled, "seed": cfg.seed},
         "rates": blocks,
         "cut_ci95": extra.get("cut_ci95"),
@@ -262,11 +311,11 @@ def profile_record(cfg: DictConfig, model: Any, point: dict, model_point: dict, 
     return record
 
 
-def write_films(output_dir: Path, manifest: Manifest, probabilities: np.ndarray, site_p: np.ndarray, point: dict,
+def write_films(output_dir: Path, frame: pd.DataFrame, probabilities: np.ndarray, site_p: np.ndarray, point: dict,
                 model_point: dict, labelled: np.ndarray | None, held_out: np.ndarray | None) -> None:
     """site_films.csv: every film, its role (labelled, held_out, unused, unlabelled), probability and both calls; held_out.csv: the
     held-out films as a manifest (absolute paths) for evaluate.py's `external=`, where they are files."""
-    frame = manifest.frame.copy()
+    frame = frame.copy()
     role = np.full(len(frame), "unlabelled" if point["method"] == "label_free" else "unused", dtype=object)
     if labelled is not None:
         role[labelled] = "labelled"  # "unused": another film of a labelled film's patient
@@ -287,8 +336,8 @@ def write_films(output_dir: Path, manifest: Manifest, probabilities: np.ndarray,
 def figure(curve: dict, record: dict, path: Path) -> None:
     """how_many_films.png, with the model's own cut (and a label-free cut) on all the site's films."""
     if not curve:
-        log.warning("no how-many-films curve: the site has too few patients of a class for n = %s",
-                    record["how_many_films"]["per_n"] or "any n asked")
+        log.warning("no how-many-films curve: %s", "the files have no labels" if record["films"]["images"] else
+                    "the site has too few patients of a class for any n asked")
         return
     blocks = record["rates"]
     lines = {f"model's own cut {record['model']['operating_point']['threshold']:.3g} (all films)": blocks["all_model_cut"]}
