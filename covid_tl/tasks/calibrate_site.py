@@ -247,6 +247,9 @@ def reference_scores(ckpt_path: str, model: Any, own: Any, device: Any, batch_si
     out-of-fold predictions (oof_predictions.csv beside ensemble.json), else its val split."""
     listing = ensemble_file(ckpt_path)
     if listing is not None:
+        if not (listing.parent / "oof_predictions.csv").is_file():
+            raise ConfigError(f"labelled=0 matches the site to the films the ensemble's cut was chosen on, its pooled "
+                              f"out-of-fold predictions; {listing.parent / 'oof_predictions.csv'} is missing")
         oof = pd.read_csv(listing.parent / "oof_predictions.csv")
         return {"name": "oof", "probabilities": oof["prob_covid"].to_numpy(np.float64),
                 "targets": (oof["label"] == LABELS[1]).to_numpy().astype(int)}
