@@ -27,7 +27,8 @@ from typing import Any
 
 import pandas as pd
 
-from covid_tl.core.formatting import number
+from covid_tl.core.formatting import median_range, number
+from covid_tl.models.site_profile import model_run_dir
 from harness import calibrate_site, machine, train, xray_views
 
 PHANTOM_C = ["data=synthetic_shift", "source=hospital_c", "site=hospital_c"]
@@ -55,8 +56,7 @@ def views_site(model: Path, out: Path) -> list[str]:
     views = xray_views()
     if views is None:
         raise SystemExit("xray-views is absent (../shared/data/xray-views or $COVID_TL_XRAY_VIEWS)")
-    run_dir = model if model.is_dir() else model.parent.parent
-    splits = pd.read_csv(run_dir / "splits.csv", dtype=str)
+    splits = pd.read_csv(model_run_dir(model) / "splits.csv", dtype=str)
     seen = set(splits.loc[splits["split"] != "test", "patient_id"])
     films = pd.read_csv(views / "manifest.csv", dtype=str)
     films = films[(films["view"] == "AP") & ~films["patient_id"].isin(seen)]
@@ -73,14 +73,10 @@ def row(name: str, profiles: dict[str, dict[str, Any]], labelled: int, prevalenc
     spread = drawn["how_many_films"]["per_n"].get(str(labelled), {})
     held = drawn["rates"].get("held_out_site_cut", {})
 
-    def middle(metric: str) -> str:
-        q = (spread.get(metric) or {}).get("quantiles")
-        return f"{q['0.5']:.2f} [{q['0.05']:.2f}, {q['0.95']:.2f}]" if q else "-"
-
     return {"model": name, "auroc": today["auroc"], "today_cut": free["model"]["operating_point"]["threshold"],
             "today": (today["sensitivity"], today["specificity"]),
             "drawn_cut": drawn["operating_point"]["threshold"], "drawn": (held.get("sensitivity"), held.get("specificity")),
-            "draws": (middle("sensitivity"), middle("specificity")),
+            "draws": (median_range(spread.get("sensitivity")), median_range(spread.get("specificity"))),
             "free_cut": free["operating_point"]["threshold"],
             "free": (free["rates"]["all_site_cut"]["sensitivity"], free["rates"]["all_site_cut"]["specificity"]),
             "em_cut": em["operating_point"]["threshold"], "em_prevalence": em["label_free"]["em_prevalence"],
@@ -121,13 +117,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         args.runs, args.seeds, args.labelled = Path(tempfile.mkdtemp(prefix="site_calibration_")), [1], 2
         args.prevalences = [0.25]
         overrides = [*overrides, *TINY_SITE]
-    models = [(name_of(m), m) for m in args.models]
+    models = [(model_run_dir(m).name, m) for m in args.models]
     for seed in args.seeds:
         run = train([*(TINY if args.tiny else RECIPE), f"seed={seed}"], args.runs / f"seed{seed}", reuse=True)
         models.append((f"seed {seed}", best_model(run.directory)))
     rows = []
     for name, model in models:
-        out = (model if model.is_dir() else model.parent.parent) / f"site_{args.site}"
+        out = model_run_dir(model) / f"site_{args.site}"
         site = PHANTOM_C if args.site == "phantom_c" else views_site(model, out)
         profiles = calibrations(model, site, out, args.labelled, args.prevalences, overrides)
         rows.append(row(name, profiles, args.labelled, args.prevalences))
@@ -139,11 +135,6 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if args.out:
         args.out.write_text(text)
     return rows
-
-
-def name_of(model: Path) -> str:
-    """A model's run dir name (a checkpoint's run dir)."""
-    return (model if model.is_dir() else model.parent.parent).name
 
 
 def best_model(run_dir: Path) -> Path:

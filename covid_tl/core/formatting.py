@@ -3,7 +3,7 @@ summary.md and report.html. One formatter, so the same metric never reads two wa
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 #: Shown for a value that is missing or undefined (a rate of a set without the class it needs).
@@ -24,6 +24,13 @@ def number(value: Any, interval: Sequence[float] | None = None, digits: int = 3)
     if interval is not None and not any(is_missing(v) for v in interval):
         text += f" [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
     return text
+
+
+def median_range(spread: Mapping[str, Any] | None) -> str:
+    """`0.87 [0.53, 0.98]`: the median and 5-95% of a rate over draws (stats.site.spread's
+    quantiles), at two decimals; `-` without draws."""
+    q = (spread or {}).get("quantiles")
+    return number(q["0.5"], [q["0.05"], q["0.95"]], digits=2) if q else MISSING
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:

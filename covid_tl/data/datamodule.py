@@ -299,10 +299,17 @@ class XrayDataModule(pl.LightningDataModule):
             write_bad_rows(self.bad_rows, run_dir)
         return summary
 
-    def films(self) -> tuple[Manifest, XrayDataset]:
-        """Every usable film of the sources, checked as setup checks them (what was left out in
+    def films(self, source: str | None = None) -> tuple[Manifest, XrayDataset]:
+        """Every usable film of the sources (of those whose `source` column is `source`, chosen
+        before any file is decoded), checked as setup checks them (what was left out in
         `bad_rows`) and not split: a set a trained model is run on whole (calibrate_site.py)."""
-        manifest, _ = self._checked_selection(self._read_sources())
+        frame = self._read_sources()
+        if source is not None:
+            present = sorted(frame["source"].astype(str).unique())
+            if str(source) not in present:
+                raise ConfigError(f"source={source}: the data has no such source; it has {', '.join(present)}")
+            frame = frame[frame["source"].astype(str) == str(source)].reset_index(drop=True)
+        manifest, _ = self._checked_selection(frame)
         return manifest, XrayDataset(manifest, self.prepared, self.input_spec)
 
     def load_image(self, row: Mapping[str, Any]) -> np.ndarray:

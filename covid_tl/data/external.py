@@ -70,14 +70,20 @@ def external_set(path: str, name: str, prepare_with: PreparedImages, spec: Any, 
     return manifest, XrayDataset(manifest, prepare, spec), skipped
 
 
+def shared_patients(films: Manifest, train: Manifest, val: Manifest) -> tuple[set[str], set[str]]:
+    """(patients of `films` in the train split, those in val). Patients match by patient_id, as
+    the split groups them (sources prefix their ids with their name, so ids of different
+    sources differ)."""
+    ids = set(films.frame["patient_id"].astype(str))
+    return ids & set(train.frame["patient_id"].astype(str)), ids & set(val.frame["patient_id"].astype(str))
+
+
 def patient_overlap(name: str, external: Manifest, train: Manifest, val: Manifest) -> dict[str, int]:
     """{train_patients, val_patients, images}: the external set's patients the checkpoint was
     trained on, those its operating point was chosen on (val), and the set's images of either;
-    a warning names them. Patients match by patient_id, as the split groups them (sources
-    prefix their ids with their name, so ids of different sources differ)."""
+    a warning names them (shared_patients)."""
     ids = external.frame["patient_id"].astype(str)
-    in_train = set(ids) & set(train.frame["patient_id"].astype(str))
-    in_val = set(ids) & set(val.frame["patient_id"].astype(str))
+    in_train, in_val = shared_patients(external, train, val)
     block = {"train_patients": len(in_train), "val_patients": len(in_val),
              "images": int(ids.isin(in_train | in_val).sum())}
     if in_train or in_val:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from covid_tl.core.formatting import markdown_table, number
+from covid_tl.core.formatting import markdown_table, median_range, number
 from covid_tl.core.labels import POSITIVE
 from covid_tl.engine.model_card import EVERY_RATE
 from covid_tl.stats.metrics import RATES
@@ -44,14 +44,11 @@ def site_section(record: Mapping[str, Any]) -> list[str]:
     lines += markdown_table(["films", "at", "n", *RATES[:2], "auroc"], rows) if rows else []
     per_n = (record.get("how_many_films") or {}).get("per_n") or {}
     if per_n:
-        def middle(block: Mapping[str, Any]) -> str:
-            q = block.get("quantiles")
-            return f"{q['0.5']:.2f} [{q['0.05']:.2f}, {q['0.95']:.2f}]" if q else "-"
         lines += ["", f"What n labelled films per class buy here (how_many_films.png): the median and 5-95% over "
                   f"{record['how_many_films']['resamples']} draws by patient of the rates a "
                   f"`{record['how_many_films']['rule']}` cut from n + n films gives on the site's other films.", ""]
         lines += markdown_table(["n per class", "sensitivity", "specificity", "cut"],
-                                [[n, middle(c["sensitivity"]), middle(c["specificity"]), middle(c["cut"])]
+                                [[n, median_range(c["sensitivity"]), median_range(c["specificity"]), median_range(c["cut"])]
                                  for n, c in per_n.items()])
     return lines + [""]
 

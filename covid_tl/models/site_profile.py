@@ -36,6 +36,13 @@ def model_file(ckpt_path: str | Path) -> Path:
     return path
 
 
+def model_run_dir(ckpt_path: str | Path) -> Path:
+    """The run dir a model lies in: a fold ensemble's (where ensemble.json is), else the one
+    whose checkpoints/ holds the checkpoint."""
+    path = model_file(ckpt_path)
+    return path.parent if ensemble_file(path) is not None else path.parent.parent
+
+
 def model_digest(ckpt_path: str | Path) -> str:
     """sha256 of model_file(ckpt_path)."""
     return file_digest(model_file(ckpt_path))

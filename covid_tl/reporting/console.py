@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from covid_tl.stats.calibration import CALIBRATION_METRICS
-from covid_tl.core.formatting import number
+from covid_tl.core.formatting import median_range, number
 from covid_tl.stats.metrics import METRICS
 from covid_tl.reporting.results import Results
 
@@ -123,9 +123,7 @@ def print_site(record: dict[str, Any], profile: Path, console: Console | None = 
         console.print(f"the cut re-chosen on bootstrap resamples of the labelled films: {record['cut_ci95'][0]:.3f} to "
                       f"{record['cut_ci95'][1]:.3f} (95%)")
     for n, block in (record.get("how_many_films") or {}).get("per_n", {}).items():
-        q = {m: block[m]["quantiles"] for m in ("sensitivity", "specificity")}
-        if all(q.values()):
-            console.print(f"n={n} per class: sensitivity {q['sensitivity']['0.5']:.2f} [{q['sensitivity']['0.05']:.2f}, "
-                          f"{q['sensitivity']['0.95']:.2f}], specificity {q['specificity']['0.5']:.2f} "
-                          f"[{q['specificity']['0.05']:.2f}, {q['specificity']['0.95']:.2f}] (median [5-95%] of draws)")
+        if block["sensitivity"]["quantiles"] and block["specificity"]["quantiles"]:
+            console.print(f"n={n} per class: sensitivity {median_range(block['sensitivity'])}, specificity "
+                          f"{median_range(block['specificity'])} (median [5-95%] of draws)")
     console.print(f"profile: {profile}")

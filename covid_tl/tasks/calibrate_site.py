@@ -20,21 +20,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
+from scipy.special import expit
 
 from covid_tl.core.errors import ConfigError
 from covid_tl.core.files import write_text_atomically
 from covid_tl.core.labels import LABELS
 from covid_tl.core.provenance import provenance
 from covid_tl.data.dataset import ImageFiles, file_images
+from covid_tl.data.external import shared_patients
 from covid_tl.data.images import MAX_MEGAPIXELS, image_files
 from covid_tl.data.manifest import Manifest
 from covid_tl.data.validate import readable_files, write_bad_rows
 from covid_tl.engine.build import build_datamodule, build_preprocessing, pick_device
-from covid_tl.engine.evaluation import checkpoint_data, operating_point_of, predict
+from covid_tl.engine.evaluation import checkpoint_data, operating_point_of, predict, predict_logits
 from covid_tl.engine.site_card import site_card
 from covid_tl.models.checkpoint import load_run
 from covid_tl.models.ensemble import ensemble_file, file_digest, member_count
-from covid_tl.models.site_profile import PROFILE_FILE, SITE, model_digest, model_file, write_profile
+from covid_tl.models.site_profile import PROFILE_FILE, SITE, model_digest, model_file, model_run_dir, write_profile
 from covid_tl.reporting.console import print_site
 from covid_tl.reporting.plots import how_many_films_figure
 from covid_tl.runtime.run_checks import check_script_config
@@ -74,13 +76,14 @@ def calibrate_site(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
             write_bad_rows(bad, output_dir)
         refuse_seen(manifest, own, cfg.site)
     model_point = dict(model.operating_point)
-    probabilities = predict(model.net, dataset, device, cfg.batch_size).astype(np.float64)
+    logits = predict_logits(model.net, dataset, device, cfg.batch_size).astype(np.float64)  # at the model's temperature
+    probabilities = expit(logits)
     if cfg.labelled == 0:
         reference = reference_scores(cfg.ckpt_path, model, own, device, cfg.batch_size)
         point, rates, extra = label_free(probabilities, manifest, reference, model_point, cfg)
     else:
-        point, rates, extra = labelled_cut(probabilities, manifest, model_point, rule, cfg)
-    site_probabilities = at_temperature(probabilities, model_point["temperature"], point["temperature"])
+        point, rates, extra = labelled_cut(logits, manifest, model_point, rule, cfg)
+    site_probabilities = at_temperature(logits, model_point["temperature"], point["temperature"])
     curve = ({} if manifest is None else
              how_many_films(probabilities, manifest.targets, patients(manifest), rule, cfg.curve, cfg.resamples, cfg.seed))
     record = profile_record(cfg, model, point, model_point, manifest, len(frame), rates, extra, curve, rule)
@@ -121,14 +124,7 @@ def site_films(cfg: DictConfig, run_cfg: DictConfig, input_spec: Any) -> tuple[M
     site_cfg = run_cfg.copy()
     site_cfg.data = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=False))
     datamodule = build_datamodule(site_cfg, input_spec)
-    manifest, dataset = datamodule.films()
-    if cfg.source is not None:
-        present = sorted(manifest.frame["source"].astype(str).unique())
-        if str(cfg.source) not in present:
-            raise ConfigError(f"source={cfg.source}: the site's data has no such source; it has {', '.join(present)}")
-        keep = np.flatnonzero(manifest.frame["source"].astype(str).to_numpy() == str(cfg.source))
-        manifest = manifest.subset(keep)
-        dataset = type(dataset)(manifest, datamodule.prepared, input_spec)
+    manifest, dataset = datamodule.films(cfg.source)
     counts = manifest.counts()
     if cfg.labelled != 0 and min(counts.values()) == 0:
         raise ConfigError(f"the site's films hold one class only ({counts}): a cut from labels needs films of both "
@@ -173,12 +169,11 @@ def same_files(files: list[str], others: list[str]) -> list[str]:
 def refuse_seen(manifest: Manifest, own: Any, site: str) -> None:
     """One line when the site's films share patients with the model's train or val split (a fold
     ensemble's: every development patient): their probabilities are those of films it learned."""
-    ids = set(patients(manifest))
-    seen = {split: sorted(ids & set(patients(own.subset(split)))) for split in ("train", "val")}
-    if any(seen.values()):
-        both = sorted(set(seen["train"]) | set(seen["val"]))
-        raise ConfigError(f"site {site}: {len(both)} of its {len(ids)} patients are in the model's own data "
-                          f"({len(seen['train'])} in train, {len(seen['val'])} in val; e.g. {', '.join(both[:3])}): a "
+    in_train, in_val = shared_patients(manifest, own.subset("train"), own.subset("val"))
+    if in_train or in_val:
+        both = sorted(in_train | in_val)
+        raise ConfigError(f"site {site}: {len(both)} of its {len(set(patients(manifest)))} patients are in the model's "
+                          f"own data ({len(in_train)} in train, {len(in_val)} in val; e.g. {', '.join(both[:3])}): a "
                           "site's cut and rates need patients the model never trained or was chosen on; leave them "
                           "out of the site's manifest")
 
@@ -187,10 +182,9 @@ def patients(manifest: Manifest) -> np.ndarray:
     return manifest.frame["patient_id"].astype(str).to_numpy()
 
 
-def at_temperature(probabilities: np.ndarray, before: float, after: float) -> np.ndarray:
-    """Probabilities at temperature `before` taken to temperature `after` (logits scaled)."""
-    p = np.clip(probabilities, 1e-12, 1 - 1e-12)
-    return 1 / (1 + np.exp(-np.log(p / (1 - p)) * before / after))
+def at_temperature(logits: np.ndarray, before: float, after: float) -> np.ndarray:
+    """The probabilities of logits at temperature `before`, taken to temperature `after`."""
+    return expit(logits * before / after)
 
 
 def rates(probabilities: np.ndarray, manifest: Manifest, rows: np.ndarray, cut: float, at: str, cfg: DictConfig) -> dict:
@@ -201,10 +195,10 @@ def rates(probabilities: np.ndarray, manifest: Manifest, rows: np.ndarray, cut: 
     return {"at": at, **block}
 
 
-def labelled_cut(probabilities: np.ndarray, manifest: Manifest, model_point: dict, rule: str, cfg: DictConfig):
+def labelled_cut(logits: np.ndarray, manifest: Manifest, model_point: dict, rule: str, cfg: DictConfig):
     """The rule's cut (and with `calibrate` the temperature) on n films per class drawn by
-    patient (every film with labelled=null); rates on those films and on the held-out rest, at
-    the site's cut and at the model's own."""
+    patient (every film with labelled=null), from the logits at the model's temperature; rates
+    on those films and on the held-out rest, at the site's cut and at the model's own."""
     targets, ids, everything = manifest.targets, patients(manifest), np.arange(len(manifest))
     if cfg.labelled is None:
         chosen, held_out = everything, np.zeros(0, int)
@@ -214,11 +208,9 @@ def labelled_cut(probabilities: np.ndarray, manifest: Manifest, model_point: dic
         except ValueError as error:
             raise ConfigError(f"labelled={cfg.labelled}: {error}") from None
     temperature = model_point["temperature"]
-    p = np.clip(probabilities, 1e-12, 1 - 1e-12)
-    logits = np.log(p / (1 - p))  # at the model's temperature, as operating_point_of takes them
     point = operating_point_of(logits[chosen], targets[chosen], rule, cfg.calibrate, temperature, SITE)
     point.update(method="labelled", site=cfg.site)
-    site_p = at_temperature(probabilities, temperature, point["temperature"])
+    probabilities, site_p = expit(logits), at_temperature(logits, temperature, point["temperature"])
     chosen_on = "the site's labelled films"
     at_site = f"site cut ({describe_cut(point['threshold'], rule, chosen_on)})"
     at_model = model_cut_name(model_point)
@@ -354,8 +346,7 @@ def figure(curve: dict, record: dict, path: Path) -> None:
 def card_of(ckpt_path: str, record: dict, output_dir: Path) -> None:
     """model_card.md: the training run's card (beside its checkpoint or ensemble.json) with the
     site's section; none where the checkpoint travels without its run dir."""
-    path = model_file(ckpt_path)
-    run_dir = path.parent if path.suffix == ".json" else path.parent.parent
+    run_dir = model_run_dir(ckpt_path)
     card = run_dir / "model_card.md"
     if not card.is_file():
         log.info("no model_card.md in %s (the checkpoint's run dir): the site's card is not written", run_dir)
